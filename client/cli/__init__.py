@@ -1,0 +1,1 @@
+"""The `datanet` command line."""

@@ -1,0 +1,28 @@
+"""What every command handler gets: the configuration, the environment and the output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from client.cli.output import Output
+from client.config import Config
+from client.unlock import Opened, open_vault
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    config: Config
+    env: Mapping[str, str]
+    out: Output
+
+    def open(self, *, create: bool = True) -> Opened:
+        """Unlock the vault (creating it on first run, and then showing its recovery code once)."""
+        opened = open_vault(self.config, self.env, create=create)
+        if opened.recovery_code is not None:
+            self.out.recovery_code(opened.recovery_code, str(self.config.data_dir))
+        return opened
+
+    def created_fields(self, opened: Opened) -> dict[str, object]:
+        """JSON fields for a command that may have created the vault."""
+        return {} if opened.recovery_code is None else {"recovery_code": opened.recovery_code}

@@ -1,0 +1,98 @@
+"""`datanet`: the entry point. Parses flags, reads the configuration once, and turns errors into one sentence.
+
+Exit codes: 0 success; 1 an error the message explains; 2 bad usage or configuration; 3 the vault cannot be
+unlocked (key missing, wrong passphrase, no way to ask); 4 input rejected (malformed records); 5 an integrity
+check found problems; 130 interrupted. Tracebacks go to the log file, never to the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+
+from client import config as config_mod
+from client import log_setup
+from client.cli import demo, record_commands, vault_commands
+from client.cli.context import Context
+from client.cli.output import Output
+from client.errors import ClientError
+from storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130
+
+
+def _version() -> str:
+    try:
+        return metadata.version("datanet-client")
+    except metadata.PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datanet",
+        description="Local-first contributor client for a Datanet network: your records stay encrypted on "
+        "this machine.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 vault locked, 4 input rejected, 5 check failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"datanet {_version()}")
+    parser.add_argument("--data-dir", help="data directory (default: DATANET_DATA_DIR or the user data dir)")
+    parser.add_argument("--key-store", choices=config_mod.KEY_STORES, help="where the vault key is kept")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo.register(sub)
+    vault_commands.register(sub)
+    record_commands.register(sub)
+    return parser
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out.json_mode = args.json
+    try:
+        config = config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store)
+    except ClientError as exc:
+        out.note(f"datanet: {exc}")
+        return exc.exit_code
+    log_file = None
+    try:
+        log_file = log_setup.configure(config)
+    except OSError as exc:
+        out.note(f"datanet: cannot write the log in {config.data_dir} ({exc.strerror}); check --data-dir.")
+        return 2
+    logger.info("datanet %s: %s", _version(), args.command)
+    ctx = Context(config=config, env=env, out=out)
+    try:
+        code: int = args.handler(ctx, args)
+        return code
+    except (StorageError, ClientError) as exc:
+        logger.info("command failed: %s", exc, exc_info=True)
+        out.note(f"datanet: {exc}")
+        return exc.exit_code
+    except OSError as exc:
+        logger.info("command failed", exc_info=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        out.note(f"datanet: {exc.strerror or exc}{where}; nothing half-written was kept.")
+        return 1
+    except KeyboardInterrupt:
+        out.note("datanet: interrupted; no half-written data was kept.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        logger.exception("unexpected error")
+        out.note(f"datanet: unexpected error ({exc.__class__.__name__}); details are in {log_file}.")
+        return 1
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:], os.environ, Output(json_mode=False)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Configuration, read once at the entry point into a frozen value and passed down.
+
+Sources, later ones winning: built-in defaults, the TOML file `<config dir>/config.toml`, `DATANET_*` environment
+variables, command-line flags. Secrets are never configuration: they live in the keyring or are given as a
+passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the moment they are needed.
+
+    data_dir = "/var/lib/datanet"     # DATANET_DATA_DIR, --data-dir
+    [vault]
+    key_store = "auto"                 # auto | keyring | passphrase; DATANET_KEY_STORE, --key-store
+    [log]
+    level = "info"                     # debug | info | warning | error
+    trace = ["p2p", "chain"]           # DATANET_TRACE=p2p,chain: debug logging for those areas
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import platformdirs
+
+from client.errors import ConfigError
+
+KeyStoreChoice = Literal["auto", "keyring", "passphrase"]
+KEY_STORES: tuple[KeyStoreChoice, ...] = ("auto", "keyring", "passphrase")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TRACE_AREAS = {"vault": "storage", "import": "client.importers", "identity": "client.identity", "cli": "client.cli"}
+_ALLOWED = {"data_dir": None, "vault": {"key_store"}, "log": {"level", "trace"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path
+    config_dir: Path
+    key_store: KeyStoreChoice = "auto"
+    log_level: str = "info"
+    trace: frozenset[str] = frozenset()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it.") from None
+    for key, value in doc.items():
+        if key not in _ALLOWED:
+            raise ConfigError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(_ALLOWED))}.")
+        allowed = _ALLOWED[key]
+        if allowed is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table.")
+            for sub in value:
+                if sub not in allowed:
+                    raise ConfigError(f"{path}: unknown setting {key}.{sub}; known: {', '.join(sorted(allowed))}.")
+    return doc
+
+
+def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise ConfigError(f"{what} must be one of {', '.join(allowed)}, not {value!r}.")
+    return value.lower()
+
+
+def _trace(value: object, what: str) -> frozenset[str]:
+    areas = value.split(",") if isinstance(value, str) else value
+    if not isinstance(areas, list | tuple) or not all(isinstance(a, str) for a in areas):
+        raise ConfigError(f"{what} must be a list of areas such as vault,import.")
+    cleaned = frozenset(a.strip().lower() for a in areas if a.strip())
+    unknown = cleaned - set(TRACE_AREAS) - {"all"}
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown area(s) {', '.join(sorted(unknown))}; known: all, {', '.join(TRACE_AREAS)}."
+        )
+    return cleaned
+
+
+def load(
+    env: Mapping[str, str],
+    *,
+    data_dir: str | None = None,
+    key_store: str | None = None,
+) -> Config:
+    config_dir = Path(env.get("DATANET_CONFIG_DIR") or platformdirs.user_config_dir("datanet")).expanduser()
+    config_path = config_dir / "config.toml"
+    doc = _read_toml(config_path)
+    vault = doc.get("vault", {})
+    log = doc.get("log", {})
+
+    chosen_dir = data_dir or env.get("DATANET_DATA_DIR") or doc.get("data_dir") or platformdirs.user_data_dir("datanet")
+    if not isinstance(chosen_dir, str) or not chosen_dir:
+        raise ConfigError(f"{config_path}: data_dir must be a path.")
+    store = _choice(
+        key_store or env.get("DATANET_KEY_STORE") or vault.get("key_store", "auto"), KEY_STORES, "key_store"
+    )
+    level = _choice(log.get("level", "info"), LOG_LEVELS, "log.level")
+    trace = (
+        _trace(env["DATANET_TRACE"], "DATANET_TRACE")
+        if "DATANET_TRACE" in env
+        else _trace(log.get("trace", []), "log.trace")
+    )
+    return Config(
+        data_dir=Path(chosen_dir).expanduser().absolute(),
+        config_dir=config_dir,
+        key_store=cast(KeyStoreChoice, store),
+        log_level=level,
+        trace=trace,
+    )

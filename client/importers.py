@@ -1,0 +1,216 @@
+"""Importing files into a shard: JSONL, CSV, or a folder of text files.
+
+Each file (or folder) is one transaction: either every good record of it is stored or none is. A malformed line
+is reported as `file:line: what is wrong`; by default any bad line rejects the whole file, with `skip_bad` the
+bad lines are skipped and listed. Duplicates (already in the shard, or repeated in the file) are counted, not
+stored twice. Records are streamed: memory stays bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from client.errors import ImportRejected
+from client.records import MAX_RECORD_BYTES, RecordError, make_record, parse_json_object
+from storage.shard import NewRecord, Shard
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["jsonl", "csv", "text"]
+ProgressCallback = Callable[[int, int], None]  # (bytes read, total bytes)
+BATCH = 1000
+MAX_LISTED_PROBLEMS = 50
+_SUFFIXES: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".md": "text"}
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    path: str
+    added: int = 0
+    duplicates: int = 0
+    skipped: list[str] = field(default_factory=list)  # `file:line: problem`, when skip_bad
+
+    def as_dict(self) -> dict[str, object]:
+        return {"file": self.path, "added": self.added, "duplicates": self.duplicates, "skipped": self.skipped}
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    line: int
+    record: NewRecord | None
+    problem: str | None
+
+
+def detect_format(path: Path) -> Format:
+    if path.is_dir():
+        return "text"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ImportRejected(
+            f"{path}: cannot tell the format from the name; use .jsonl, .csv, .txt or a folder, or pass --format.",
+            [],
+        )
+    return fmt
+
+
+def _jsonl_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+    total = path.stat().st_size
+    with path.open("rb") as handle:
+        line_no = 0
+        done = 0
+        while True:
+            raw = handle.readline(MAX_RECORD_BYTES + 2)
+            if not raw:
+                break
+            line_no += 1
+            done += len(raw)
+            if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of an oversized line
+                    raw = handle.readline(1 << 20)
+                    done += len(raw)
+                yield _Item(line_no, None, f"line longer than {MAX_RECORD_BYTES} bytes")
+                continue
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if progress is not None and line_no % BATCH == 0:
+                progress(done, total)
+            if not raw.strip():
+                continue
+            try:
+                record = make_record(parse_json_object(raw.decode("utf-8")))
+            except UnicodeDecodeError:
+                yield _Item(line_no, None, "not valid UTF-8")
+            except RecordError as exc:
+                yield _Item(line_no, None, str(exc))
+            else:
+                yield _Item(line_no, NewRecord(record.record_id, record.body, f"{path.name}:{line_no}"), None)
+        if progress is not None:
+            progress(total, total)
+
+
+def _csv_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+    total = path.stat().st_size
+    with path.open("rb") as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            yield _Item(1, None, f"cannot read the header ({exc})")
+            return
+        names = [name.strip() for name in header]
+        if any(not name for name in names) or len(set(names)) != len(names):
+            yield _Item(1, None, "the header needs a distinct, non-empty name for every column")
+            return
+        while True:
+            line_no = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError) as exc:
+                yield _Item(line_no, None, f"cannot parse ({exc})")
+                return  # the reader cannot resynchronise after a broken quote or bad bytes
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(names):
+                yield _Item(line_no, None, f"expected {len(names)} fields, found {len(row)}")
+                continue
+            try:
+                record = make_record(dict(zip(names, row, strict=True)))
+            except RecordError as exc:
+                yield _Item(line_no, None, str(exc))
+                continue
+            yield _Item(line_no, NewRecord(record.record_id, record.body, f"{path.name}:{line_no}"), None)
+            if progress is not None and line_no % BATCH == 0:
+                progress(binary.tell(), total)
+    if progress is not None:
+        progress(total, total)
+
+
+def _text_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+    if path.is_file():
+        files = [path]
+    else:  # hidden files and folders (.git, .DS_Store) are not data
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
+        )
+    for index, file in enumerate(files, start=1):
+        name = file.name if file == path else str(file.relative_to(path.parent))
+        if file.stat().st_size > MAX_RECORD_BYTES:
+            yield _Item(index, None, f"{name}: larger than {MAX_RECORD_BYTES} bytes")
+            continue
+        try:
+            content = file.read_bytes().decode("utf-8-sig")
+            record = make_record({"text": content})
+        except UnicodeDecodeError:
+            yield _Item(index, None, f"{name}: not UTF-8 text")
+            continue
+        except RecordError as exc:
+            yield _Item(index, None, f"{name}: {exc}")
+            continue
+        yield _Item(index, NewRecord(record.record_id, record.body, name), None)
+        if progress is not None:
+            progress(index, len(files))
+
+
+def _items(path: Path, fmt: Format, progress: ProgressCallback | None) -> Iterator[_Item]:
+    if fmt == "jsonl":
+        return _jsonl_items(path, progress)
+    if fmt == "csv":
+        return _csv_items(path, progress)
+    return _text_items(path, progress)
+
+
+def import_path(
+    shard: Shard,
+    path: Path,
+    *,
+    fmt: Format | None = None,
+    skip_bad: bool = False,
+    progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Import one file or folder into `shard` in one transaction; raises ImportRejected if any record is bad
+    (unless `skip_bad`), leaving the shard unchanged."""
+    if not path.exists():
+        raise ImportRejected(f"{path}: no such file or folder.", [])
+    fmt = fmt or detect_format(path)
+    label = str(path)
+    summary = ImportSummary(label)
+    problems: list[str] = []
+    with shard.transaction() as writer:
+        batch: list[NewRecord] = []
+        for item in _items(path, fmt, progress):
+            if item.problem is not None:
+                problems.append(f"{label}:{item.line}: {item.problem}")
+                continue
+            if problems and not skip_bad:
+                continue  # keep reading only to report every bad line
+            assert item.record is not None
+            batch.append(item.record)
+            if len(batch) >= BATCH:
+                writer.add(batch)
+                batch.clear()
+        if problems and not skip_bad:
+            listed = problems[:MAX_LISTED_PROBLEMS]
+            more = len(problems) - len(listed)
+            raise ImportRejected(
+                f"{label} was not imported: {len(problems)} malformed record(s)"
+                + (f" (first {len(listed)} listed)" if more else "")
+                + "; fix them, or pass --skip-bad to import the rest.",
+                listed,
+            )
+        writer.add(batch)
+    summary.added, summary.duplicates, summary.skipped = writer.added, writer.duplicates, problems
+    logger.info(
+        "imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, len(problems)
+    )
+    return summary

@@ -1,0 +1,45 @@
+"""Logging for entry points: one 0600 file in the data directory, never the terminal.
+
+Only entry points call `configure`. Modules log with `logging.getLogger(__name__)` and %-style arguments, and
+never log keys, passphrases or record contents. `DATANET_TRACE` turns on debug logging per area.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from pathlib import Path
+
+from client.config import TRACE_AREAS, Config
+
+LOG_FILE = Path("logs") / "datanet.log"
+_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+def log_path(config: Config) -> Path:
+    return config.data_dir / LOG_FILE
+
+
+def configure(config: Config) -> Path:
+    """Send the project's logs to the data directory's log file; returns its path."""
+    path = log_path(config)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 << 20, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    level = getattr(logging, config.log_level.upper())
+    for package in ("client", "storage", "prover", "tui"):
+        logging.getLogger(package).setLevel(level)
+    areas = TRACE_AREAS.values() if "all" in config.trace else [TRACE_AREAS[a] for a in config.trace]
+    for logger_name in areas:
+        logging.getLogger(logger_name).setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+    return path

@@ -1,0 +1,113 @@
+"""Getting at the vault: which key store to use, where a passphrase comes from, and first-run creation.
+
+Passphrase sources, in order: `DATANET_PASSPHRASE_FILE` (a path; what a systemd credential or a secrets
+manager provides), `$CREDENTIALS_DIRECTORY/datanet-passphrase` (systemd `LoadCredential=`), `DATANET_PASSPHRASE`,
+then a prompt on the terminal. With no terminal and none of those, the caller gets None and the vault raises a
+one-sentence `VaultLocked`: nothing ever waits on a prompt nobody can answer.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from client import identity as identity_mod
+from client.config import Config
+from client.errors import ConfigError, NeedsInput
+from client.identity import Identity
+from storage.errors import VaultNotFound
+from storage.keystore import KeyStore, os_keyring
+from storage.vault import Vault
+
+MIN_PASSPHRASE = 8
+
+
+def keystore_for(config: Config) -> KeyStore | None:
+    if config.key_store == "passphrase":
+        return None
+    keystore = os_keyring()
+    if keystore is None and config.key_store == "keyring":
+        raise ConfigError(
+            "key_store is 'keyring' but no usable keyring was found (no Secret Service, Keychain or Credential "
+            "Locker); start your desktop keyring, or use --key-store passphrase."
+        )
+    return keystore
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NeedsInput(f"Cannot read the {what} file {path} ({exc.strerror}); check the path.") from None
+    value = text.rstrip("\r\n")
+    if not value:
+        raise NeedsInput(f"The {what} file {path} is empty.")
+    return value
+
+
+def passphrase_from_environment(env: Mapping[str, str], prefix: str = "DATANET_") -> str | None:
+    """`{prefix}PASSPHRASE_FILE`, the systemd credential (default prefix only), or `{prefix}PASSPHRASE`."""
+    if env.get(f"{prefix}PASSPHRASE_FILE"):
+        return _read_secret_file(Path(env[f"{prefix}PASSPHRASE_FILE"]), "passphrase")
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if prefix == "DATANET_" and credentials and (Path(credentials) / "datanet-passphrase").exists():
+        return _read_secret_file(Path(credentials) / "datanet-passphrase", "passphrase")
+    return env.get(f"{prefix}PASSPHRASE") or None
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def passphrase_source(env: Mapping[str, str], prompt: str = "Vault passphrase: ") -> Callable[[], str | None]:
+    def source() -> str | None:
+        given = passphrase_from_environment(env)
+        if given is not None:
+            return given
+        if interactive():
+            return getpass.getpass(prompt)
+        return None
+
+    return source
+
+
+def new_passphrase(env: Mapping[str, str], what: str = "vault", prefix: str = "DATANET_") -> str | None:
+    """A new passphrase from the environment, or asked twice on a terminal; None if neither is possible."""
+    given = passphrase_from_environment(env, prefix)
+    if given is not None:
+        return given
+    if not interactive():
+        return None
+    while True:
+        first = getpass.getpass(f"Choose a {what} passphrase (at least {MIN_PASSPHRASE} characters): ")
+        if len(first) < MIN_PASSPHRASE:
+            print(f"Too short: use at least {MIN_PASSPHRASE} characters.", file=sys.stderr)  # noqa: T201
+            continue
+        if getpass.getpass("Type it again: ") == first:
+            return first
+        print("The two passphrases differ; try again.", file=sys.stderr)  # noqa: T201
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    vault: Vault
+    identity: Identity
+    recovery_code: str | None  # set only when this call created the vault: show it once
+
+
+def open_vault(config: Config, env: Mapping[str, str], *, create: bool = True) -> Opened:
+    """Unlock the vault of `config.data_dir`, creating it (with a fresh identity) if there is none yet."""
+    keystore = keystore_for(config)
+    try:
+        vault = Vault.unlock(config.data_dir, keystore=keystore, passphrase=passphrase_source(env))
+        code = None
+    except VaultNotFound:
+        if not create:
+            raise
+        passphrase = None if keystore is not None else new_passphrase(env)
+        vault, code = Vault.create(config.data_dir, keystore=keystore, passphrase=passphrase)
+    identity, _ = identity_mod.load_or_create(vault)
+    return Opened(vault, identity, code)

@@ -1,0 +1,303 @@
+"""One Datanet shard: an encrypted SQLite database of content-addressed records.
+
+A record is stored as its canonical bytes (`body`), under `id = SHA-256(body)`, with where it came from, when it
+was imported, its size and a random salt (a BN254 scalar, for the record's commitment leaf). The shard checks
+every id against its body before storing it. Writes happen in explicit transactions: an import of one file is
+one transaction, so a crash leaves all or none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected, StorageError
+
+logger = logging.getLogger(__name__)
+
+# Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
+BN254_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE records (
+            seq         INTEGER PRIMARY KEY,
+            id          BLOB NOT NULL UNIQUE CHECK (length(id) = 32),
+            body        BLOB NOT NULL,
+            source      TEXT NOT NULL,
+            imported_at INTEGER NOT NULL,
+            size        INTEGER NOT NULL,
+            salt        BLOB NOT NULL CHECK (length(salt) = 32)
+        );
+    """,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A record about to be stored: its id must be the SHA-256 of its canonical body."""
+
+    record_id: bytes
+    body: bytes
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    record_id: bytes
+    source: str
+    imported_at_ms: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    meta: RecordMeta
+    body: bytes
+    salt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    uuid: str
+    name: str
+    task: str
+    created_at_ms: int
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Result of `Shard.check()`: an empty `problems` list means the shard is sound."""
+
+    records: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def new_salt() -> bytes:
+    return secrets.randbelow(BN254_SCALAR_FIELD).to_bytes(32, "big")
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Bring a shard's schema to SCHEMA_VERSION, one transaction per step."""
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"This shard uses schema version {version}, newer than this datanet understands "
+            f"({SCHEMA_VERSION}); upgrade datanet to open it."
+        )
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {step}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        logger.info("shard schema migrated to version %d", step)
+
+
+class ShardWriter:
+    """Adds records inside one open transaction (see `Shard.transaction`)."""
+
+    def __init__(self, connection: sqlite3.Connection, now_ms: int) -> None:
+        self._connection = connection
+        self._now_ms = now_ms
+        self.added = 0
+        self.duplicates = 0
+
+    def add(self, records: Iterable[NewRecord]) -> int:
+        """Store records not already present; returns how many were new. Raises RecordRejected on a bad id."""
+        rows = []
+        for record in records:
+            if hashlib.sha256(record.body).digest() != record.record_id:
+                raise RecordRejected(
+                    f"Record {record.record_id.hex()[:16]} does not match its content hash; it was not stored."
+                )
+            rows.append((record.record_id, record.body, record.source, self._now_ms, len(record.body), new_salt()))
+        cursor = self._connection.executemany(
+            "INSERT OR IGNORE INTO records (id, body, source, imported_at, size, salt) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        added = cursor.rowcount
+        self.added += added
+        self.duplicates += len(rows) - added
+        return added
+
+
+class Shard:
+    """An open shard. Not thread-safe: use one per thread."""
+
+    def __init__(self, connection: sqlite3.Connection, info: ShardInfo) -> None:
+        self._connection = connection
+        self.info = info
+
+    @staticmethod
+    def initialise(connection: sqlite3.Connection, *, uuid: str, name: str, task: str, now_ms: int) -> None:
+        migrate(connection)
+        with contextlib.closing(connection.cursor()) as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("uuid", uuid), ("name", name), ("task", task), ("created_at", str(now_ms))],
+            )
+            cursor.execute("COMMIT")
+
+    @staticmethod
+    def read_info(connection: sqlite3.Connection, path: Path) -> ShardInfo:
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        return ShardInfo(
+            uuid=meta["uuid"], name=meta["name"], task=meta["task"], created_at_ms=int(meta["created_at"]), path=path
+        )
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Shard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, now_ms: int | None = None) -> Iterator[ShardWriter]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        self._connection.execute("BEGIN IMMEDIATE")
+        writer = ShardWriter(self._connection, int(time.time() * 1000) if now_ms is None else now_ms)
+        try:
+            yield writer
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def add_records(self, records: Iterable[NewRecord]) -> tuple[int, int]:
+        """Store records in one transaction; returns (added, duplicates)."""
+        with self.transaction() as writer:
+            writer.add(records)
+        return writer.added, writer.duplicates
+
+    def delete(self, record_ids: Iterable[bytes]) -> int:
+        with self.transaction():
+            cursor = self._connection.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in record_ids])
+            return cursor.rowcount
+
+    def delete_where(self, *, source_glob: str | None = None, imported_before_ms: int | None = None) -> int:
+        """Delete records whose source matches a glob and/or that were imported before a time."""
+        if source_glob is None and imported_before_ms is None:
+            raise ValueError("a filtered delete needs at least one filter")
+        clauses, params = self._filters(source_glob, imported_before_ms)
+        with self.transaction():
+            cursor = self._connection.execute(f"DELETE FROM records WHERE {' AND '.join(clauses)}", params)  # noqa: S608
+            return cursor.rowcount
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _filters(source_glob: str | None, imported_before_ms: int | None) -> tuple[list[str], list[object]]:
+        clauses: list[str] = ["1"]
+        params: list[object] = []
+        if source_glob is not None:
+            clauses.append("source GLOB ?")
+            params.append(source_glob)
+        if imported_before_ms is not None:
+            clauses.append("imported_at < ?")
+            params.append(imported_before_ms)
+        return clauses, params
+
+    def count(self) -> int:
+        (n,) = self._connection.execute("SELECT count(*) FROM records").fetchone()
+        return int(n)
+
+    def total_bytes(self) -> int:
+        (n,) = self._connection.execute("SELECT coalesce(sum(size), 0) FROM records").fetchone()
+        return int(n)
+
+    def list(self, *, limit: int | None = None, offset: int = 0, source_glob: str | None = None) -> list[RecordMeta]:
+        clauses, params = self._filters(source_glob, None)
+        rows = self._connection.execute(
+            f"SELECT id, source, imported_at, size FROM records WHERE {' AND '.join(clauses)} "  # noqa: S608
+            "ORDER BY seq LIMIT ? OFFSET ?",
+            [*params, -1 if limit is None else limit, offset],
+        ).fetchall()
+        return [RecordMeta(bytes(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def resolve(self, id_prefix: str) -> bytes:
+        """The full id of the one record whose hex id starts with `id_prefix` (at least 8 hex digits)."""
+        prefix = id_prefix.strip().lower()
+        if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 64:
+            raise RecordNotFound(f"{id_prefix!r} is not a record id: give at least 8 hex digits of one.")
+        low = bytes.fromhex(prefix.ljust(64, "0"))
+        high = bytes.fromhex(prefix.ljust(64, "f"))
+        rows = self._connection.execute(
+            "SELECT id FROM records WHERE id BETWEEN ? AND ? LIMIT 2", (low, high)
+        ).fetchall()
+        if not rows:
+            raise RecordNotFound(f"No record with id {prefix} in Datanet {self.info.name!r}.")
+        if len(rows) > 1:
+            raise AmbiguousRecordId(f"Several records start with {prefix}; give more digits of the id.")
+        return bytes(rows[0][0])
+
+    def get(self, record_id: bytes) -> StoredRecord:
+        row = self._connection.execute(
+            "SELECT id, source, imported_at, size, body, salt FROM records WHERE id = ?", (record_id,)
+        ).fetchone()
+        if row is None:
+            raise RecordNotFound(f"No record with id {record_id.hex()} in Datanet {self.info.name!r}.")
+        return StoredRecord(RecordMeta(bytes(row[0]), row[1], row[2], row[3]), bytes(row[4]), int.from_bytes(row[5]))
+
+    def iter_bodies(self, batch: int = 1000) -> Iterator[tuple[bytes, bytes]]:
+        """(id, body) of every record in import order, read in batches."""
+        last = 0
+        while True:
+            rows = self._connection.execute(
+                "SELECT seq, id, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for _, record_id, body in rows:
+                yield bytes(record_id), bytes(body)
+            last = rows[-1][0]
+
+    def check(self) -> CheckReport:
+        """SQLCipher's page authentication check, SQLite's structure check, and every id against its body."""
+        problems: list[str] = []
+        records = 0
+        try:
+            problems += [f"cipher: {row[0]}" for row in self._connection.execute("PRAGMA cipher_integrity_check")]
+            problems += [
+                f"structure: {row[0]}" for row in self._connection.execute("PRAGMA integrity_check") if row[0] != "ok"
+            ]
+            for record_id, body in self.iter_bodies():
+                records += 1
+                if hashlib.sha256(body).digest() != record_id:
+                    problems.append(f"record {record_id.hex()[:16]}: content does not match its id")
+        except self._connection.DatabaseError as exc:
+            problems.append(f"unreadable: {exc}")
+        return CheckReport(records=records, problems=tuple(problems))
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole file under a new raw key (see Vault.rekey_shard for the crash-safe dance)."""
+        self._connection.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+        self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

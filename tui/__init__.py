@@ -1,0 +1,1 @@
+"""The Textual terminal UI. Not built yet: the TUI issue fills this package (see ARCHITECTURE.md)."""
