@@ -83,7 +83,7 @@ def _jsonl_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Ite
             if not raw.strip():
                 continue
             try:
-                record = make_record(parse_json_object(raw.decode("utf-8")))
+                record = make_record(parse_json_object(raw.rstrip(b"\r\n").decode("utf-8")))
             except UnicodeDecodeError:
                 yield _Item(line_no, None, "not valid UTF-8")
             except RecordError as exc:

@@ -1,0 +1,44 @@
+# The project's one task runner. README's two commands: `make demo` (set up, run the demo) and `make check`
+# (set up, then ruff, mypy --strict and the whole pytest suite against a real Secret Service).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo check lint typecheck test system-deps sample clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "datanet needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/datanet demo
+
+# gnome-keyring and dbus give the tests a real Secret Service (tests/with-keyring).
+system-deps:
+	@command -v gnome-keyring-daemon >/dev/null && command -v dbus-run-session >/dev/null \
+		|| tests/install-system-deps
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps
+	tests/with-keyring $(BIN)/pytest
+
+check: lint typecheck test
+
+# Rebuild the committed sample Datanet (deterministic; tests/test_sample.py checks it matches).
+sample: $(STAMP)
+	$(BIN)/python -m client.sample.build_sample
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,121 @@
+"""Shared fixtures: isolated data directories, a fast Argon2 cost for unit tests, and a CLI runner.
+
+The CLI runner starts the real `datanet` entry point in a subprocess with a controlled environment (no TTY, no
+inherited DATANET_* variables), which is how a user, a script or systemd runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.key_file import Argon2Params
+from storage.keystore import MemoryKeyStore, OsKeyring, os_keyring
+
+FAST_ARGON2 = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def memory_keystore() -> MemoryKeyStore:
+    return MemoryKeyStore()
+
+
+@pytest.fixture
+def secret_service() -> Iterator[OsKeyring]:
+    """The real Secret Service (gnome-keyring in a private D-Bus session, started by tests/with-keyring)."""
+    keystore = os_keyring()
+    if keystore is None:
+        pytest.fail(
+            "No Secret Service: run the tests with `make test` (tests/with-keyring starts a private gnome-keyring)."
+        )
+    assert "SecretService" in keystore.backend_name
+    yield keystore
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Cli:
+    """Runs `datanet` in a subprocess against one data directory."""
+
+    def __init__(self, data_dir: Path, config_dir: Path, env: Mapping[str, str]) -> None:
+        self.data_dir = data_dir
+        self.config_dir = config_dir
+        self.env = dict(env)
+
+    def run(self, *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 120) -> Result:
+        full_env = dict(self.env)
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
+        proc = subprocess.run(
+            [sys.executable, "-m", "client.cli.main", *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
+        result = self.run(*args, env=env)
+        assert result.code == 0, f"datanet {' '.join(args)} failed ({result.code}): {result.stderr}"
+        return result
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATANET_") and k != "CREDENTIALS_DIRECTORY"}
+    env["DATANET_DATA_DIR"] = str(tmp_path / "data")
+    env["DATANET_CONFIG_DIR"] = str(tmp_path / "config")
+    env["PYTHONWARNINGS"] = "error"
+    return env
+
+
+@pytest.fixture
+def headless_cli(tmp_path: Path) -> Cli:
+    """A machine with no keyring at all (no D-Bus session), like a hospital server."""
+    env = clean_env(tmp_path)
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    return Cli(tmp_path / "data", tmp_path / "config", env)
+
+
+@pytest.fixture
+def desktop_cli(tmp_path: Path, secret_service: OsKeyring) -> Cli:
+    """A desktop session with the real Secret Service."""
+    return Cli(tmp_path / "data", tmp_path / "config", clean_env(tmp_path))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every vault file under a data directory with its bytes (to prove an operation changed nothing).
+
+    The log directory is left out: logging a refusal is expected."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.relative_to(directory).parts[0] != "logs"
+    }

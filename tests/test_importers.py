@@ -1,0 +1,131 @@
+"""Importing JSONL, CSV and text folders: one transaction per file, errors that name file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.errors import ImportRejected
+from client.importers import import_path
+from client.records import MAX_RECORD_BYTES, make_record
+from storage.shard import Shard
+from storage.vault import Vault
+from tests.conftest import FAST_ARGON2
+
+
+@pytest.fixture
+def shard(data_dir: Path) -> Iterator[Shard]:
+    vault, _ = Vault.create(data_dir, keystore=None, passphrase="pw-pw-pw", argon2=FAST_ARGON2)
+    with vault.create_shard("s", "text") as shard:
+        yield shard
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_jsonl_import_with_duplicates_blank_lines_and_bom(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "a.jsonl", '\ufeff{"text": "one"}\n\n{"text":"two"}\n{"text": "one"}\n')
+    summary = import_path(shard, f)
+    assert (summary.added, summary.duplicates) == (2, 1)
+    again = import_path(shard, f)
+    assert (again.added, again.duplicates) == (0, 3)
+    assert shard.count() == 2
+    sources = sorted(m.source for m in shard.list())
+    assert sources == ["a.jsonl:1", "a.jsonl:3"]
+
+
+def test_a_bad_line_rejects_the_whole_file_naming_file_and_line(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "b.jsonl", '{"text": "ok"}\n{"text": \n[1]\n{"text": "fine"}\n\xff\n'.encode("latin-1"))
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [
+        f"{f}:2: invalid JSON (Expecting value at column 10)",
+        f"{f}:3: a record must be a JSON object, not list",
+        f"{f}:5: not valid UTF-8",
+    ]
+    assert "--skip-bad" in str(caught.value)
+    assert shard.count() == 0
+
+
+def test_skip_bad_imports_the_rest_and_lists_the_bad_lines(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "c.jsonl", '{"text": "ok"}\n{"text": NaN}\n{"text": "fine"}\n')
+    summary = import_path(shard, f, skip_bad=True)
+    assert summary.added == 2
+    assert summary.skipped == [f"{f}:2: NaN is not a JSON number"]
+
+
+def test_an_oversized_line_is_a_problem_not_a_memory_blowup(shard: Shard, tmp_path: Path) -> None:
+    big = '{"text": "' + "x" * (MAX_RECORD_BYTES + 10) + '"}\n'
+    f = _write(tmp_path / "d.jsonl", '{"text": "small"}\n' + big + '{"text": "after"}\n')
+    summary = import_path(shard, f, skip_bad=True)
+    assert summary.added == 2
+    assert summary.skipped == [f"{f}:2: line longer than {MAX_RECORD_BYTES} bytes"]
+
+
+def test_csv_rows_become_objects_keyed_by_the_header(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "e.csv", 'text,label\n"Hello, world",greet\n"multi\nline",other\n\n')
+    summary = import_path(shard, f)
+    assert summary.added == 2
+    bodies = [json.loads(body) for _, body in shard.iter_bodies()]
+    assert bodies == [{"text": "Hello, world", "label": "greet"}, {"text": "multi\nline", "label": "other"}]
+    assert [m.source for m in shard.list()] == ["e.csv:2", "e.csv:3"]
+
+
+def test_csv_and_jsonl_of_the_same_object_share_an_id(shard: Shard, tmp_path: Path) -> None:
+    import_path(shard, _write(tmp_path / "f.csv", "text,label\nhi,greet\n"))
+    summary = import_path(shard, _write(tmp_path / "f.jsonl", '{"label": "greet", "text": "hi"}\n'))
+    assert (summary.added, summary.duplicates) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("text,label\nonly-one-field\n", "2: expected 2 fields, found 1"),
+        ("text,text\na,b\n", "1: the header needs a distinct, non-empty name"),
+        ("text,\na,b\n", "1: the header needs a distinct, non-empty name"),
+    ],
+)
+def test_csv_problems(shard: Shard, tmp_path: Path, content: str, problem: str) -> None:
+    f = _write(tmp_path / "g.csv", content)
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(f"{f}:{problem}")
+    assert shard.count() == 0
+
+
+def test_text_folder(shard: Shard, tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    _write(folder / "a.txt", "first note")
+    _write(folder / "sub" / "b.md", "second note")
+    _write(folder / ".hidden", "not data")
+    summary = import_path(shard, folder)
+    assert summary.added == 2
+    assert sorted(m.source for m in shard.list()) == ["notes/a.txt", "notes/sub/b.md"]
+    texts = sorted(json.loads(body)["text"] for _, body in shard.iter_bodies())
+    assert texts == ["first note", "second note"]
+    assert make_record({"text": "first note"}).record_id in {m.record_id for m in shard.list()}
+
+
+def test_text_folder_with_a_binary_file_is_rejected_whole(shard: Shard, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _write(folder / "a.txt", "fine")
+    _write(folder / "b.bin", b"\x89PNG\xff\xfe")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, folder)
+    assert caught.value.problems == [f"{folder}:2: mixed/b.bin: not UTF-8 text"]
+    assert shard.count() == 0
+
+
+def test_unknown_format_and_missing_file(shard: Shard, tmp_path: Path) -> None:
+    with pytest.raises(ImportRejected, match="cannot tell the format"):
+        import_path(shard, _write(tmp_path / "x.parquet", b"PAR1"))
+    with pytest.raises(ImportRejected, match="no such file"):
+        import_path(shard, tmp_path / "missing.jsonl")

@@ -1,0 +1,125 @@
+"""Records in a shard: content addressing, duplicates, lookup, deletion, integrity checking."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected
+from storage.shard import BN254_SCALAR_FIELD, NewRecord, Shard
+from storage.vault import Vault
+from tests.conftest import FAST_ARGON2
+
+
+def _record(text: str, source: str = "a.jsonl:1") -> NewRecord:
+    body = json.dumps({"text": text}, separators=(",", ":")).encode()
+    return NewRecord(hashlib.sha256(body).digest(), body, source)
+
+
+@pytest.fixture
+def vault(data_dir: Path) -> Vault:
+    return Vault.create(data_dir, keystore=None, passphrase="pw-pw-pw", argon2=FAST_ARGON2)[0]
+
+
+@pytest.fixture
+def shard(vault: Vault) -> Iterator[Shard]:
+    with vault.create_shard("s", "text") as shard:
+        yield shard
+
+
+def test_duplicates_are_counted_not_stored(shard: Shard) -> None:
+    assert shard.add_records([_record("a"), _record("b"), _record("a")]) == (2, 1)
+    assert shard.add_records([_record("b"), _record("c")]) == (1, 1)
+    assert shard.count() == 3
+
+
+def test_a_record_whose_id_does_not_match_is_rejected_and_nothing_is_stored(shard: Shard) -> None:
+    good, bad = _record("good"), _record("bad")
+    forged = NewRecord(good.record_id, bad.body, "x")
+    with pytest.raises(RecordRejected, match="does not match its content hash"):
+        shard.add_records([_record("first"), forged])
+    assert shard.count() == 0
+
+
+def test_metadata_and_salt(shard: Shard) -> None:
+    rec = _record("hello")
+    with shard.transaction(now_ms=1_700_000_000_000) as writer:
+        writer.add([rec])
+    stored = shard.get(rec.record_id)
+    assert stored.body == rec.body
+    assert stored.meta.source == "a.jsonl:1"
+    assert stored.meta.imported_at_ms == 1_700_000_000_000
+    assert stored.meta.size == len(rec.body)
+    assert 0 <= stored.salt < BN254_SCALAR_FIELD
+    other = _record("world")
+    shard.add_records([other])
+    assert shard.get(other.record_id).salt != stored.salt
+
+
+def test_resolve_prefixes(shard: Shard) -> None:
+    records = [_record(f"r{i}") for i in range(300)]
+    shard.add_records(records)
+    target = records[7].record_id
+    assert shard.resolve(target.hex()[:12]) == target
+    assert shard.resolve(target.hex().upper()) == target
+    with pytest.raises(RecordNotFound, match="at least 8 hex"):
+        shard.resolve("abc")
+    with pytest.raises(RecordNotFound, match="No record"):
+        shard.resolve("0" * 64)
+
+
+def test_an_ambiguous_prefix_is_refused(shard: Shard) -> None:
+    seen: dict[str, NewRecord] = {}
+    i = 0
+    while True:  # a birthday search for two records whose ids share 8 hex digits (about 80k hashes)
+        rec = _record(f"c{i}")
+        prefix = rec.record_id.hex()[:8]
+        if prefix in seen:
+            break
+        seen[prefix] = rec
+        i += 1
+    shard.add_records([seen[prefix], rec])
+    with pytest.raises(AmbiguousRecordId, match="more digits"):
+        shard.resolve(prefix)
+    assert shard.resolve(rec.record_id.hex()[:20]) == rec.record_id
+
+
+def test_delete_by_id_and_by_filter(shard: Shard) -> None:
+    shard.add_records([_record(f"a{i}", f"a.csv:{i}") for i in range(5)])
+    with shard.transaction(now_ms=1000) as writer:
+        writer.add([_record(f"old{i}", f"old.csv:{i}") for i in range(3)])
+    keep = _record("keep", "keep.txt")
+    shard.add_records([keep])
+    first = shard.list(limit=1)[0].record_id
+    assert shard.delete([first]) == 1
+    assert shard.delete_where(source_glob="a.csv:*") == 4
+    assert shard.delete_where(imported_before_ms=2000) == 3
+    assert [m.record_id for m in shard.list()] == [keep.record_id]
+
+
+def test_listing_pages_in_import_order(shard: Shard) -> None:
+    records = [_record(f"r{i}") for i in range(25)]
+    shard.add_records(records)
+    page = shard.list(limit=10, offset=10)
+    assert [m.record_id for m in page] == [r.record_id for r in records[10:20]]
+    assert [rid for rid, _ in shard.iter_bodies(batch=7)] == [r.record_id for r in records]
+
+
+def test_check_passes_on_a_sound_shard_and_finds_a_damaged_page(vault: Vault) -> None:
+    with vault.create_shard("damaged", "text") as shard:
+        shard.add_records([_record("x" * 900 + str(i)) for i in range(400)])
+        assert shard.check().ok
+        assert shard.check().records == 400
+        path = shard.info.path
+    raw = bytearray(path.read_bytes())
+    offset = len(raw) // 2
+    raw[offset : offset + 16] = bytes(16)
+    path.write_bytes(bytes(raw))
+    with vault.open_shard("damaged") as shard:
+        report = shard.check()
+    assert not report.ok
+    assert any("cipher" in p or "unreadable" in p for p in report.problems)
