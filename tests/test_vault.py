@@ -94,9 +94,7 @@ def test_no_passphrase_available_is_a_clear_lock_not_a_new_vault(data_dir: Path)
     assert snapshot(data_dir) == before
 
 
-def test_missing_keyring_entry_leaves_files_and_recovery_works(
-    data_dir: Path, memory_keystore: MemoryKeyStore
-) -> None:
+def test_missing_keyring_entry_leaves_files_and_recovery_works(data_dir: Path, memory_keystore: MemoryKeyStore) -> None:
     vault, code = Vault.create(data_dir, keystore=memory_keystore, passphrase=None)
     _with_records(vault)
     before = snapshot(data_dir)

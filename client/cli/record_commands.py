@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--skip-bad", action="store_true", help="import the good records and list the bad lines")
     p.add_argument("--format", choices=["jsonl", "csv", "text"], help="input format (default: from the name)")
+    p.add_argument("--progress", action="store_true", help="print progress lines on stderr even without a terminal")
     p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("records", help="list, show, export, delete or count a Datanet's records")
@@ -108,15 +109,22 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(label: str) -> ProgressCallback | None:
-    if not sys.stderr.isatty():
+def _progress(label: str, lines: bool) -> ProgressCallback | None:
+    """Progress on stderr: a live line on a terminal, or (with --progress) one line per percent for logs."""
+    if not (lines or sys.stderr.isatty()):
         return None
+    last = -1
 
     def report(done: int, total: int) -> None:
+        nonlocal last
         pct = 100 * done // total if total else 100
-        sys.stderr.write(f"\rimporting {label}: {pct:3d}%")
-        if done >= total:
-            sys.stderr.write("\n")
+        if pct == last:
+            return
+        last = pct
+        if lines:
+            sys.stderr.write(f"importing {label}: {pct}%\n")
+        else:
+            sys.stderr.write(f"\rimporting {label}: {pct:3d}%" + ("\n" if done >= total else ""))
         sys.stderr.flush()
 
     return report
@@ -130,7 +138,13 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         for path in args.files:
             try:
                 summaries.append(
-                    import_path(shard, path, fmt=args.format, skip_bad=args.skip_bad, progress=_progress(path.name))
+                    import_path(
+                        shard,
+                        path,
+                        fmt=args.format,
+                        skip_bad=args.skip_bad,
+                        progress=_progress(path.name, args.progress),
+                    )
                 )
             except ImportRejected as exc:
                 rejected.append(exc)

@@ -1,0 +1,195 @@
+"""The CLI on a machine with no keyring (a hospital server): passphrase unlock, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from client.sample.build_sample import TRAIN_FILE
+from tests.conftest import Cli, snapshot
+
+PASSPHRASE = "hospital night shift 42"
+
+
+@pytest.fixture
+def cli(headless_cli: Cli, tmp_path: Path) -> Cli:
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    headless_cli.env["DATANET_PASSPHRASE_FILE"] = str(secret)
+    return headless_cli
+
+
+def _assert_one_sentence(stderr: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("datanet: ")
+    assert "Traceback" not in stderr
+
+
+def test_without_keyring_or_passphrase_it_refuses_in_one_sentence(headless_cli: Cli) -> None:
+    result = headless_cli.run("create", "clinic")
+    assert result.code == 3
+    _assert_one_sentence(result.stderr)
+    assert "No keyring is available" in result.stderr and "DATANET_PASSPHRASE_FILE" in result.stderr
+    assert not (headless_cli.data_dir / "keys.json").exists()
+
+
+def test_first_run_creates_vault_identity_and_shows_the_recovery_code_once(cli: Cli) -> None:
+    first = cli.ok("--json", "create", "clinic", "--task", "intent-classification")
+    doc = first.json()
+    assert doc["datanet"] == "clinic" and doc["task"] == "intent-classification"
+    assert doc["recovery_code"] in first.stderr
+    second = cli.ok("--json", "identity", "show")
+    assert "recovery_code" not in second.json() and "RECOVERY" not in second.stderr
+    assert second.json()["peer_id"].startswith("12D3KooW")
+    status = cli.ok("--json", "vault", "status").json()
+    assert status["keyring"] is None and status["passphrase"] is True
+    assert status["unlocked_with"] == "passphrase"
+
+
+def test_records_lifecycle(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("create", "clinic", "--task", "intent-classification")
+    imported = cli.ok("--json", "import", "clinic", str(TRAIN_FILE)).json()
+    assert imported["imported"][0]["added"] == 480 and imported["records"] == 480
+    again = cli.ok("import", "clinic", str(TRAIN_FILE))
+    assert "0 added, 480 duplicates skipped" in again.stdout
+
+    listed = cli.ok("--json", "records", "clinic", "list", "--limit", "5").json()
+    assert listed["total"] == 480 and len(listed["records"]) == 5
+    first_id = listed["records"][0]["id"]
+    first_line = json.loads(TRAIN_FILE.read_text().splitlines()[0])
+    shown = cli.ok("--json", "records", "clinic", "show", first_id[:10]).json()
+    assert shown["record"] == first_line and shown["source"] == f"{TRAIN_FILE.name}:1"
+
+    export = tmp_path / "out.jsonl"
+    cli.ok("records", "clinic", "export", str(export))
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600
+    exported = [json.loads(line) for line in export.read_text().splitlines()]
+    assert exported == [json.loads(line) for line in TRAIN_FILE.read_text().splitlines()]
+    refused = cli.run("records", "clinic", "export", str(export))
+    assert refused.code == 1 and "--force" in refused.stderr
+
+    deleted = cli.ok("--json", "records", "clinic", "delete", first_id).json()
+    assert (deleted["deleted"], deleted["records"]) == (1, 479)
+    by_filter = cli.ok("--json", "records", "clinic", "delete", "--source", f"{TRAIN_FILE.name}:1?").json()
+    assert by_filter["deleted"] == 10  # lines 10-19
+    assert cli.ok("--json", "records", "clinic", "count").json()["records"] == 469
+    check = cli.ok("--json", "vault", "check").json()
+    assert check["ok"] is True and check["datanets"][0]["records"] == 469
+    listing = cli.ok("--json", "list").json()["datanets"]
+    assert [(d["name"], d["records"]) for d in listing] == [("clinic", 469)]
+
+
+def test_bad_input_names_file_and_line_and_changes_nothing(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("create", "clinic")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "broken"\n{"text": "also fine"}\n')
+    before = snapshot(cli.data_dir)
+    result = cli.run("import", "clinic", str(bad))
+    assert result.code == 4
+    assert f"{bad}:2: invalid JSON" in result.stdout
+    assert snapshot(cli.data_dir) == before
+    skipped = cli.ok("--json", "import", "clinic", str(bad), "--skip-bad").json()
+    assert skipped["imported"][0]["added"] == 2
+    assert skipped["imported"][0]["skipped"] == [f"{bad}:2: invalid JSON (Expecting ',' delimiter at column 18)"]
+
+
+def test_wrong_passphrase_changes_nothing(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("create", "clinic")
+    cli.ok("import", "clinic", str(TRAIN_FILE))
+    before = snapshot(cli.data_dir)
+    result = cli.run("list", env={"DATANET_PASSPHRASE_FILE": None, "DATANET_PASSPHRASE": "not it"})
+    assert result.code == 3
+    _assert_one_sentence(result.stderr)
+    assert "passphrase is wrong" in result.stderr
+    no_input = cli.run("list", env={"DATANET_PASSPHRASE_FILE": None})
+    assert no_input.code == 3 and "locked by a passphrase" in no_input.stderr
+    assert snapshot(cli.data_dir) == before
+
+
+def test_unknown_datanet_and_bad_usage(cli: Cli) -> None:
+    cli.ok("init")
+    missing = cli.run("records", "nowhere")
+    assert missing.code == 1 and "no Datanet named 'nowhere'" in missing.stderr
+    _assert_one_sentence(missing.stderr)
+    again = cli.run("init")
+    assert again.code == 1 and "already exists" in again.stderr
+    usage = cli.run("frobnicate")
+    assert usage.code == 2
+
+
+def test_passphrase_change_rekey_and_recovery(cli: Cli, tmp_path: Path) -> None:
+    created = cli.ok("--json", "create", "clinic").json()
+    code_file = tmp_path / "code.txt"
+    code_file.write_text(created["recovery_code"])
+    cli.ok("import", "clinic", str(TRAIN_FILE))
+    shard_file = next((cli.data_dir / "shards").glob("*.db"))
+    cli.ok("vault", "rekey", "clinic")
+    assert cli.ok("--json", "records", "clinic", "count").json()["records"] == 480
+
+    cli.ok("vault", "passphrase", env={"DATANET_NEW_PASSPHRASE": "a brand new passphrase"})
+    assert cli.run("list").code == 3  # the old passphrase no longer works
+    assert cli.ok("list", env={"DATANET_PASSPHRASE_FILE": None, "DATANET_PASSPHRASE": "a brand new passphrase"})
+
+    forgot = {"DATANET_PASSPHRASE_FILE": None, "DATANET_PASSPHRASE": "after recovery!"}
+    cli.ok("vault", "recover", "--code-file", str(code_file), env=forgot)
+    assert cli.ok("--json", "records", "clinic", "count", env=forgot).json()["records"] == 480
+    assert shard_file.exists()
+
+    typo = tmp_path / "typo.txt"
+    typo.write_text(created["recovery_code"][:-1] + ("0" if created["recovery_code"][-1] != "0" else "1"))
+    result = cli.run("vault", "recover", "--code-file", str(typo), env=forgot)
+    assert result.code == 3 and "typo" in result.stderr
+
+
+def test_identity_backup_restores_the_same_identity_elsewhere(cli: Cli, headless_cli: Cli, tmp_path: Path) -> None:
+    original = cli.ok("--json", "identity", "show").json()
+    backup = tmp_path / "me.backup"
+    env = {"DATANET_BACKUP_PASSPHRASE": "backup passphrase"}
+    cli.ok("identity", "export", str(backup), env=env)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+    other = tmp_path / "other-machine"
+    restored = cli.ok("--json", "--data-dir", str(other), "identity", "import", str(backup), env=env).json()
+    assert restored["peer_id"] == original["peer_id"] and restored["changed"] is True
+    shown = cli.ok("--json", "--data-dir", str(other), "identity", "show").json()
+    assert (shown["peer_id"], shown["evm_address"]) == (original["peer_id"], original["evm_address"])
+
+    third = tmp_path / "third"
+    cli.ok("--data-dir", str(third), "init")
+    refused = cli.run("--data-dir", str(third), "identity", "import", str(backup), env=env)
+    assert refused.code == 1 and "--replace" in refused.stderr
+    wrong = cli.run("--data-dir", str(third), "identity", "import", str(backup),
+                    env={"DATANET_BACKUP_PASSPHRASE": "nope"})
+    assert wrong.code == 1 and "passphrase is wrong" in wrong.stderr
+
+
+def test_demo_runs_and_reports_encryption(cli: Cli) -> None:
+    doc = cli.ok("--json", "demo").json()
+    assert doc["records"] == 480 and doc["plaintext_found"] is False and doc["check_ok"] is True
+    assert len(doc["labels"]) == 8
+    again = cli.ok("--json", "demo").json()
+    assert (again["added"], again["duplicates"]) == (0, 480)
+
+
+def test_demo_without_any_passphrase_uses_the_announced_demo_passphrase(headless_cli: Cli) -> None:
+    result = headless_cli.ok("demo")
+    assert "demo passphrase 'datanet-demo'" in result.stdout
+    assert "not found" in result.stdout
+
+
+def test_the_log_holds_no_secrets_or_record_contents(cli: Cli, tmp_path: Path) -> None:
+    created = cli.ok("--json", "create", "clinic").json()
+    cli.ok("import", "clinic", str(TRAIN_FILE))
+    cli.run("list", env={"DATANET_PASSPHRASE_FILE": None, "DATANET_PASSPHRASE": "wrong one"})
+    cli.ok("identity", "export", str(tmp_path / "b"), env={"DATANET_BACKUP_PASSPHRASE": "backup passphrase"})
+    log = (cli.data_dir / "logs" / "datanet.log").read_text()
+    assert "vault created" in log  # the log is being written
+    assert stat.S_IMODE((cli.data_dir / "logs" / "datanet.log").stat().st_mode) == 0o600
+    first_text = json.loads(TRAIN_FILE.read_text().splitlines()[0])["text"]
+    for secret in (PASSPHRASE, "wrong one", "backup passphrase", created["recovery_code"], first_text):
+        assert secret not in log

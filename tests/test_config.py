@@ -1,0 +1,54 @@
+"""Configuration: TOML file, environment and flags, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from client.config import load
+from client.errors import ConfigError
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"DATANET_CONFIG_DIR": str(tmp_path), **extra}
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    config = load(_env(tmp_path), data_dir=str(tmp_path / "d"))
+    assert config.data_dir == tmp_path / "d"
+    assert (config.key_store, config.log_level, config.trace) == ("auto", "info", frozenset())
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'data_dir = "/from/file"\n[vault]\nkey_store = "keyring"\n[log]\nlevel = "debug"\ntrace = ["vault"]\n'
+    )
+    from_file = load(_env(tmp_path))
+    assert (from_file.data_dir, from_file.key_store, from_file.log_level) == (Path("/from/file"), "keyring", "debug")
+    assert from_file.trace == {"vault"}
+    from_env = load(
+        _env(tmp_path, DATANET_DATA_DIR="/from/env", DATANET_KEY_STORE="passphrase", DATANET_TRACE="import,identity")
+    )
+    assert (from_env.data_dir, from_env.key_store) == (Path("/from/env"), "passphrase")
+    assert from_env.trace == {"import", "identity"}
+    from_flags = load(_env(tmp_path, DATANET_DATA_DIR="/from/env"), data_dir="/from/flag", key_store="auto")
+    assert (from_flags.data_dir, from_flags.key_store) == (Path("/from/flag"), "auto")
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ("data_dir = [", "not valid TOML"),
+        ("colour = 'blue'", "unknown setting 'colour'"),
+        ("[vault]\npassword = 'x'", "unknown setting vault.password"),
+        ("[vault]\nkey_store = 'floppy'", "key_store must be one of auto, keyring, passphrase"),
+        ("[log]\nlevel = 'loud'", "log.level must be one of"),
+        ("[log]\ntrace = ['radio']", "unknown area"),
+        ("vault = 3", r"\[vault\] must be a table"),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path: Path, toml: str, problem: str) -> None:
+    (tmp_path / "config.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=problem):
+        load(_env(tmp_path))
