@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ def memory_keystore() -> MemoryKeyStore:
 
 
 @pytest.fixture
-def secret_service() -> Iterator[OsKeyring]:
+def secret_service() -> OsKeyring:
     """The real Secret Service (gnome-keyring in a private D-Bus session, started by tests/with-keyring)."""
     keystore = os_keyring()
     if keystore is None:
@@ -43,7 +43,7 @@ def secret_service() -> Iterator[OsKeyring]:
             "No Secret Service: run the tests with `make test` (tests/with-keyring starts a private gnome-keyring)."
         )
     assert "SecretService" in keystore.backend_name
-    yield keystore
+    return keystore
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,8 +163,9 @@ def test_identity_backup_restores_the_same_identity_elsewhere(cli: Cli, headless
     cli.ok("--data-dir", str(third), "init")
     refused = cli.run("--data-dir", str(third), "identity", "import", str(backup), env=env)
     assert refused.code == 1 and "--replace" in refused.stderr
-    wrong = cli.run("--data-dir", str(third), "identity", "import", str(backup),
-                    env={"DATANET_BACKUP_PASSPHRASE": "nope"})
+    wrong = cli.run(
+        "--data-dir", str(third), "identity", "import", str(backup), env={"DATANET_BACKUP_PASSPHRASE": "nope"}
+    )
     assert wrong.code == 1 and "passphrase is wrong" in wrong.stderr
 
 

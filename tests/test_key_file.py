@@ -70,6 +70,6 @@ def test_saved_file_is_private_and_holds_no_secret_in_the_clear(key_file: KeyFil
 @pytest.mark.parametrize("content", [b"", b"{not json", b"[]", b'{"format": 99, "vault_id": "x"}'])
 def test_damaged_key_file_is_reported_not_replaced(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "keys.json").write_bytes(content)
-    with pytest.raises(StorageError, match="restore it from a backup|upgrade datanet"):
+    with pytest.raises(StorageError, match=r"restore it from a backup|upgrade datanet"):
         KeyFile.load(tmp_path)
     assert (tmp_path / "keys.json").read_bytes() == content

@@ -159,7 +159,7 @@ def test_missing_key_file_with_shards_refuses_to_create(data_dir: Path) -> None:
     _with_records(vault)
     (data_dir / "keys.json").rename(data_dir.parent / "keys.json.moved")
     before = snapshot(data_dir)
-    with pytest.raises(KeyFileMissing, match="restore keys.json"):
+    with pytest.raises(KeyFileMissing, match=r"restore keys\.json"):
         Vault.unlock(data_dir, keystore=None, passphrase=lambda: "open sesame")
     with pytest.raises(KeyFileMissing):
         Vault.create(data_dir, keystore=None, passphrase="x" * 10, argon2=FAST_ARGON2)
