@@ -29,7 +29,7 @@ from storage.shard import NewRecord, Shard, migrate
 from storage.vault import Vault
 
 BATCH = 1000
-WORDS = "patient visit follow-up dosage fever clinic result negative positive scan referral chronic acute".split()
+WORDS = ["patient", "visit", "follow-up", "dosage", "fever", "clinic", "result", "scan", "referral", "chronic"]
 
 
 def make_objects(n: int) -> list[dict[str, str]]:
@@ -145,7 +145,7 @@ def main() -> None:
             con.close()
 
         data_dir = base / "datadir"
-        Vault.create(data_dir, keystore=None, passphrase="bench passphrase")
+        Vault.create(data_dir, keystore=None, passphrase="bench passphrase")  # noqa: S106
         params = Argon2Params()
 
         def unlock_argon2() -> None:

@@ -39,6 +39,12 @@ def keystore_for(config: Config) -> KeyStore | None:
 
 def _read_secret_file(path: Path, what: str) -> str:
     try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise NeedsInput(
+                f"The {what} file {path} can be read by other users (mode {mode & 0o777:o}); "
+                f"run `chmod 600 {path}` and try again."
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NeedsInput(f"Cannot read the {what} file {path} ({exc.strerror}); check the path.") from None

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage import key_file, sqlcipher_db
@@ -51,6 +52,13 @@ def _describe(backend_name: str) -> str:
 
 def _no_passphrase() -> str | None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenShard:
+    uuid: str
+    path: Path
+    reason: str
 
 
 class Vault:
@@ -267,24 +275,46 @@ class Vault:
                 raise
             connection = sqlcipher_db.open_existing(path, pending)  # a rekey finished but was not recorded
             self._finish_rekey(shard_uuid, pending)
-        migrate(connection)
-        return Shard(connection, Shard.read_info(connection, path))
+        try:
+            migrate(connection)
+            return Shard(connection, Shard.read_info(connection, path))
+        except BaseException:
+            connection.close()
+            raise
+
+    def scan_shards(self) -> tuple[list[ShardInfo], list[BrokenShard]]:
+        """Every shard keys.json knows: the readable ones (by name) and the ones that cannot be opened."""
+        infos: list[ShardInfo] = []
+        broken: list[BrokenShard] = []
+        for shard_uuid in self._shard_uuids():
+            path = self._shard_path(shard_uuid)
+            if not path.exists():
+                broken.append(BrokenShard(shard_uuid, path, "the file is missing; restore it from a backup"))
+                continue
+            try:
+                with self._open_by_uuid(shard_uuid) as shard:
+                    infos.append(shard.info)
+            except StorageError as exc:
+                broken.append(BrokenShard(shard_uuid, path, str(exc)))
+        for item in broken:
+            logger.warning("shard %s cannot be opened: %s", item.uuid, item.reason)
+        return sorted(infos, key=lambda info: info.name.lower()), broken
 
     def list_shards(self) -> list[ShardInfo]:
-        infos = []
-        for shard_uuid in self._shard_uuids():
-            if not self._shard_path(shard_uuid).exists():
-                logger.warning("keys.json names shard %s but its file is missing", shard_uuid)
-                continue
-            with self._open_by_uuid(shard_uuid) as shard:
-                infos.append(shard.info)
-        return sorted(infos, key=lambda info: info.name.lower())
+        """The readable shards; one damaged shard never hides the others (see `scan_shards`)."""
+        return self.scan_shards()[0]
 
     def open_shard(self, name: str) -> Shard:
-        for info in self.list_shards():
+        infos, broken = self.scan_shards()
+        for info in infos:
             if info.name.lower() == name.lower():
                 return self._open_by_uuid(info.uuid)
-        raise ShardNotFound(f"There is no Datanet named {name!r} in this vault; `datanet list` shows them.")
+        hint = (
+            f" ({len(broken)} shard file(s) could not be opened: `datanet vault check` says why)"
+            if broken
+            else "; `datanet list` shows them"
+        )
+        raise ShardNotFound(f"There is no Datanet named {name!r} in this vault{hint}.")
 
     def create_shard(self, name: str, task: str, now_ms: int | None = None) -> Shard:
         if not _NAME.fullmatch(name):

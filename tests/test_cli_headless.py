@@ -194,3 +194,36 @@ def test_the_log_holds_no_secrets_or_record_contents(cli: Cli, tmp_path: Path) -
     first_text = json.loads(TRAIN_FILE.read_text().splitlines()[0])["text"]
     for secret in (PASSPHRASE, "wrong one", "backup passphrase", created["recovery_code"], first_text):
         assert secret not in log
+
+
+def test_a_damaged_shard_is_reported_by_check_and_does_not_hide_the_others(cli: Cli) -> None:
+    cli.ok("create", "good")
+    cli.ok("create", "bad")
+    cli.ok("import", "bad", str(TRAIN_FILE))
+    cli.ok("import", "good", str(TRAIN_FILE))
+    keys = json.loads((cli.data_dir / "keys.json").read_text())
+    shard_uuids = sorted(name.split("/")[1] for name in keys["secrets"] if name.startswith("shard/"))
+    # Which file is "bad"? Damage the first page of each candidate in turn until `list` loses exactly one.
+    for shard_uuid in shard_uuids:
+        path = cli.data_dir / "shards" / f"{shard_uuid}.db"
+        original = path.read_bytes()
+        path.write_bytes(b"\0" * 4096 + original[4096:])
+        listing = cli.ok("--json", "list").json()
+        assert len(listing["datanets"]) == 1 and listing["unreadable"] == [str(path)]
+        check = cli.run("--json", "vault", "check")
+        assert check.code == 5
+        doc = check.json()
+        assert doc["ok"] is False
+        assert [d["records"] for d in doc["datanets"]] == [480, None]
+        assert "cannot be decrypted" in doc["datanets"][1]["problems"][0]
+        assert path.read_bytes()[:4096] == b"\0" * 4096  # left as it was for the user to restore
+        path.write_bytes(original)
+    assert cli.ok("--json", "vault", "check").json()["ok"] is True
+
+
+def test_a_passphrase_file_readable_by_others_is_refused(cli: Cli, tmp_path: Path) -> None:
+    secret = Path(cli.env["DATANET_PASSPHRASE_FILE"])
+    secret.chmod(0o644)
+    result = cli.run("init")
+    assert result.code == 3 and "chmod 600" in result.stderr
+    assert not (cli.data_dir / "keys.json").exists()

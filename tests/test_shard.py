@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected
-from storage.shard import BN254_SCALAR_FIELD, NewRecord, Shard
+from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected, StorageError
+from storage.shard import BN254_SCALAR_FIELD, SCHEMA_VERSION, NewRecord, Shard, migrate
 from storage.vault import Vault
 from tests.conftest import FAST_ARGON2
 
@@ -123,3 +123,27 @@ def test_check_passes_on_a_sound_shard_and_finds_a_damaged_page(vault: Vault) ->
         report = shard.check()
     assert not report.ok
     assert any("cipher" in p or "unreadable" in p for p in report.problems)
+
+
+def test_a_shard_from_a_newer_version_is_refused_untouched(vault: Vault) -> None:
+    with vault.create_shard("future", "text") as shard:
+        shard.add_records([_record("x")])
+        shard._connection.execute("PRAGMA user_version = 99")
+        path = shard.info.path
+    with pytest.raises(StorageError, match="could not be opened: `datanet vault check` says why"):
+        vault.open_shard("future")
+    broken = vault.scan_shards()[1]
+    assert [b.path for b in broken] == [path]
+    assert "schema version 99, newer than this datanet understands" in broken[0].reason
+
+
+def test_migrations_bring_an_empty_database_to_the_current_version(tmp_path: Path) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(tmp_path / "plain.db", isolation_level=None)
+    migrate(connection)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    migrate(connection)  # idempotent
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"meta", "records"} <= tables
+    connection.close()

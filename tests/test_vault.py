@@ -16,7 +16,6 @@ from storage.errors import (
     KeyringKeyMissing,
     ShardExists,
     ShardNotFound,
-    ShardUnreadable,
     VaultExists,
     VaultLocked,
     VaultNotFound,
@@ -185,8 +184,11 @@ def test_a_replaced_shard_file_is_reported_and_left_alone(data_dir: Path) -> Non
             base.with_name(base.name + suffix).unlink(missing_ok=True)
     clinic_path.write_bytes(other_path.read_bytes())  # someone copied the wrong file over it
     before = clinic_path.read_bytes()
-    with pytest.raises(ShardUnreadable, match="left untouched"):
+    with pytest.raises(ShardNotFound, match="1 shard file"):
         vault.open_shard("clinic")
+    (broken,) = vault.scan_shards()[1]
+    assert broken.path == clinic_path
+    assert "cannot be decrypted with its key" in broken.reason and "left untouched" in broken.reason
     assert clinic_path.read_bytes() == before
 
 

@@ -91,8 +91,9 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
+    infos, broken = opened.vault.scan_shards()
     items = []
-    for info in opened.vault.list_shards():
+    for info in infos:
         with opened.vault.open_shard(info.name) as shard:
             items.append(
                 {
@@ -105,7 +106,9 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             )
     rows = [[str(i["name"]), str(i["task"]), str(i["records"]), human_bytes(int(str(i["bytes"])))] for i in items]
     text = table(rows, ["NAME", "TASK", "RECORDS", "SIZE"]) if rows else "No Datanets yet: `datanet create NAME`."
-    ctx.out.emit({"datanets": items}, text)
+    if broken:
+        text += f"\n{len(broken)} shard file(s) could not be opened: run `datanet vault check` for details."
+    ctx.out.emit({"datanets": items, "unreadable": [str(b.path) for b in broken]}, text)
     return 0
 
 

@@ -102,20 +102,26 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    results = []
-    for info in opened.vault.list_shards():
+    infos, broken = opened.vault.scan_shards()
+    rows: list[tuple[str, int | None, list[str]]] = []
+    for info in infos:
         with opened.vault.open_shard(info.name) as shard:
             report = shard.check()
-        results.append({"datanet": info.name, "records": report.records, "problems": list(report.problems)})
-    ok = all(not r["problems"] for r in results)
-    rows = [
-        [str(r["datanet"]), str(r["records"]), "ok" if not r["problems"] else "; ".join(r["problems"])]  # type: ignore[arg-type]
-        for r in results
-    ]
-    text = table(rows, ["DATANET", "RECORDS", "CHECK"]) if rows else "The vault has no Datanets yet."
+        rows.append((info.name, report.records, list(report.problems)))
+    rows += [(f"? ({b.path.name})", None, [b.reason]) for b in broken]
+    ok = all(not problems for _, _, problems in rows)
+    text = (
+        table(
+            [[name, "?" if n is None else str(n), "; ".join(problems) or "ok"] for name, n, problems in rows],
+            ["DATANET", "RECORDS", "CHECK"],
+        )
+        if rows
+        else "The vault has no Datanets yet."
+    )
     if not ok:
         text += "\nProblems found: restore the damaged shard from a backup or re-sync it from peers."
-    ctx.out.emit({"ok": ok, "datanets": results}, text)
+    data = {"ok": ok, "datanets": [{"datanet": name, "records": n, "problems": p} for name, n, p in rows]}
+    ctx.out.emit(data, text)
     return 0 if ok else EXIT_CHECK_FAILED
 
 
