@@ -27,7 +27,13 @@ from client.errors import ConfigError
 KeyStoreChoice = Literal["auto", "keyring", "passphrase"]
 KEY_STORES: tuple[KeyStoreChoice, ...] = ("auto", "keyring", "passphrase")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TRACE_AREAS = {"vault": "storage", "import": "client.importers", "identity": "client.identity", "cli": "client.cli"}
+TRACE_AREAS = {
+    "vault": "storage",
+    "import": "client.importers",
+    "identity": "client.identity",
+    "training": "client.training",
+    "cli": "client.cli",
+}
 _ALLOWED = {"data_dir": None, "vault": {"key_store"}, "log": {"level", "trace"}}
 
 
@@ -35,6 +41,7 @@ _ALLOWED = {"data_dir": None, "vault": {"key_store"}, "log": {"level", "trace"}}
 class Config:
     data_dir: Path
     config_dir: Path
+    cache_dir: Path
     key_store: KeyStoreChoice = "auto"
     log_level: str = "info"
     trace: frozenset[str] = frozenset()
@@ -104,9 +111,11 @@ def load(
         if "DATANET_TRACE" in env
         else _trace(log.get("trace", []), "log.trace")
     )
+    cache_dir = Path(env.get("DATANET_CACHE_DIR") or platformdirs.user_cache_dir("datanet")).expanduser()
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
+        cache_dir=cache_dir.absolute(),
         key_store=cast(KeyStoreChoice, store),
         log_level=level,
         trace=trace,

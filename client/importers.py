@@ -214,3 +214,21 @@ def import_path(
         "imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, len(problems)
     )
     return summary
+
+
+def read_rows(path: Path, fmt: Format | None = None) -> list[tuple[bytes, bytes]]:
+    """(record id, canonical body) of every record in a file, without a shard (e.g. a public evaluation split)."""
+    if not path.exists():
+        raise ImportRejected(f"{path}: no such file or folder.", [])
+    rows: list[tuple[bytes, bytes]] = []
+    problems: list[str] = []
+    for item in _items(path, fmt or detect_format(path), None):
+        if item.problem is not None:
+            problems.append(f"{path}:{item.line}: {item.problem}")
+        elif item.record is not None:
+            rows.append((item.record.record_id, item.record.body))
+    if problems:
+        raise ImportRejected(
+            f"{path} has {len(problems)} malformed record(s); fix them first.", problems[:MAX_LISTED_PROBLEMS]
+        )
+    return rows

@@ -1,0 +1,194 @@
+"""`datanet train NAME` and `datanet adapters list|show|export|merge`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.cli.context import Context
+from client.cli.output import human_bytes, table
+from client.importers import read_rows
+from client.training import adapters, examples
+from client.training.base_models import DEFAULT_FOR_TASK, MODELS
+from client.training.errors import TrainingError
+from client.training.job import JobRequest, run
+from client.training.settings import TrainConfig
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("train", help="fine-tune a LoRA adapter on a Datanet, on this machine (GPU if present)")
+    p.add_argument("name", help="Datanet name")
+    p.add_argument("--base", choices=sorted(MODELS), help="base model (default: the one for the Datanet's task)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (default: all cores)")
+    p.add_argument("--dp-epsilon", type=float, help="train with differential privacy (DP-SGD) at this epsilon")
+    p.add_argument("--eval", type=Path, help="public evaluation split (JSONL/CSV); default: a held-out 20%%")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
+    p.add_argument("--progress", action="store_true", help="print progress lines even without a terminal")
+    p.set_defaults(handler=cmd_train)
+
+    a = sub.add_parser("adapters", help="trained LoRA adapters: list, show, export, merge")
+    asub = a.add_subparsers(dest="adapters_command", required=True, metavar="COMMAND")
+    asub.add_parser("list", help="adapters on this machine").set_defaults(handler=cmd_list)
+    q = asub.add_parser("show", help="an adapter's provenance manifest")
+    q.add_argument("id")
+    q.set_defaults(handler=cmd_show)
+    q = asub.add_parser("export", help="copy an adapter (PEFT layout + manifest) to a folder")
+    q.add_argument("id")
+    q.add_argument("folder", type=Path)
+    q.set_defaults(handler=cmd_export)
+    q = asub.add_parser("merge", help="combine adapters of the same base model (exact sum of their deltas)")
+    q.add_argument("ids", nargs="+", metavar="ID")
+    q.add_argument("--weights", type=float, nargs="+", help="one weight per adapter (default: equal, summing to 1)")
+    q.set_defaults(handler=cmd_merge)
+
+
+def _printer(enabled: bool) -> Any:
+    interactive = sys.stderr.isatty()
+
+    def show(event: dict[str, Any]) -> None:
+        if not (enabled or interactive):
+            return
+        eta = f", ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
+        line = (
+            f"step {event['step']}/{event['total_steps']} epoch {event['epoch']} loss {event['loss']:.4f} "
+            f"{event['samples_per_s']:.1f} samples/s{eta}"
+        )
+        sys.stderr.write(("\r" + line) if interactive and not enabled else line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("peft") is None:
+        raise TrainingError("Training needs the `train` extra: pip install 'datanet-client[train]' (see packaging/).")
+    opened = ctx.open(create=False)
+    with opened.vault.open_shard(args.name) as shard:
+        info = shard.info
+        rows = list(shard.iter_bodies())
+    base = args.base or DEFAULT_FOR_TASK.get(info.task)
+    if base is None:
+        raise TrainingError(f"No base model serves the {info.task!r} task yet.")
+    if args.eval is not None:
+        eval_rows = read_rows(args.eval)
+        eval_ids = {r for r, _ in eval_rows}
+        train_rows = [row for row in rows if row[0] not in eval_ids]
+        eval_source = f"file {args.eval.name} ({examples.record_set_hash(eval_ids)[:16]})"
+    else:
+        train_rows, eval_rows = examples.split_holdout(rows)
+        eval_source = f"held-out {examples.HOLDOUT_PERCENT}% of the Datanet (by record id)"
+    config = TrainConfig(
+        base=base,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        dp_epsilon=args.dp_epsilon,
+    )
+    request = JobRequest(
+        data_dir=ctx.config.data_dir,
+        cache_dir=ctx.config.cache_dir,
+        log_file=ctx.config.data_dir / "logs" / "datanet.log",
+        datanet={"name": info.name, "uuid": info.uuid, "task": info.task},
+        config=config,
+        train_rows=train_rows,
+        eval_rows=eval_rows,
+        eval_source=eval_source,
+    )
+    result = run(request, _printer(args.progress), fresh=args.fresh)
+    if sys.stderr.isatty() and not args.progress:
+        sys.stderr.write("\n")
+    m = result.manifest
+    ev = m["evaluation"]
+    metric = "accuracy" if "accuracy" in ev["after"] else "loss"
+    dp = m["dp"]
+    text = (
+        ("Already trained (same Datanet, records and settings): " if result.reused else "Trained ")
+        + f"adapter {result.adapter_id[:16]} on {m['trained_on']['records']} records of {info.name!r} "
+        f"with {m['base_model']['name']} on {m['device']}.\n"
+        f"{metric} on {ev['records']} evaluation records ({ev['source']}): "
+        f"{ev['before'][metric]:.3f} before, {ev['after'][metric]:.3f} after."
+        + (
+            f"\nDifferential privacy: epsilon {dp['epsilon_spent']:.2f} spent (target {dp['epsilon_target']}), "
+            f"delta {dp['delta']}."
+            if dp
+            else ""
+        )
+    )
+    ctx.out.emit(
+        {"job_id": result.job_id, "adapter_id": result.adapter_id, "reused": result.reused, "manifest": m}, text
+    )
+    return 0
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    infos = adapters.list_adapters(ctx.config.data_dir)
+    rows = []
+    for info in infos:
+        m = info.manifest
+        after = m["evaluation"]["after"]
+        metric = (
+            f"acc {after['accuracy']:.3f}"
+            if "accuracy" in after
+            else f"loss {after['loss']:.3f}"
+            if "loss" in after
+            else "-"
+        )
+        size = sum((info.path / name).stat().st_size for name in adapters.PEFT_FILES)
+        rows.append(
+            [
+                info.adapter_id[:16],
+                m["datanet"]["name"],
+                m["base_model"]["name"],
+                metric,
+                "yes" if m.get("dp") else "no",
+                human_bytes(size),
+                m["created_at"],
+            ]
+        )
+    text = table(rows, ["ID", "DATANET", "BASE", "EVAL", "DP", "SIZE", "CREATED"]) if rows else "No adapters yet."
+    ctx.out.emit({"adapters": [i.manifest for i in infos]}, text)
+    return 0
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    info = adapters.find(ctx.config.data_dir, args.id)
+    adapters.verify(info)
+    import json
+
+    ctx.out.emit(info.manifest, json.dumps(info.manifest, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    info = adapters.find(ctx.config.data_dir, args.id)
+    target = adapters.export(info, args.folder)
+    ctx.out.emit(
+        {"adapter_id": info.adapter_id, "folder": str(target)},
+        f"Adapter {info.adapter_id[:16]} written to {target} (PEFT layout + manifest.json).",
+    )
+    return 0
+
+
+def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
+    from client.training.aggregation import merge
+
+    infos = [adapters.find(ctx.config.data_dir, i) for i in args.ids]
+    weights = args.weights or [1.0 / len(infos)] * len(infos)
+    if len(weights) != len(infos):
+        raise TrainingError(f"Give one weight per adapter ({len(infos)}), not {len(weights)}.")
+    merged = merge(infos, weights, ctx.config.data_dir)
+    ctx.out.emit(
+        {"adapter_id": merged.adapter_id, "manifest": merged.manifest},
+        f"Merged adapter {merged.adapter_id[:16]} from {len(infos)} adapters (exact sum of their deltas).",
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Local LoRA training: base models, the training job, adapters, evaluation and aggregation."""

@@ -1,0 +1,101 @@
+"""Adapters on disk: the standard PEFT layout plus a provenance manifest, content-addressed.
+
+    <data dir>/adapters/<adapter id>/
+        adapter_config.json        PEFT's config, base_model_name_or_path = the base model's id (never a path)
+        adapter_model.safetensors  the LoRA weights (and a classifier head when the task has one)
+        manifest.json              provenance: base model hash, Datanet, records, seed, hyper-parameters,
+                                   versions, device, metrics, DP budget
+
+adapter id = SHA-256 over the two PEFT files' names and hashes, so peft, OpenLoRA-style servers and vLLM load the
+folder as it is, and the same training run gives the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from client.training.base_models import sha256_file
+from client.training.errors import AdapterNotFound, TrainingError
+
+ADAPTERS_DIR = "adapters"
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterInfo:
+    adapter_id: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+def content_id(folder: Path) -> tuple[str, dict[str, str]]:
+    files = {name: sha256_file(folder / name) for name in PEFT_FILES}
+    digest = hashlib.sha256("".join(f"{name}\0{files[name]}\n" for name in PEFT_FILES).encode()).hexdigest()
+    return digest, files
+
+
+def rewrite_base_reference(folder: Path, model_id: str) -> None:
+    """peft writes the local path of the base model; a shareable adapter names the model instead."""
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = model_id
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def store(staging: Path, data_dir: Path, manifest: dict[str, Any]) -> AdapterInfo:
+    """Move a staged PEFT folder into the adapter store under its content id, with its manifest."""
+    adapter_id, files = content_id(staging)
+    full = {"format": "datanet-adapter/1", "adapter_id": adapter_id, "files": files, **manifest}
+    (staging / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    for item in staging.iterdir():
+        os.chmod(item, 0o600)
+    target = data_dir / ADAPTERS_DIR / adapter_id
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(staging)  # the same adapter again: keep the first manifest
+        return AdapterInfo(adapter_id, target, json.loads((target / MANIFEST).read_text()))
+    os.replace(staging, target)
+    return AdapterInfo(adapter_id, target, full)
+
+
+def list_adapters(data_dir: Path) -> list[AdapterInfo]:
+    root = data_dir / ADAPTERS_DIR
+    infos = []
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        manifest_path = folder / MANIFEST
+        if folder.is_dir() and manifest_path.exists():
+            infos.append(AdapterInfo(folder.name, folder, json.loads(manifest_path.read_text())))
+    return sorted(infos, key=lambda info: str(info.manifest.get("created_at", "")))
+
+
+def find(data_dir: Path, prefix: str) -> AdapterInfo:
+    matches = [info for info in list_adapters(data_dir) if info.adapter_id.startswith(prefix.lower())]
+    if len(prefix) < 6 or not matches:
+        raise AdapterNotFound(f"No adapter with id {prefix!r}; `datanet adapters list` shows them (6+ hex digits).")
+    if len(matches) > 1:
+        raise AdapterNotFound(f"Several adapters start with {prefix}; give more digits.")
+    return matches[0]
+
+
+def verify(info: AdapterInfo) -> None:
+    """Check the files still hash to the adapter's id."""
+    adapter_id, _ = content_id(info.path)
+    if adapter_id != info.adapter_id:
+        raise TrainingError(f"Adapter {info.adapter_id[:12]} was altered on disk (its files no longer match its id).")
+
+
+def export(info: AdapterInfo, target: Path) -> Path:
+    verify(info)
+    if target.exists() and any(target.iterdir()):
+        raise TrainingError(f"{target} exists and is not empty; choose an empty or new folder.")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (*PEFT_FILES, MANIFEST):
+        shutil.copyfile(info.path / name, target / name)
+    return target

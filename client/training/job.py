@@ -1,0 +1,280 @@
+"""A training job: run in a child process, with progress, cancellation, and resume after a crash.
+
+The parent (the CLI today, the node's job journal later) reads the records from the vault and hands them to the
+child over a pipe: the child never opens the vault, and no plaintext record touches the disk. The child trains,
+checkpoints into `<data dir>/jobs/<job id>/`, and stores the adapter. A job's id is a hash of its inputs (Datanet,
+records, base model, hyper-parameters), so running the same command again after a crash or a cancel resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from client.training import adapters, examples
+from client.training.base_models import MODELS, prepare, weights_hash
+from client.training.errors import BaseModelUnavailable, JobFailed, ShardTooSmall, TaskMismatch, TrainingError
+from client.training.settings import Cancelled, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+JOBS_DIR = "jobs"
+STATE = "state.json"
+Rows = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    data_dir: Path
+    cache_dir: Path
+    log_file: Path | None
+    datanet: dict[str, str]  # name, uuid, task
+    config: TrainConfig
+    train_rows: Rows = field(repr=False)
+    eval_rows: Rows = field(repr=False)
+    eval_source: str
+
+    @property
+    def job_id(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(
+            json.dumps({"datanet": self.datanet["uuid"], "config": self.config.as_dict()}, sort_keys=True).encode()
+        )
+        digest.update(examples.record_set_hash(r for r, _ in self.train_rows).encode())
+        digest.update(examples.record_set_hash(r for r, _ in self.eval_rows).encode())
+        return digest.hexdigest()[:20]
+
+    @property
+    def job_dir(self) -> Path:
+        return self.data_dir / JOBS_DIR / self.job_id
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    job_id: str
+    adapter_id: str
+    manifest: dict[str, Any]
+    reused: bool
+
+
+def check_task(request: JobRequest) -> None:
+    base = MODELS.get(request.config.base)
+    if base is None:
+        raise BaseModelUnavailable(f"Unknown base model {request.config.base!r}; known: {', '.join(MODELS)}.")
+    if base.task != request.datanet["task"]:
+        raise TaskMismatch(
+            f"Datanet {request.datanet['name']!r} serves the {request.datanet['task']!r} task, but base model "
+            f"{base.name} is for {base.task!r}; pick another --base."
+        )
+
+
+def _write_state(job_dir: Path, **fields: Any) -> None:
+    path = job_dir / STATE
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state.update(fields, updated_at=time.time())
+    tmp = path.with_name(STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_state(job_dir: Path) -> dict[str, Any]:
+    path = job_dir / STATE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# -- the child ---------------------------------------------------------------------------------------------
+
+
+def _child_logging(log_file: Path | None) -> None:
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("client").setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+
+def _child(request: JobRequest, conn: Connection, cancel: Any) -> None:
+    _child_logging(request.log_file)
+    try:
+        conn.send(("done", _train_and_store(request, conn, cancel)))
+    except Cancelled as exc:
+        conn.send(("cancelled", str(exc)))
+    except TrainingError as exc:
+        logger.info("training failed: %s", exc, exc_info=True)
+        conn.send(("error", str(exc), exc.exit_code))
+    except (BrokenPipeError, EOFError):
+        logger.warning("the parent of training job %s went away; the last checkpoint stays", request.job_id)
+    except Exception as exc:
+        logger.exception("training job %s failed", request.job_id)
+        conn.send(("error", f"Training failed unexpectedly ({exc.__class__.__name__}); the log has details.", 1))
+
+
+def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict[str, Any]:
+    from client.training.trainer import describe_versions, train
+
+    base = MODELS[request.config.base]
+    train_examples, train_ids = examples.build(request.train_rows, base.kind)
+    examples.check_size(train_examples, base.kind)
+    eval_examples, _ = examples.build(request.eval_rows, base.kind, labels=train_examples.labels)
+    if len(eval_examples) == 0:
+        raise ShardTooSmall("The evaluation split is empty; give --eval FILE or import more records.")
+    model_dir = prepare(base.name, request.cache_dir)
+    model, outcome = train(
+        job_dir=request.job_dir,
+        base=base,
+        model_dir=model_dir,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        config=request.config,
+        progress=lambda event: conn.send(("progress", event)),
+        should_stop=cancel.is_set,
+    )
+    staging = request.job_dir / "adapter.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)  # type: ignore[operator]
+    adapters.rewrite_base_reference(staging, base.model_id)
+    config = request.config
+    manifest = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": base.task,
+        "labels": list(train_examples.labels) if train_examples.labels else None,
+        "base_model": {
+            "name": base.name,
+            "model_id": base.model_id,
+            "weights_sha256": weights_hash(base.name, model_dir),
+            "source": base.source,
+        },
+        "datanet": {"name": request.datanet["name"], "uuid": request.datanet["uuid"]},
+        "trained_on": {
+            "records": len(train_ids),
+            "record_set_sha256": examples.record_set_hash(train_ids),
+            "batch_roots": [],  # filled once contributions are committed (Prover/Chain issues)
+        },
+        "evaluation": {
+            "source": request.eval_source,
+            "records": len(eval_examples),
+            "before": outcome.metrics_before,
+            "after": outcome.metrics_after,
+        },
+        "seed": config.seed,
+        "threads": config.threads,
+        "hyperparameters": {k: v for k, v in config.as_dict().items() if k not in {"seed", "threads", "base"}},
+        "versions": describe_versions(),
+        "device": outcome.device,
+        "training": {
+            "steps": outcome.steps,
+            "resumed_from_step": outcome.resumed_from,
+            "train_loss": outcome.train_loss,
+            "samples_per_s": outcome.samples_per_s,
+            "seconds": outcome.seconds,
+        },
+        "dp": None
+        if config.dp_epsilon is None
+        else {
+            "epsilon_target": config.dp_epsilon,
+            "epsilon_spent": outcome.dp_epsilon_spent,
+            "delta": config.dp_delta,
+            "max_grad_norm": config.dp_max_grad_norm,
+            "accountant": "rdp",
+        },
+    }
+    info = adapters.store(staging, request.data_dir, manifest)
+    return {"adapter_id": info.adapter_id, "manifest": info.manifest}
+
+
+# -- the parent --------------------------------------------------------------------------------------------
+
+
+def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, fresh: bool = False) -> JobResult:
+    """Run (or resume) a training job in a child process; Ctrl-C cancels it with a checkpoint."""
+    check_task(request)
+    job_dir = request.job_dir
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state = read_state(job_dir)
+    if fresh:
+        for name in ("checkpoint.pt", STATE):
+            (job_dir / name).unlink(missing_ok=True)
+        state = {}
+    elif (
+        state.get("status") == "finished" and (request.data_dir / adapters.ADAPTERS_DIR / state["adapter_id"]).exists()
+    ):
+        info = adapters.find(request.data_dir, state["adapter_id"])
+        return JobResult(request.job_id, info.adapter_id, info.manifest, reused=True)
+    elif state.get("status") == "running":
+        logger.warning("job %s was left running by process %s; resuming it", request.job_id, state.get("pid"))
+
+    context = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = context.Pipe()
+    cancel = context.Event()
+    process = context.Process(target=_child, args=(request, child_conn, cancel), daemon=True)
+    process.start()
+    child_conn.close()
+    _write_state(
+        job_dir,
+        status="running",
+        pid=process.pid,
+        datanet=request.datanet["name"],
+        base=request.config.base,
+        started_at=time.time(),
+    )
+    outcome: tuple[Any, ...] | None = None
+    try:
+        while outcome is None:
+            try:
+                if not parent_conn.poll(0.5):
+                    if not process.is_alive():
+                        break
+                    continue
+                message = parent_conn.recv()
+            except EOFError:
+                break
+            except KeyboardInterrupt:
+                cancel.set()
+                continue
+            if message[0] == "progress":
+                _write_state(job_dir, progress=message[1]) if message[1]["step"] % 10 == 0 else None
+                on_progress(message[1])
+            else:
+                outcome = message
+    finally:
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+        parent_conn.close()
+    if outcome is None:
+        _write_state(job_dir, status="failed", exit_code=process.exitcode)
+        raise JobFailed(
+            f"The training process died (exit code {process.exitcode}); run the same command again "
+            "to resume from its last checkpoint."
+        )
+    if outcome[0] == "cancelled":
+        _write_state(job_dir, status="cancelled")
+        raise Cancelled(outcome[1])
+    if outcome[0] == "error":
+        _write_state(job_dir, status="failed", error=outcome[1])
+        error = TrainingError(outcome[1])
+        error.exit_code = outcome[2]
+        raise error
+    result = outcome[1]
+    _write_state(job_dir, status="finished", adapter_id=result["adapter_id"])
+    (job_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return JobResult(request.job_id, result["adapter_id"], result["manifest"], reused=False)
