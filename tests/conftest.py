@@ -119,3 +119,17 @@ def snapshot(directory: Path) -> dict[str, bytes]:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.relative_to(directory).parts[0] != "logs"
     }
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the session: locally built and converted base models are reused across tests."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def train_cli(headless_cli: Cli, model_cache: Path) -> Cli:
+    """A headless machine (passphrase in the environment) with the shared model cache."""
+    headless_cli.env["DATANET_PASSPHRASE"] = "training tests passphrase"
+    headless_cli.env["DATANET_CACHE_DIR"] = str(model_cache)
+    return headless_cli

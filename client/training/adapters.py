@@ -42,10 +42,14 @@ def content_id(folder: Path) -> tuple[str, dict[str, str]]:
 
 
 def rewrite_base_reference(folder: Path, model_id: str) -> None:
-    """peft writes the local path of the base model; a shareable adapter names the model instead."""
+    """peft writes the local path of the base model; a shareable adapter names the model instead. peft also
+    writes target_modules from a set, in an order that changes between processes: sort it, so the same training
+    gives the same bytes."""
     config_path = folder / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = model_id
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

@@ -4,7 +4,6 @@ TrainingError
 ├── ShardTooSmall        not enough records to train and evaluate
 ├── TaskMismatch         the Datanet's task does not fit the base model, or records lack fields
 ├── BaseModelUnavailable the base model's package is not installed, or its files do not match the pin
-├── CheckpointCorrupt    a checkpoint cannot be read (it is set aside, training restarts)
 ├── AdapterNotFound      no adapter with that id
 └── JobFailed            the training process failed (the log has the traceback)
 """
@@ -27,10 +26,6 @@ class TaskMismatch(TrainingError):
 
 
 class BaseModelUnavailable(TrainingError):
-    pass
-
-
-class CheckpointCorrupt(TrainingError):
     pass
 
 

@@ -14,7 +14,9 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -109,10 +111,14 @@ def _child_logging(log_file: Path | None) -> None:
         root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("client").setLevel(logging.INFO)
+    # Deprecation notices from torch/transformers/peft/opacus go to the log, never abort a training run.
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
     logging.captureWarnings(True)
 
 
 def _child(request: JobRequest, conn: Connection, cancel: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it asks us to stop cleanly
     _child_logging(request.log_file)
     try:
         conn.send(("done", _train_and_store(request, conn, cancel)))
@@ -186,6 +192,7 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
             "train_loss": outcome.train_loss,
             "samples_per_s": outcome.samples_per_s,
             "seconds": outcome.seconds,
+            "damaged_checkpoint_discarded": outcome.checkpoint_discarded,
         },
         "dp": None
         if config.dp_epsilon is None
@@ -237,6 +244,13 @@ def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, f
         started_at=time.time(),
     )
     outcome: tuple[Any, ...] | None = None
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if cancel.is_set():  # a second Ctrl-C: stop waiting for the checkpoint
+            raise KeyboardInterrupt
+        cancel.set()  # the child checkpoints at its next step and reports "cancelled"
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         while outcome is None:
             try:
@@ -247,15 +261,14 @@ def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, f
                 message = parent_conn.recv()
             except EOFError:
                 break
-            except KeyboardInterrupt:
-                cancel.set()
-                continue
             if message[0] == "progress":
-                _write_state(job_dir, progress=message[1]) if message[1]["step"] % 10 == 0 else None
+                if message[1]["step"] % 10 == 0:
+                    _write_state(job_dir, progress=message[1])
                 on_progress(message[1])
             else:
                 outcome = message
     finally:
+        signal.signal(signal.SIGINT, previous)
         process.join(timeout=60)
         if process.is_alive():
             process.kill()

@@ -41,6 +41,7 @@ class TrainOutcome:
     device: str
     samples_per_s: float
     seconds: float
+    checkpoint_discarded: bool = False
 
 
 class Cancelled(TrainingError):

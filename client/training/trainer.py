@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from client.training.base_models import BaseModel
-from client.training.errors import CheckpointCorrupt, TrainingError
+from client.training.errors import TrainingError
 from client.training.examples import Examples
 from client.training.settings import Cancelled, TrainConfig, TrainOutcome
 
@@ -148,6 +148,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint, or None; a damaged one is moved aside (training then starts over) and raises nothing."""
     if not path.exists():
         return None
     try:
@@ -158,10 +159,8 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     except Exception as exc:  # torch raises many kinds of errors on a damaged file
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
-        raise CheckpointCorrupt(
-            f"The training checkpoint {path} is damaged ({exc.__class__.__name__}); it was moved to {aside.name} "
-            "and training starts over."
-        ) from exc
+        logger.warning("checkpoint %s is damaged (%s); moved to %s, training starts over", path, exc, aside.name)
+        return None
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -194,8 +193,8 @@ def train(
 
     params = [p for p in model.parameters() if p.requires_grad]
     dp = config.dp_epsilon is not None
-    learning_rate = config.learning_rate / config.batch_size if dp else config.learning_rate
-    optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    # DP sums per-example gradients (opacus' loss_reduction="sum"); AdamW is invariant to that scale.
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
     n = len(train_seqs)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -204,13 +203,19 @@ def train(
     trainable_module: nn.Module = model
     if dp:
         from opacus import PrivacyEngine
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, TensorDataset
 
         privacy = PrivacyEngine(accountant="rdp")
-        loader: DataLoader[int] = DataLoader(list(range(n)), batch_size=config.batch_size)  # type: ignore[arg-type]
+        model.train()  # opacus validates the module in training mode
+        # The loader only tells opacus the sample rate (batch_size / n); batches are drawn below, by Poisson
+        # sampling at that rate, as the accountant assumes.
+        loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
+            TensorDataset(torch.arange(n)), batch_size=config.batch_size
+        )
         trainable_module, optimizer, _, _ = _make_private(privacy, model, optimizer, loader, config)
 
     checkpoint_path = job_dir / CHECKPOINT
+    had_checkpoint = checkpoint_path.exists()
     state = load_checkpoint(checkpoint_path)
     resumed_from = 0
     if state is not None:
@@ -297,6 +302,7 @@ def train(
         dp_epsilon_spent=round(spent, 4) if spent is not None else None,
         device=str(device),
         samples_per_s=round(timed_samples / timed_seconds, 2) if timed_seconds else 0.0,
+        checkpoint_discarded=had_checkpoint and state is None,
         seconds=round(time.monotonic() - started, 2),
     )
     return model, outcome
