@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import time
@@ -105,7 +106,9 @@ def _child_logging(log_file: Path | None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    if log_file is not None:
+    if log_file is None:
+        root.addHandler(logging.NullHandler())
+    else:
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
@@ -193,6 +196,7 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
             "samples_per_s": outcome.samples_per_s,
             "seconds": outcome.seconds,
             "damaged_checkpoint_discarded": outcome.checkpoint_discarded,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },
         "dp": None
         if config.dp_epsilon is None

@@ -270,7 +270,7 @@ def train(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             step = global_step
-            loss_sum += float(losses.mean())
+            loss_sum += float(losses.detach().mean())
             loss_count += 1
             elapsed = time.perf_counter() - tick
             timed_samples += len(indices)
@@ -281,7 +281,7 @@ def train(
                     "step": step,
                     "total_steps": total_steps,
                     "epoch": epoch + 1,
-                    "loss": round(float(losses.mean()), 5),
+                    "loss": round(float(losses.detach().mean()), 5),
                     "samples_per_s": round(rate, 2),
                     "eta_s": round((total_steps - step) * config.batch_size / rate, 1) if rate else None,
                 }
