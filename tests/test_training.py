@@ -94,6 +94,13 @@ def test_same_seed_and_threads_give_the_same_adapter(clinic: Cli) -> None:
     other_seed = _train(clinic, "clinic", *TINY, "--seed", "1")
     assert other_seed["adapter_id"] != first["adapter_id"]
 
+    shown = clinic.ok("--json", "adapters", "show", first["adapter_id"][:8]).json()
+    assert shown == first["manifest"]
+    weights = clinic.data_dir / "adapters" / first["adapter_id"] / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    altered = clinic.run("adapters", "show", first["adapter_id"][:8])
+    assert altered.code == 1 and "was altered on disk" in altered.stderr
+
 
 def _start_training(cli: Cli, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(

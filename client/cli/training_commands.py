@@ -11,11 +11,10 @@ from typing import Any
 
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
-from client.importers import read_rows
-from client.training import adapters, examples
+from client.training import adapters
 from client.training.base_models import DEFAULT_FOR_TASK, MODELS
 from client.training.errors import TrainingError
-from client.training.job import JobRequest, run
+from client.training.job import make_request, run
 from client.training.settings import TrainConfig
 
 
@@ -77,14 +76,6 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     base = args.base or DEFAULT_FOR_TASK.get(info.task)
     if base is None:
         raise TrainingError(f"No base model serves the {info.task!r} task yet.")
-    if args.eval is not None:
-        eval_rows = read_rows(args.eval)
-        eval_ids = {r for r, _ in eval_rows}
-        train_rows = [row for row in rows if row[0] not in eval_ids]
-        eval_source = f"file {args.eval.name} ({examples.record_set_hash(eval_ids)[:16]})"
-    else:
-        train_rows, eval_rows = examples.split_holdout(rows)
-        eval_source = f"held-out {examples.HOLDOUT_PERCENT}% of the Datanet (by record id)"
     config = TrainConfig(
         base=base,
         epochs=args.epochs,
@@ -94,16 +85,7 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         threads=args.threads,
         dp_epsilon=args.dp_epsilon,
     )
-    request = JobRequest(
-        data_dir=ctx.config.data_dir,
-        cache_dir=ctx.config.cache_dir,
-        log_file=ctx.config.data_dir / "logs" / "datanet.log",
-        datanet={"name": info.name, "uuid": info.uuid, "task": info.task},
-        config=config,
-        train_rows=train_rows,
-        eval_rows=eval_rows,
-        eval_source=eval_source,
-    )
+    request = make_request(ctx.config, info, rows, config, args.eval)
     result = run(request, _printer(args.progress), fresh=args.fresh)
     if sys.stderr.isatty() and not args.progress:
         sys.stderr.write("\n")

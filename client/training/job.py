@@ -24,10 +24,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from client.config import Config
+from client.importers import read_rows
+from client.log_setup import log_path
 from client.training import adapters, examples
 from client.training.base_models import MODELS, prepare, weights_hash
 from client.training.errors import BaseModelUnavailable, JobFailed, ShardTooSmall, TaskMismatch, TrainingError
 from client.training.settings import Cancelled, TrainConfig
+from storage.shard import ShardInfo
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +74,30 @@ class JobResult:
     reused: bool
 
 
+def make_request(
+    config: Config, info: ShardInfo, rows: Rows, train_config: TrainConfig, eval_path: Path | None
+) -> JobRequest:
+    """A job for a shard's records: the evaluation split is a public file, or a held-out slice of the shard."""
+    if eval_path is not None:
+        eval_rows = read_rows(eval_path)
+        eval_ids = {r for r, _ in eval_rows}
+        train_rows = [row for row in rows if row[0] not in eval_ids]
+        eval_source = f"file {eval_path.name} ({examples.record_set_hash(eval_ids)[:16]})"
+    else:
+        train_rows, eval_rows = examples.split_holdout(rows)
+        eval_source = f"held-out {examples.HOLDOUT_PERCENT}% of the Datanet (by record id)"
+    return JobRequest(
+        data_dir=config.data_dir,
+        cache_dir=config.cache_dir,
+        log_file=log_path(config),
+        datanet={"name": info.name, "uuid": info.uuid, "task": info.task},
+        config=train_config,
+        train_rows=train_rows,
+        eval_rows=eval_rows,
+        eval_source=eval_source,
+    )
+
+
 def check_task(request: JobRequest) -> None:
     base = MODELS.get(request.config.base)
     if base is None:
@@ -104,14 +132,17 @@ def _child_logging(log_file: Path | None) -> None:
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if log_file is None:
-        root.addHandler(logging.NullHandler())
-    else:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler = logging.NullHandler()  # no log file, or one that cannot be written: stay quiet
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError:
+            pass
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("client").setLevel(logging.INFO)
     # Deprecation notices from torch/transformers/peft/opacus go to the log, never abort a training run.
