@@ -173,8 +173,10 @@ def test_demo_runs_and_reports_encryption(cli: Cli) -> None:
     doc = cli.ok("--json", "demo").json()
     assert doc["records"] == 480 and doc["plaintext_found"] is False and doc["check_ok"] is True
     assert len(doc["labels"]) == 8
+    assert doc["adapter"]["after"]["accuracy"] >= 0.9 > doc["adapter"]["before"]["accuracy"]
     again = cli.ok("--json", "demo").json()
     assert (again["added"], again["duplicates"]) == (0, 480)
+    assert again["adapter"]["adapter_id"] == doc["adapter"]["adapter_id"]  # same records and settings: reused
 
 
 def test_demo_without_any_passphrase_uses_the_announced_demo_passphrase(headless_cli: Cli) -> None:

@@ -61,18 +61,23 @@ model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=
 model = PeftModel.from_pretrained(model, {str(adapter_dir)!r}).eval()
 tok = AutoTokenizer.from_pretrained(base_dir)
 rows = [json.loads(l) for l in Path({str(EVAL_FILE)!r}).read_text().splitlines()]
-correct = 0
+correct, losses = 0, []
 with torch.no_grad():
     for r in rows:
         enc = tok(r["text"], return_tensors="pt", truncation=True, max_length=64)
-        correct += int(model(**enc).logits.argmax(-1).item() == labels.index(r["label"]))
-print(json.dumps({{"accuracy": correct / len(rows)}}))
+        logits = model(**enc).logits
+        target = torch.tensor([labels.index(r["label"])])
+        correct += int(logits.argmax(-1).item() == target.item())
+        losses.append(torch.nn.functional.cross_entropy(logits, target).item())
+print(json.dumps({{"accuracy": correct / len(rows), "loss": sum(losses) / len(losses)}}))
 """
     env = {**clinic.env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     env.pop("PYTHONWARNINGS")  # a plain user script: library deprecation notices are not errors there
     fresh = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
-    assert json.loads(fresh.stdout.splitlines()[-1])["accuracy"] == pytest.approx(after, abs=1e-9)
+    reloaded = json.loads(fresh.stdout.splitlines()[-1])
+    assert reloaded["accuracy"] == pytest.approx(after, abs=1e-9)
+    assert reloaded["loss"] == pytest.approx(manifest["evaluation"]["after"]["loss"], abs=1e-4)
 
     listed = clinic.ok("--json", "adapters", "list").json()["adapters"]
     assert [a["adapter_id"] for a in listed] == [doc["adapter_id"]]
@@ -240,7 +245,10 @@ def test_a_text_datanet_fine_tunes_smollm2_and_its_loss_drops(train_cli: Cli, tm
     assert config["target_modules"] == ["q_proj", "v_proj"]
 
 
-def test_bad_training_input_gets_one_sentence(train_cli: Cli, tmp_path: Path) -> None:
+def test_bad_training_input_gets_one_sentence_and_leaves_the_vault_alone(train_cli: Cli, tmp_path: Path) -> None:
+    train_cli.ok("create", "empty", "--task", "intent-classification")
+    empty = train_cli.run("train", "empty", *TINY)
+    assert empty.code == 4 and "Only 0 records to train on" in empty.stderr
     train_cli.ok("create", "tiny", "--task", "intent-classification")
     small = tmp_path / "small.jsonl"
     small.write_text("".join(json.dumps({"text": f"t{i}", "label": "ab"[i % 2]}) + "\n" for i in range(6)))
@@ -255,7 +263,11 @@ def test_bad_training_input_gets_one_sentence(train_cli: Cli, tmp_path: Path) ->
     train_cli.ok("import", "unlabelled", str(unlabelled))
     no_label = train_cli.run("train", "unlabelled", *TINY)
     assert no_label.code == 4 and 'no "label" field' in no_label.stderr
-    for result in (too_small, mismatch, no_label):
+    vault = {p: p.read_bytes() for p in (train_cli.data_dir / "shards").iterdir()}
+    again = train_cli.run("train", "unlabelled", *TINY)
+    assert again.code == 4
+    assert {p: p.read_bytes() for p in (train_cli.data_dir / "shards").iterdir()} == vault
+    for result in (empty, too_small, mismatch, no_label):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

@@ -225,6 +225,8 @@ def train(
                 named[name].copy_(tensor.to(device))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         if privacy is not None and state.get("dp_history"):
             privacy.accountant.history = [tuple(h) for h in state["dp_history"]]
         resumed_from = int(state["step"])
@@ -236,6 +238,7 @@ def train(
             "trainable": _trainable_state(model),
             "optimizer": optimizer.state_dict(),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
             "dp_history": [list(h) for h in privacy.accountant.history] if privacy is not None else [],
         }
         save_checkpoint(checkpoint_path, payload)
