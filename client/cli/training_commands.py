@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.set_defaults(handler=cmd_merge)
 
 
-def _printer(enabled: bool) -> Any:
+def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
+    """Progress on stderr: a live line on a terminal, or (with --progress) one line per step for logs."""
     interactive = sys.stderr.isatty()
 
     def show(event: dict[str, Any]) -> None:
@@ -145,8 +148,6 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     info = adapters.find(ctx.config.data_dir, args.id)
     adapters.verify(info)
-    import json
-
     ctx.out.emit(info.manifest, json.dumps(info.manifest, indent=2, sort_keys=True))
     return 0
 
