@@ -36,7 +36,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps
+# Pinned JavaScript reference tools (circom2, snarkjs, circomlib, circomlibjs) from the committed lock file.
+NODE_STAMP := prover/js/node_modules/.installed
+$(NODE_STAMP): prover/js/package.json prover/js/package-lock.json
+	cd prover/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(STAMP) $(NODE_STAMP) system-deps
 	tests/with-keyring $(BIN)/pytest
 
 check: lint typecheck test
@@ -46,4 +52,4 @@ sample: $(STAMP)
 	$(BIN)/python -m client.sample.build_sample
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) prover/js/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
