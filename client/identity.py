@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_keys.datatypes import PrivateKey as EthPrivateKey
 
 from client.errors import IdentityError
+from prover.commitment import identity_commitment
 from storage.key_file import Argon2Params, passphrase_key
 from storage.shard import BN254_SCALAR_FIELD
 from storage.vault import Vault
@@ -52,9 +53,14 @@ def peer_id_from_ed25519(public_key: bytes) -> str:
 class PublicIdentity:
     peer_id: str
     evm_address: str
+    identity_commitment: int  # Poseidon(ZK secret): the public face of the ZK identity
 
     def as_dict(self) -> dict[str, str]:
-        return {"peer_id": self.peer_id, "evm_address": self.evm_address}
+        return {
+            "peer_id": self.peer_id,
+            "evm_address": self.evm_address,
+            "identity_commitment": str(self.identity_commitment),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +86,9 @@ class Identity:
 
     def public(self) -> PublicIdentity:
         address = EthPrivateKey(self.evm_private_key).public_key.to_checksum_address()
-        return PublicIdentity(peer_id_from_ed25519(self.ed25519_public_key()), str(address))
+        return PublicIdentity(
+            peer_id_from_ed25519(self.ed25519_public_key()), str(address), identity_commitment(self.zk_secret)
+        )
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -117,7 +125,7 @@ def load_or_create(vault: Vault) -> tuple[Identity, bool]:
 
 
 def _aad(public: dict[str, Any]) -> bytes:
-    return f"{BACKUP_FORMAT}|{public['peer_id']}|{public['evm_address']}".encode()
+    return f"{BACKUP_FORMAT}|{public['peer_id']}|{public['evm_address']}".encode()  # bind what is shown in clear
 
 
 def export_backup(identity: Identity, passphrase: str, params: Argon2Params | None = None) -> bytes:
@@ -160,6 +168,7 @@ def import_backup(data: bytes, passphrase: str) -> Identity:
         identity = Identity.from_bytes(AESGCM(key).decrypt(nonce, sealed, aad))
     except InvalidTag:
         raise IdentityError("The backup passphrase is wrong, or the backup file was altered.") from None
-    if identity.public().as_dict() != {"peer_id": doc["peer_id"], "evm_address": doc["evm_address"]}:
+    public = identity.public()
+    if (public.peer_id, public.evm_address) != (doc["peer_id"], doc["evm_address"]):
         raise IdentityError("This identity backup is inconsistent (its public part does not match its keys).")
     return identity

@@ -23,3 +23,19 @@ class NotInTree(ProverError):
 
 class TreeFull(ProverError):
     pass
+
+
+class WrongSecret(ProverError):
+    pass
+
+
+class CountMismatch(ProverError):
+    pass
+
+
+class ArtifactMismatch(ProverError):
+    pass
+
+
+class ProofInvalid(ProverError):
+    pass

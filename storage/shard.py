@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
 BN254_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {
     1: """
         CREATE TABLE meta (
@@ -40,6 +40,21 @@ _MIGRATIONS: dict[int, str] = {
             imported_at INTEGER NOT NULL,
             size        INTEGER NOT NULL,
             salt        BLOB NOT NULL CHECK (length(salt) = 32)
+        );
+    """,
+    # Contribution batches: which records went into which proven batch (prover/), and the proof.
+    2: """
+        ALTER TABLE records ADD COLUMN batch_root BLOB;
+        CREATE INDEX records_pending ON records (batch_root, seq);
+        CREATE TABLE batches (
+            root        BLOB PRIMARY KEY CHECK (length(root) = 32),
+            count       INTEGER NOT NULL,
+            created_at  INTEGER NOT NULL,
+            datanet_id  TEXT NOT NULL,
+            recipient   TEXT NOT NULL,
+            proof       BLOB NOT NULL,
+            public      TEXT NOT NULL,
+            status      TEXT NOT NULL DEFAULT 'proved'
         );
     """,
 }
@@ -67,6 +82,20 @@ class StoredRecord:
     meta: RecordMeta
     body: bytes
     salt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A proven contribution batch: its Poseidon root, size, and the proof for (datanet id, recipient)."""
+
+    root: bytes
+    count: int
+    created_at_ms: int
+    datanet_id: int
+    recipient: int
+    proof: bytes
+    public_signals: tuple[int, ...]
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +263,9 @@ class Shard:
         (n,) = self._connection.execute("SELECT coalesce(sum(size), 0) FROM records").fetchone()
         return int(n)
 
-    def list(self, *, limit: int | None = None, offset: int = 0, source_glob: str | None = None) -> list[RecordMeta]:
+    def list_records(
+        self, *, limit: int | None = None, offset: int = 0, source_glob: str | None = None
+    ) -> list[RecordMeta]:
         clauses, params = self._filters(source_glob, None)
         rows = self._connection.execute(
             f"SELECT id, source, imported_at, size FROM records WHERE {' AND '.join(clauses)} "  # noqa: S608
@@ -279,6 +310,50 @@ class Shard:
             for _, record_id, body in rows:
                 yield bytes(record_id), bytes(body)
             last = rows[-1][0]
+
+    def pending(self, limit: int | None = None) -> list[tuple[bytes, int]]:
+        """(id, salt) of records in no batch yet, in import order."""
+        rows = self._connection.execute(
+            "SELECT id, salt FROM records WHERE batch_root IS NULL ORDER BY seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+        return [(bytes(r[0]), int.from_bytes(r[1], "big")) for r in rows]
+
+    def add_batch(self, batch: Batch, record_ids: list[bytes]) -> None:
+        """Record a proven batch and mark its records, in one transaction."""
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO batches (root, count, created_at, datanet_id, recipient, proof, public, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.root,
+                    batch.count,
+                    batch.created_at_ms,
+                    str(batch.datanet_id),
+                    str(batch.recipient),
+                    batch.proof,
+                    ",".join(map(str, batch.public_signals)),
+                    batch.status,
+                ),
+            )
+            cursor = self._connection.executemany(
+                "UPDATE records SET batch_root = ? WHERE id = ? AND batch_root IS NULL",
+                [(batch.root, record_id) for record_id in record_ids],
+            )
+            if cursor.rowcount != len(record_ids):
+                raise StorageError("Some records of the batch were deleted or batched meanwhile; nothing was changed.")
+
+    def batches(self) -> list[Batch]:
+        rows = self._connection.execute(
+            "SELECT root, count, created_at, datanet_id, recipient, proof, public, status FROM batches "
+            "ORDER BY created_at, root"
+        ).fetchall()
+        return [
+            Batch(
+                bytes(r[0]), r[1], r[2], int(r[3]), int(r[4]), bytes(r[5]), tuple(int(x) for x in r[6].split(",")), r[7]
+            )
+            for r in rows
+        ]
 
     def check(self) -> CheckReport:
         """SQLCipher's page authentication check, SQLite's structure check, and every id against its body."""

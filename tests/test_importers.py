@@ -35,7 +35,7 @@ def test_jsonl_import_with_duplicates_blank_lines_and_bom(shard: Shard, tmp_path
     again = import_path(shard, f)
     assert (again.added, again.duplicates) == (0, 3)
     assert shard.count() == 2
-    sources = sorted(m.source for m in shard.list())
+    sources = sorted(m.source for m in shard.list_records())
     assert sources == ["a.jsonl:1", "a.jsonl:3"]
 
 
@@ -73,7 +73,7 @@ def test_csv_rows_become_objects_keyed_by_the_header(shard: Shard, tmp_path: Pat
     assert summary.added == 2
     bodies = [json.loads(body) for _, body in shard.iter_bodies()]
     assert bodies == [{"text": "Hello, world", "label": "greet"}, {"text": "multi\nline", "label": "other"}]
-    assert [m.source for m in shard.list()] == ["e.csv:2", "e.csv:3"]
+    assert [m.source for m in shard.list_records()] == ["e.csv:2", "e.csv:3"]
 
 
 def test_csv_and_jsonl_of_the_same_object_share_an_id(shard: Shard, tmp_path: Path) -> None:
@@ -107,10 +107,10 @@ def test_text_folder(shard: Shard, tmp_path: Path) -> None:
     _write(folder / ".hidden", "not data")
     summary = import_path(shard, folder)
     assert summary.added == 2
-    assert sorted(m.source for m in shard.list()) == ["notes/a.txt", "notes/sub/b.md"]
+    assert sorted(m.source for m in shard.list_records()) == ["notes/a.txt", "notes/sub/b.md"]
     texts = sorted(json.loads(body)["text"] for _, body in shard.iter_bodies())
     assert texts == ["first note", "second note"]
-    assert make_record({"text": "first note"}).record_id in {m.record_id for m in shard.list()}
+    assert make_record({"text": "first note"}).record_id in {m.record_id for m in shard.list_records()}
 
 
 def test_text_folder_with_a_binary_file_is_rejected_whole(shard: Shard, tmp_path: Path) -> None:

@@ -94,17 +94,17 @@ def test_delete_by_id_and_by_filter(shard: Shard) -> None:
         writer.add([_record(f"old{i}", f"old.csv:{i}") for i in range(3)])
     keep = _record("keep", "keep.txt")
     shard.add_records([keep])
-    first = shard.list(limit=1)[0].record_id
+    first = shard.list_records(limit=1)[0].record_id
     assert shard.delete([first]) == 1
     assert shard.delete_where(source_glob="a.csv:*") == 4
     assert shard.delete_where(imported_before_ms=2000) == 3
-    assert [m.record_id for m in shard.list()] == [keep.record_id]
+    assert [m.record_id for m in shard.list_records()] == [keep.record_id]
 
 
 def test_listing_pages_in_import_order(shard: Shard) -> None:
     records = [_record(f"r{i}") for i in range(25)]
     shard.add_records(records)
-    page = shard.list(limit=10, offset=10)
+    page = shard.list_records(limit=10, offset=10)
     assert [m.record_id for m in page] == [r.record_id for r in records[10:20]]
     assert [rid for rid, _ in shard.iter_bodies(batch=7)] == [r.record_id for r in records]
 

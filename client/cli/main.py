@@ -16,7 +16,7 @@ from importlib import metadata
 
 from client import config as config_mod
 from client import log_setup
-from client.cli import demo, record_commands, training_commands, vault_commands
+from client.cli import demo, prove_commands, record_commands, training_commands, vault_commands
 from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     vault_commands.register(sub)
     record_commands.register(sub)
     training_commands.register(sub)
+    prove_commands.register(sub)
     return parser
 
 

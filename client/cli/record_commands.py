@@ -176,7 +176,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_list_records(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
     with opened.vault.open_shard(args.name) as shard:
-        metas = shard.list(limit=args.limit, offset=args.offset, source_glob=args.source)
+        metas = shard.list_records(limit=args.limit, offset=args.offset, source_glob=args.source)
         total = shard.count()
     rows = [[m.record_id.hex()[:16], m.source, _when(m.imported_at_ms), human_bytes(m.size)] for m in metas]
     text = table(rows, ["ID", "SOURCE", "IMPORTED (UTC)", "SIZE"]) if rows else "No records."

@@ -179,7 +179,8 @@ def cmd_identity_show(ctx: Context, args: argparse.Namespace) -> int:
     public = opened.identity.public()
     ctx.out.emit(
         {**public.as_dict(), **ctx.created_fields(opened)},
-        f"peer id      {public.peer_id}\nEVM address  {public.evm_address}",
+        f"peer id      {public.peer_id}\nEVM address  {public.evm_address}\n"
+        f"ZK identity  {public.identity_commitment} (commitment)",
     )
     return 0
 

@@ -1,0 +1,79 @@
+"""`datanet prove NAME`: prove the not-yet-batched records of a Datanet, and `datanet batches NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from client.cli.context import Context
+from client.cli.output import table
+from client.contribution import ProvedBatch, prove_pending
+from prover.poseidon import FIELD
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("prove", help="zero-knowledge proofs of contribution for records not yet in a batch")
+    p.add_argument("name", help="Datanet name")
+    p.add_argument("--batch", type=int, metavar="N", help="prove at most N records (default: all pending)")
+    p.add_argument("--datanet-id", type=int, help="the Datanet's on-chain id (default: derived locally)")
+    p.set_defaults(handler=cmd_prove)
+    p = sub.add_parser("batches", help="a Datanet's proven contribution batches")
+    p.add_argument("name", help="Datanet name")
+    p.set_defaults(handler=cmd_batches)
+
+
+def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
+    if args.batch is not None and args.batch < 1:
+        raise argparse.ArgumentTypeError("--batch must be at least 1")
+    if args.datanet_id is not None and not 0 <= args.datanet_id < FIELD:
+        raise argparse.ArgumentTypeError("--datanet-id must be a BN254 scalar")
+    opened = ctx.open(create=False)
+
+    def report(batch: ProvedBatch, number: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rproving batch {number}/{total} ({batch.seconds:.2f}s each)")
+            sys.stderr.flush()
+
+    with opened.vault.open_shard(args.name) as shard:
+        done = prove_pending(
+            shard, opened.identity, ctx.config.data_dir, limit=args.batch, datanet_id=args.datanet_id, on_batch=report
+        )
+        left = len(shard.pending())
+    if sys.stderr.isatty() and done:
+        sys.stderr.write("\n")
+    records = sum(b.count for b in done)
+    seconds = sum(b.seconds for b in done)
+    text = (
+        f"{len(done)} batch(es) proved, {records} records, {seconds:.1f}s"
+        + (f" ({seconds / len(done):.2f}s a proof)" if done else "")
+        + f"; {left} records still pending."
+        + "".join(f"\n  {b.root:064x}  {b.count:2d} records  {b.folder}" for b in done)
+    )
+    ctx.out.emit(
+        {
+            "datanet": args.name,
+            "batches": [{"root": f"{b.root:064x}", "count": b.count, "folder": str(b.folder)} for b in done],
+            "records": records,
+            "pending": left,
+        },
+        text,
+    )
+    return 0
+
+
+def cmd_batches(ctx: Context, args: argparse.Namespace) -> int:
+    opened = ctx.open(create=False)
+    with opened.vault.open_shard(args.name) as shard:
+        batches = shard.batches()
+        left = len(shard.pending())
+    rows = [[b.root.hex()[:16], str(b.count), b.status] for b in batches]
+    text = table(rows, ["ROOT", "RECORDS", "STATUS"]) if rows else "No batches yet: `datanet prove NAME`."
+    ctx.out.emit(
+        {
+            "datanet": args.name,
+            "batches": [{"root": b.root.hex(), "count": b.count, "status": b.status} for b in batches],
+            "pending": left,
+        },
+        text + f"\n{left} records not in any batch yet.",
+    )
+    return 0
