@@ -8,15 +8,19 @@ proof that fails verification. So `prove` always verifies before it returns (FAC
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
 import threading
 from collections.abc import Iterator
 from functools import cache
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import groth16py
+import platformdirs
 
 from prover import artifacts
 from prover.artifacts import Circuit
@@ -41,14 +45,41 @@ def _stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-@cache
-def _keys(circuit: Circuit) -> tuple[Any, Any]:
-    found = artifacts.load(circuit)
-    logger.info("loading the %s proving key (%d constraints)", circuit, found.constraints)
+def _cache_dir() -> Path:
+    return Path(os.environ.get("DATANET_CACHE_DIR") or platformdirs.user_cache_dir("datanet")) / "prover"
+
+
+def _load_proving_key(found: artifacts.Artifacts) -> Any:
+    """The proving key with its witness calculator. The first load compiles the circuit (about a second) and
+    caches the result under the zkey's hash; later processes load the cache (about 0.4 s). A damaged cache file
+    is rebuilt; a wrong one could only produce proofs that fail the verification every proof goes through."""
+    version = metadata.version("groth16py")
+    digest = hashlib.sha256(found.zkey.read_bytes() + found.source.read_bytes()).hexdigest()[:24]
+    cached = _cache_dir() / f"{found.circuit}-{digest}-groth16py{version}.pk"
+    if cached.exists():
+        try:
+            return groth16py.ProvingKey.load(str(cached))
+        except Exception:  # a truncated or foreign cache file: rebuild it
+            logger.warning("proving key cache %s unreadable; rebuilding it", cached)
     with _stdout_silenced():
         # The circuit is compiled again from the committed source to compute witnesses in-process; the keys
         # come from the snarkjs ceremony (same source, same circomlib Poseidon: the same wire order).
         pk, _ = groth16py.import_zkey(str(found.zkey), str(found.source), [groth16py.circomlib_path(2)])
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        pk.save(str(tmp))
+        os.replace(tmp, cached)
+    except OSError:
+        logger.warning("cannot cache the proving key in %s", cached.parent, exc_info=True)
+    return pk
+
+
+@cache
+def _keys(circuit: Circuit) -> tuple[Any, Any]:
+    found = artifacts.load(circuit)
+    logger.info("loading the %s proving key (%d constraints)", circuit, found.constraints)
+    pk = _load_proving_key(found)
     vk = groth16py.VerifyingKey.from_snarkjs_file(str(found.verification_key))
     return pk, groth16py.Verifier(vk)
 

@@ -147,3 +147,24 @@ def test_migrations_bring_an_empty_database_to_the_current_version(tmp_path: Pat
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"meta", "records"} <= tables
     connection.close()
+
+
+def test_a_version_1_shard_is_migrated_keeping_its_records(tmp_path: Path) -> None:
+    import sqlite3
+
+    from storage import shard as shard_module
+
+    connection = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
+    for statement in shard_module._MIGRATIONS[1].split(";"):
+        if statement.strip():
+            connection.execute(statement)
+    connection.execute("PRAGMA user_version = 1")
+    rec = _record("kept")
+    connection.execute(
+        "INSERT INTO records (id, body, source, imported_at, size, salt) VALUES (?, ?, 'a', 1, ?, ?)",
+        (rec.record_id, rec.body, len(rec.body), bytes(32)),
+    )
+    migrate(connection)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert connection.execute("SELECT id, batch_root FROM records").fetchall() == [(rec.record_id, None)]
+    connection.close()
