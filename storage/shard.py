@@ -343,6 +343,11 @@ class Shard:
             if cursor.rowcount != len(record_ids):
                 raise StorageError("Some records of the batch were deleted or batched meanwhile; nothing was changed.")
 
+    def batch_roots(self, record_ids: set[bytes]) -> list[bytes]:
+        """The roots of the proven batches that hold any of these records (sorted)."""
+        rows = self._connection.execute("SELECT id, batch_root FROM records WHERE batch_root IS NOT NULL")
+        return sorted({bytes(root) for record_id, root in rows if bytes(record_id) in record_ids})
+
     def batches(self) -> list[Batch]:
         rows = self._connection.execute(
             "SELECT root, count, created_at, datanet_id, recipient, proof, public, status FROM batches "

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from client.sample.build_sample import TRAIN_FILE
+from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
 from prover import artifacts
 from prover.commitment import identity_commitment, record_digest
 from prover.proofs import BatchRecord, batch_root
@@ -53,3 +53,20 @@ def test_prove_batches_pending_records_and_resumes(train_cli: Cli, tmp_path: Pat
     listed = cli.ok("--json", "batches", "clinic").json()
     assert [b["count"] for b in listed["batches"]] == [16, 4, 16] and listed["pending"] == 444
     assert identity_commitment(0) != int(identity["identity_commitment"])  # a real secret, not a placeholder
+
+    # An adapter trained on these records names the proven batches it learned from.
+    trained = cli.ok(
+        "--json",
+        "train",
+        "clinic",
+        "--base",
+        "tiny-classifier",
+        "--threads",
+        "1",
+        "--epochs",
+        "1",
+        "--eval",
+        str(EVAL_FILE),
+    ).json()
+    roots = sorted(b["root"] for b in listed["batches"])
+    assert trained["manifest"]["trained_on"]["batch_roots"] == roots

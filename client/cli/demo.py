@@ -45,10 +45,9 @@ def _train(ctx: Context, data_dir: Path, vault: Vault, say: list[str]) -> dict[s
     from client.training.job import make_request, run
     from client.training.settings import TrainConfig
 
-    with vault.open_shard(DATANET) as shard:
-        info, rows = shard.info, list(shard.iter_bodies())
     config = dataclasses.replace(ctx.config, data_dir=data_dir)
-    request = make_request(config, info, rows, TrainConfig(base="minilm-l6", threads=os.cpu_count() or 1), EVAL_FILE)
+    with vault.open_shard(DATANET) as shard:
+        request = make_request(config, shard, TrainConfig(base="minilm-l6", threads=os.cpu_count() or 1), EVAL_FILE)
 
     def show(event: dict[str, object]) -> None:
         if sys.stderr.isatty():

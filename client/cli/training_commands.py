@@ -75,20 +75,19 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
     with opened.vault.open_shard(args.name) as shard:
         info = shard.info
-        rows = list(shard.iter_bodies())
-    base = args.base or DEFAULT_FOR_TASK.get(info.task)
-    if base is None:
-        raise TrainingError(f"No base model serves the {info.task!r} task yet.")
-    config = TrainConfig(
-        base=base,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-        threads=args.threads,
-        dp_epsilon=args.dp_epsilon,
-    )
-    request = make_request(ctx.config, info, rows, config, args.eval)
+        base = args.base or DEFAULT_FOR_TASK.get(info.task)
+        if base is None:
+            raise TrainingError(f"No base model serves the {info.task!r} task yet.")
+        config = TrainConfig(
+            base=base,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            threads=args.threads,
+            dp_epsilon=args.dp_epsilon,
+        )
+        request = make_request(ctx.config, shard, config, args.eval)
     result = run(request, _printer(args.progress), fresh=args.fresh)
     if sys.stderr.isatty() and not args.progress:
         sys.stderr.write("\n")

@@ -31,7 +31,7 @@ from client.training import adapters, examples
 from client.training.base_models import MODELS, prepare, weights_hash
 from client.training.errors import BaseModelUnavailable, JobFailed, ShardTooSmall, TaskMismatch, TrainingError
 from client.training.settings import Cancelled, TrainConfig
-from storage.shard import ShardInfo
+from storage.shard import Shard
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class JobRequest:
     train_rows: Rows = field(repr=False)
     eval_rows: Rows = field(repr=False)
     eval_source: str
+    batch_roots: tuple[str, ...] = ()  # proven contribution batches the training records belong to
 
     @property
     def job_id(self) -> str:
@@ -74,10 +75,10 @@ class JobResult:
     reused: bool
 
 
-def make_request(
-    config: Config, info: ShardInfo, rows: Rows, train_config: TrainConfig, eval_path: Path | None
-) -> JobRequest:
+def make_request(config: Config, shard: Shard, train_config: TrainConfig, eval_path: Path | None) -> JobRequest:
     """A job for a shard's records: the evaluation split is a public file, or a held-out slice of the shard."""
+    info = shard.info
+    rows = list(shard.iter_bodies())
     if eval_path is not None:
         eval_rows = read_rows(eval_path)
         eval_ids = {r for r, _ in eval_rows}
@@ -95,6 +96,7 @@ def make_request(
         train_rows=train_rows,
         eval_rows=eval_rows,
         eval_source=eval_source,
+        batch_roots=tuple(root.hex() for root in shard.batch_roots({r for r, _ in train_rows})),
     )
 
 
@@ -207,7 +209,7 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
         "trained_on": {
             "records": len(train_ids),
             "record_set_sha256": examples.record_set_hash(train_ids),
-            "batch_roots": [],  # filled once contributions are committed (Prover/Chain issues)
+            "batch_roots": list(request.batch_roots),
         },
         "evaluation": {
             "source": request.eval_source,
