@@ -1,8 +1,9 @@
 """`datanet demo`: a non-interactive tour on the embedded defaults, in its own data directory.
 
 It creates (or reopens) a demo vault, shows the identity, imports the sample Datanet `clinic-intents`, shows
-what is inside, proves the shard file holds no plaintext, runs the integrity check, and fine-tunes a LoRA
-adapter on the records locally (about 20 s on two CPU cores). Running it again shows
+what is inside, proves the shard file holds no plaintext, runs the integrity check, makes a zero-knowledge
+proof of contribution for 16 records, and fine-tunes a LoRA adapter on the records locally (about 20 s on two
+CPU cores). Running it again shows
 that re-importing the same file adds nothing. With no keyring (a headless machine) the demo vault is locked by
 the passphrase in DATANET_PASSPHRASE, or else by the announced demo passphrase: never use that for real data.
 """
@@ -21,9 +22,12 @@ from pathlib import Path
 from client import identity as identity_mod
 from client.cli.context import Context
 from client.cli.output import human_bytes
+from client.contribution import prove_pending
+from client.identity import Identity
 from client.importers import import_path
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
 from client.unlock import keystore_for, passphrase_from_environment
+from prover.proofs import BATCH_CAPACITY
 from storage.errors import ShardNotFound
 from storage.vault import Vault
 
@@ -37,10 +41,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
+def _prove(data_dir: Path, vault: Vault, identity: Identity, say: list[str]) -> dict[str, object]:
+    """Step 6: a zero-knowledge proof of contribution for the next 16 records (or the batches already made)."""
+    with vault.open_shard(DATANET) as shard:
+        done = prove_pending(shard, identity, data_dir, limit=BATCH_CAPACITY)
+        batches, pending = shard.batches(), len(shard.pending())
+    if done:
+        batch = done[0]
+        say.append(
+            f"6. Proof of contribution for {batch.count} records (Groth16, {batch.seconds:.1f} s with loading the "
+            f"keys, verified locally): batch root {batch.root:064x}"[:-48]
+            + f"…; it reveals the root and the count, never the records ({batch.folder.name[:16]}…/proof.json)."
+        )
+    else:
+        say.append(f"6. {len(batches)} batch(es) already proven; {pending} records not in a batch yet.")
+    return {"batches": len(batches), "pending": pending, "proved_now": [f"{b.root:064x}" for b in done]}
+
+
 def _train(ctx: Context, data_dir: Path, vault: Vault, say: list[str]) -> dict[str, object] | None:
-    """Step 6: fine-tune a LoRA adapter on the sample, locally, in a child process (skipped without torch)."""
+    """Step 7: fine-tune a LoRA adapter on the sample, locally, in a child process (skipped without torch)."""
     if importlib.util.find_spec("torch") is None:
-        say.append("6. Training skipped: install the `train` extra to fine-tune adapters locally.")
+        say.append("7. Training skipped: install the `train` extra to fine-tune adapters locally.")
         return None
     from client.training.job import make_request, run
     from client.training.settings import TrainConfig
@@ -59,7 +80,7 @@ def _train(ctx: Context, data_dir: Path, vault: Vault, say: list[str]) -> dict[s
         sys.stderr.write("\n")
     ev = result.manifest["evaluation"]
     say.append(
-        f"6. LoRA adapter {result.adapter_id[:16]} fine-tuned here on {result.manifest['device']} "
+        f"7. LoRA adapter {result.adapter_id[:16]} fine-tuned here on {result.manifest['device']} "
         f"({result.manifest['base_model']['name']}{', reused' if result.reused else ''}): accuracy on "
         f"{ev['records']} held-out messages {ev['before']['accuracy']:.2f} before, {ev['after']['accuracy']:.2f} "
         f"after; only the adapter ({result.manifest['training'].get('seconds', 0):.0f} s of training) would leave."
@@ -122,6 +143,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
         f"5. Integrity check (cipher pages, structure, every record against its id): "
         f"{'ok' if report.ok else '; '.join(report.problems)}."
     )
+    proved = _prove(data_dir, vault, identity, say)
     trained = _train(ctx, data_dir, vault, say)
     say.append(f"Explore it: datanet --data-dir {data_dir} records {DATANET}   (run `datanet --help` for more)")
     ctx.out.emit(
@@ -135,6 +157,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
             "labels": dict(labels),
             "plaintext_found": leaked,
             "check_ok": report.ok,
+            "batch": proved,
             "adapter": trained,
             **({"recovery_code": code} if code else {}),
         },
