@@ -42,11 +42,17 @@ class Proof:
     proof: bytes  # 256 bytes: the calldata of the Solidity verifier
     public_signals: tuple[int, ...]
 
-    def write(self, folder: Path) -> None:
+    def files(self) -> dict[str, bytes]:
         """proof.json and public.json in snarkjs's format."""
+        return {
+            "proof.json": (json.dumps(to_snarkjs(self.proof), indent=1) + "\n").encode(),
+            "public.json": (public_to_json(list(self.public_signals)) + "\n").encode(),
+        }
+
+    def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "proof.json").write_text(json.dumps(to_snarkjs(self.proof), indent=1) + "\n")
-        (folder / "public.json").write_text(public_to_json(list(self.public_signals)) + "\n")
+        for name, content in self.files().items():
+            (folder / name).write_bytes(content)
 
 
 @dataclass(frozen=True, slots=True)

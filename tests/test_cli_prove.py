@@ -48,10 +48,19 @@ def test_prove_batches_pending_records_and_resumes(train_cli: Cli, tmp_path: Pat
     assert batch_root(int(identity["identity_commitment"]), records) == int(batch["root"], 16)
     assert [b.count for b in stored] == [16, 4] and all(b.status == "proved" for b in stored)
 
-    second = cli.ok("--json", "prove", "clinic", "--batch", "16").json()
-    assert [b["count"] for b in second["batches"]] == [16] and second["pending"] == 444
+    second = cli.ok("--json", "prove", "clinic", "--batch", "48", "--jobs", "2").json()  # three proofs, two cores
+    assert [b["count"] for b in second["batches"]] == [16, 16, 16] and second["pending"] == 412
     listed = cli.ok("--json", "batches", "clinic").json()
-    assert [b["count"] for b in listed["batches"]] == [16, 4, 16] and listed["pending"] == 444
+    assert [b["count"] for b in listed["batches"]] == [16, 4, 16, 16, 16] and listed["pending"] == 412
+    with vault.open_shard("clinic") as shard:  # the parallel batches hold consecutive records, in order
+        metas = shard.list_records(limit=68)
+        for number, batch in enumerate(second["batches"]):
+            chunk = metas[20 + 16 * number : 36 + 16 * number]
+            expected = batch_root(
+                int(identity["identity_commitment"]),
+                [BatchRecord(record_digest(m.record_id), shard.get(m.record_id).salt) for m in chunk],
+            )
+            assert expected == int(batch["root"], 16)
     assert identity_commitment(0) != int(identity["identity_commitment"])  # a real secret, not a placeholder
 
     # An adapter trained on these records names the proven batches it learned from.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 
 from client.cli.context import Context
 from client.cli.output import table
@@ -16,6 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", help="Datanet name")
     p.add_argument("--batch", type=int, metavar="N", help="prove at most N records (default: all pending)")
     p.add_argument("--datanet-id", type=int, help="the Datanet's on-chain id (default: derived locally)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)")
     p.set_defaults(handler=cmd_prove)
     p = sub.add_parser("batches", help="a Datanet's proven contribution batches")
     p.add_argument("name", help="Datanet name")
@@ -34,18 +37,25 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
             sys.stderr.write(f"\rproving batch {number}/{total} ({batch.seconds:.2f}s each)")
             sys.stderr.flush()
 
+    started = time.perf_counter()
     with opened.vault.open_shard(args.name) as shard:
         done = prove_pending(
-            shard, opened.identity, ctx.config.data_dir, limit=args.batch, datanet_id=args.datanet_id, on_batch=report
+            shard,
+            opened.identity,
+            ctx.config.data_dir,
+            limit=args.batch,
+            datanet_id=args.datanet_id,
+            workers=max(1, args.jobs),
+            on_batch=report,
         )
         left = len(shard.pending())
     if sys.stderr.isatty() and done:
         sys.stderr.write("\n")
     records = sum(b.count for b in done)
-    seconds = sum(b.seconds for b in done)
+    wall = time.perf_counter() - started
     text = (
-        f"{len(done)} batch(es) proved, {records} records, {seconds:.1f}s"
-        + (f" ({seconds / len(done):.2f}s a proof)" if done else "")
+        f"{len(done)} batch(es) proved, {records} records in {wall:.1f}s"
+        + (f" ({records / wall:.0f} records/s, {max(1, args.jobs)} at a time)" if done else "")
         + f"; {left} records still pending."
         + "".join(f"\n  {b.root:064x}  {b.count:2d} records  {b.folder}" for b in done)
     )
@@ -55,6 +65,7 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
             "batches": [{"root": f"{b.root:064x}", "count": b.count, "folder": str(b.folder)} for b in done],
             "records": records,
             "pending": left,
+            "seconds": round(wall, 3),
         },
         text,
     )
