@@ -231,3 +231,16 @@ def test_a_passphrase_file_readable_by_others_is_refused(cli: Cli, tmp_path: Pat
     result = cli.run("init")
     assert result.code == 3 and "chmod 600" in result.stderr
     assert not (cli.data_dir / "keys.json").exists()
+
+
+def test_doctor_reports_the_machine_without_unlocking(headless_cli: Cli, cli: Cli) -> None:
+    bare = headless_cli.run("--json", "doctor", env={"DATANET_PASSPHRASE_FILE": None})
+    doc = bare.json()
+    by_name = {c["name"]: c for c in doc["checks"]}
+    assert bare.code == 1 and doc["ok"] is False  # no keyring and no passphrase: a headless node could not unlock
+    assert "set DATANET_PASSPHRASE_FILE" in by_name["keyring"]["detail"]
+    assert by_name["prover contribution"]["status"] == "ok" and by_name["sqlcipher"]["status"] == "ok"
+    ready = cli.ok("--json", "doctor").json()
+    assert ready["ok"] is True
+    assert {c["name"]: c["status"] for c in ready["checks"]}["keyring"] == "warn"  # a passphrase, not a keyring
+    assert not (cli.data_dir / "keys.json").exists()  # doctor creates nothing

@@ -16,7 +16,7 @@ from importlib import metadata
 
 from client import config as config_mod
 from client import log_setup
-from client.cli import demo, prove_commands, record_commands, training_commands, vault_commands
+from client.cli import demo, doctor, prove_commands, record_commands, training_commands, vault_commands
 from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
+    doctor.register(sub)
     vault_commands.register(sub)
     record_commands.register(sub)
     training_commands.register(sub)
