@@ -2,17 +2,16 @@
 
 Passphrase sources, in order: `DATANET_PASSPHRASE_FILE` (a path; what a systemd credential or a secrets
 manager provides), `$CREDENTIALS_DIRECTORY/datanet-passphrase` (systemd `LoadCredential=`), `DATANET_PASSPHRASE`,
-then a prompt on the terminal. With no terminal and none of those, the caller gets None and the vault raises a
+then a `Prompter` (the CLI's terminal prompt; the TUI's dialog). With none of those, the vault raises a
 one-sentence `VaultLocked`: nothing ever waits on a prompt nobody can answer.
 """
 
 from __future__ import annotations
 
-import getpass
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from client import identity as identity_mod
 from client.config import Config
@@ -64,37 +63,24 @@ def passphrase_from_environment(env: Mapping[str, str], prefix: str = "DATANET_"
     return env.get(f"{prefix}PASSPHRASE") or None
 
 
-def interactive() -> bool:
-    return sys.stdin.isatty() and sys.stderr.isatty()
+class Prompter(Protocol):
+    """Asks a person for a secret: the CLI on a terminal, the TUI in a dialog. None: nobody can answer."""
+
+    def secret(self, prompt: str) -> str | None: ...
+
+    def new_secret(self, what: str) -> str | None:
+        """A new passphrase, confirmed, at least MIN_PASSPHRASE characters."""
+        ...
 
 
-def passphrase_source(env: Mapping[str, str], prompt: str = "Vault passphrase: ") -> Callable[[], str | None]:
-    def source() -> str | None:
-        given = passphrase_from_environment(env)
-        if given is not None:
-            return given
-        if interactive():
-            return getpass.getpass(prompt)
+class NoPrompter:
+    """For processes nobody watches (a headless node, CI): every question gets no answer."""
+
+    def secret(self, prompt: str) -> str | None:
         return None
 
-    return source
-
-
-def new_passphrase(env: Mapping[str, str], what: str = "vault", prefix: str = "DATANET_") -> str | None:
-    """A new passphrase from the environment, or asked twice on a terminal; None if neither is possible."""
-    given = passphrase_from_environment(env, prefix)
-    if given is not None:
-        return given
-    if not interactive():
+    def new_secret(self, what: str) -> str | None:
         return None
-    while True:
-        first = getpass.getpass(f"Choose a {what} passphrase (at least {MIN_PASSPHRASE} characters): ")
-        if len(first) < MIN_PASSPHRASE:
-            print(f"Too short: use at least {MIN_PASSPHRASE} characters.", file=sys.stderr)  # noqa: T201
-            continue
-        if getpass.getpass("Type it again: ") == first:
-            return first
-        print("The two passphrases differ; try again.", file=sys.stderr)  # noqa: T201
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +90,27 @@ class Opened:
     recovery_code: str | None  # set only when this call created the vault: show it once
 
 
-def open_vault(config: Config, env: Mapping[str, str], *, create: bool = True) -> Opened:
-    """Unlock the vault of `config.data_dir`, creating it (with a fresh identity) if there is none yet."""
+def open_vault(
+    config: Config, env: Mapping[str, str], prompter: Prompter | None = None, *, create: bool = True
+) -> Opened:
+    """Unlock the vault of `config.data_dir`, creating it (with a fresh identity) if there is none yet.
+
+    A passphrase comes from the environment first, then from the prompter (if a person can be asked)."""
+    asker = prompter or NoPrompter()
     keystore = keystore_for(config)
+
+    def passphrase() -> str | None:
+        return passphrase_from_environment(env) or asker.secret("Vault passphrase: ")
+
     try:
-        vault = Vault.unlock(config.data_dir, keystore=keystore, passphrase=passphrase_source(env))
+        vault = Vault.unlock(config.data_dir, keystore=keystore, passphrase=passphrase)
         code = None
     except VaultNotFound:
         if not create:
             raise
-        passphrase = None if keystore is not None else new_passphrase(env)
-        vault, code = Vault.create(config.data_dir, keystore=keystore, passphrase=passphrase)
+        passphrase_for_new = None
+        if keystore is None:
+            passphrase_for_new = passphrase_from_environment(env) or asker.new_secret("vault")
+        vault, code = Vault.create(config.data_dir, keystore=keystore, passphrase=passphrase_for_new)
     identity, _ = identity_mod.load_or_create(vault)
     return Opened(vault, identity, code)

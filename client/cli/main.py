@@ -16,7 +16,7 @@ from importlib import metadata
 
 from client import config as config_mod
 from client import log_setup
-from client.cli import demo, doctor, prove_commands, record_commands, training_commands, vault_commands
+from client.cli import demo, doctor, prompts, prove_commands, record_commands, training_commands, vault_commands
 from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
@@ -71,7 +71,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
         out.note(f"datanet: cannot write the log in {config.data_dir} ({exc.strerror}); check --data-dir.")
         return 2
     logger.info("datanet %s: %s", _version(), args.command)
-    ctx = Context(config=config, env=env, out=out)
+    ctx = Context(config=config, env=env, out=out, prompter=prompts.terminal())
     try:
         code: int = args.handler(ctx, args)
         return code

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from pathlib import Path
 
 from client import identity as identity_mod
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.errors import IdentityError, NeedsInput
-from client.unlock import interactive, keystore_for, new_passphrase, passphrase_from_environment
+from client.unlock import keystore_for, passphrase_from_environment
 from storage.errors import VaultExists
 from storage.key_file import write_private_file
 from storage.vault import Vault
@@ -54,8 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _backup_passphrase(ctx: Context, *, confirm: bool) -> str:
     """From DATANET_BACKUP_PASSPHRASE(_FILE), else asked on the terminal (twice for a new backup)."""
     given = passphrase_from_environment(ctx.env, prefix="DATANET_BACKUP_")
-    if given is None and interactive():
-        given = new_passphrase({}, what="backup") if confirm else getpass.getpass("Backup passphrase: ")
+    if given is None:
+        given = ctx.prompter.new_secret("backup") if confirm else ctx.prompter.secret("Backup passphrase: ")
     if given is None:
         raise NeedsInput(
             "The identity backup needs a passphrase: set DATANET_BACKUP_PASSPHRASE_FILE (or "
@@ -145,7 +144,7 @@ def cmd_passphrase(ctx: Context, args: argparse.Namespace) -> int:
         opened.vault.set_passphrase(None)
         ctx.out.emit({"passphrase": False}, "Passphrase removed; the keyring unlocks the vault.")
         return 0
-    passphrase = new_passphrase(ctx.env, prefix="DATANET_NEW_")
+    passphrase = passphrase_from_environment(ctx.env, prefix="DATANET_NEW_") or ctx.prompter.new_secret("vault")
     if passphrase is None:
         raise NeedsInput(
             "A new passphrase is needed: set DATANET_NEW_PASSPHRASE_FILE (or DATANET_NEW_PASSPHRASE), "
@@ -162,12 +161,15 @@ def cmd_recover(ctx: Context, args: argparse.Namespace) -> int:
             code = args.code_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise NeedsInput(f"Cannot read {args.code_file} ({exc.strerror}).") from None
-    elif interactive():
-        code = getpass.getpass("Recovery code: ")
     else:
-        raise NeedsInput("The recovery code is needed: pass --code-file FILE or run in a terminal.")
+        asked = ctx.prompter.secret("Recovery code: ")
+        if asked is None:
+            raise NeedsInput("The recovery code is needed: pass --code-file FILE or run in a terminal.")
+        code = asked
     keystore = keystore_for(ctx.config)
-    passphrase = None if keystore is not None else new_passphrase(ctx.env)
+    passphrase = None
+    if keystore is None:
+        passphrase = passphrase_from_environment(ctx.env) or ctx.prompter.new_secret("vault")
     vault = Vault.recover(ctx.config.data_dir, code, keystore=keystore, new_passphrase=passphrase)
     where = "the keyring" if keystore is not None else "a new passphrase"
     ctx.out.emit({"recovered": True, **vault.describe_unlock()}, f"Vault unlocked; its key is now kept by {where}.")
