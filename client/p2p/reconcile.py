@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from client.p2p.errors import ProtocolViolation
+from client.p2p.wire import Reader, varint
 
 VERSION = 1
 ID_BYTES = 32
@@ -67,59 +68,23 @@ def fingerprint(ids: Sequence[bytes]) -> bytes:
 # -- wire format --------------------------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ProtocolViolation("The peer's sync message ends in the middle of a field.")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def varint(self) -> int:
-        value = shift = 0
-        while True:
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-            if shift >= 63:  # 9 bytes carry every 63-bit value; more is garbage or an attack
-                raise ProtocolViolation("The peer's sync message has an over-long number.")
-
-
 def encode(ranges: Sequence[Range]) -> bytes:
     out = bytearray([VERSION])
-    out += _varint(len(ranges))
+    out += varint(len(ranges))
     for r in ranges:
         out += b"\x00" if r.upper is None else b"\x01" + r.upper
         out.append(r.mode)
         if r.mode == FINGERPRINT:
-            out += _varint(r.count) + r.fingerprint
+            out += varint(r.count) + r.fingerprint
         elif r.mode in (IDLIST, HAVE):
-            out += _varint(len(r.ids)) + b"".join(r.ids)
+            out += varint(len(r.ids)) + b"".join(r.ids)
     return bytes(out)
 
 
 def decode(message: bytes, *, max_message: int = MAX_MESSAGE, max_ids: int = MAX_IDS) -> list[Range]:
     if len(message) > max_message:
         raise ProtocolViolation(f"The peer sent a {len(message)}-byte sync message, over the {max_message} limit.")
-    reader = _Reader(message)
+    reader = Reader(message)
     version = reader.take(1)[0]
     if version != VERSION:
         raise ProtocolViolation(f"The peer speaks sync protocol version {version}, not {VERSION}.")

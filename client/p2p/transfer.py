@@ -1,0 +1,150 @@
+"""Fetching missing records after reconciliation, as sans-I/O state machines.
+
+The side that needs records sends WANT frames of at most `chunk` ids; the other side answers each with a
+RECORDS frame holding as many of them as fit under `max_frame` bytes (the fetcher asks again for the rest). Every
+received record is checked before it is handed to storage: it was asked for, its bytes are canonical record
+JSON, and they hash to its id. Anything else is a ProtocolViolation and the caller cuts the peer off; records
+already accepted stay valid, and what is still missing is simply asked for again next time (resumable).
+
+Wire format (version 1), integers as LEB128 varints (see reconcile.py):
+
+    frame    = version:u8=1  kind:u8  count:varint  entry*
+    WANT     kind 1, entry = id:32 bytes
+    RECORDS  kind 2, entry = id:32 bytes  length:varint  body:length bytes
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from client.p2p.errors import ProtocolViolation
+from client.p2p.reconcile import ID_BYTES, VERSION
+from client.p2p.wire import Reader, varint
+from client.records import MAX_RECORD_BYTES, RecordError, record_from_body
+
+WANT, RECORDS = 1, 2
+CHUNK_IDS = 512
+MAX_FRAME = 4 << 20
+
+Lookup = Callable[[list[bytes]], list[tuple[bytes, bytes]]]  # ids -> (id, body) of those we hold
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    records_done: int
+    records_left: int
+    bytes_done: int
+
+
+def encode_want(ids: list[bytes]) -> bytes:
+    return bytes([VERSION, WANT]) + varint(len(ids)) + b"".join(ids)
+
+
+def encode_records(records: list[tuple[bytes, bytes]]) -> bytes:
+    out = bytearray([VERSION, RECORDS])
+    out += varint(len(records))
+    for record_id, body in records:
+        out += record_id + varint(len(body)) + body
+    return bytes(out)
+
+
+def _frame(data: bytes, kind: int, max_frame: int) -> Reader:
+    if len(data) > max_frame:
+        raise ProtocolViolation(f"The peer sent a {len(data)}-byte transfer frame, over the {max_frame} limit.")
+    reader = Reader(data)
+    version, got = reader.take(1)[0], reader.take(1)[0]
+    if version != VERSION:
+        raise ProtocolViolation(f"The peer speaks transfer protocol version {version}, not {VERSION}.")
+    if got != kind:
+        raise ProtocolViolation(f"The peer sent a transfer frame of kind {got} where {kind} was expected.")
+    return reader
+
+
+def decode_want(data: bytes, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS) -> list[bytes]:
+    reader = _frame(data, WANT, max_frame)
+    count = reader.varint()
+    if count > max_ids:
+        raise ProtocolViolation(f"The peer asked for {count} records in one frame, over the {max_ids} limit.")
+    ids = [reader.take(ID_BYTES) for _ in range(count)]
+    if reader.pos != len(data):
+        raise ProtocolViolation("The peer's transfer frame has trailing bytes.")
+    return ids
+
+
+def decode_records(data: bytes, *, max_frame: int = MAX_FRAME) -> list[tuple[bytes, bytes]]:
+    reader = _frame(data, RECORDS, max_frame)
+    count = reader.varint()
+    records = []
+    for _ in range(count):
+        record_id = reader.take(ID_BYTES)
+        length = reader.varint()
+        if length > MAX_RECORD_BYTES:
+            raise ProtocolViolation(f"The peer sent a {length}-byte record, over the {MAX_RECORD_BYTES} limit.")
+        records.append((record_id, reader.take(length)))
+    if reader.pos != len(data):
+        raise ProtocolViolation("The peer's transfer frame has trailing bytes.")
+    return records
+
+
+class Fetcher:
+    """The side that needs records: asks in chunks, verifies every answer."""
+
+    def __init__(self, need: Iterable[bytes], *, chunk: int = CHUNK_IDS, max_frame: int = MAX_FRAME) -> None:
+        self._left = sorted(set(need))
+        self._asked: set[bytes] = set()
+        self.chunk = chunk
+        self.max_frame = max_frame
+        self._done = 0
+        self._bytes = 0
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self._done, len(self._left) + len(self._asked), self._bytes)
+
+    def next_request(self) -> bytes | None:
+        """The next WANT frame, or None when nothing is missing any more."""
+        if not self._asked:
+            batch, self._left = self._left[: self.chunk], self._left[self.chunk :]
+            self._asked = set(batch)
+        if not self._asked:
+            return None
+        return encode_want(sorted(self._asked))
+
+    def receive(self, frame: bytes) -> list[tuple[bytes, bytes]]:
+        """The verified records of a RECORDS frame, for the caller to store."""
+        records = decode_records(frame, max_frame=self.max_frame)
+        if not records and self._asked:
+            raise ProtocolViolation("The peer answered with no records at all; it does not hold what it announced.")
+        accepted = []
+        for record_id, body in records:
+            if record_id not in self._asked:
+                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]}, which was not asked for.")
+            if hashlib.sha256(body).digest() != record_id:
+                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
+            try:
+                record_from_body(body)
+            except RecordError as exc:
+                raise ProtocolViolation(
+                    f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
+                ) from None
+            self._asked.discard(record_id)
+            self._done += 1
+            self._bytes += len(body)
+            accepted.append((record_id, body))
+        return accepted
+
+
+def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS) -> bytes:
+    """Answer a WANT frame with the records we hold, as many as fit in one frame (in the order asked)."""
+    ids = decode_want(request, max_frame=max_frame, max_ids=max_ids)
+    chosen: list[tuple[bytes, bytes]] = []
+    size = 2 + 10
+    for record_id, body in lookup(ids):
+        entry = ID_BYTES + len(varint(len(body))) + len(body)
+        if chosen and size + entry > max_frame:
+            break
+        chosen.append((record_id, body))
+        size += entry
+    return encode_records(chosen)

@@ -1,0 +1,113 @@
+"""Fetching records after reconciliation: everything arrives verified, in bounded frames; bad peers are cut off."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client.p2p.errors import ProtocolViolation
+from client.p2p.transfer import (
+    Fetcher,
+    Lookup,
+    decode_records,
+    decode_want,
+    encode_records,
+    encode_want,
+    serve,
+)
+from client.records import make_record
+
+
+def _store(texts: list[str]) -> dict[bytes, bytes]:
+    records = [make_record({"text": t}) for t in texts]
+    return {r.record_id: r.body for r in records}
+
+
+def _lookup(store: dict[bytes, bytes]) -> Lookup:
+    return lambda ids: [(i, store[i]) for i in ids if i in store]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.text(max_size=300), unique=True, max_size=120),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=600, max_value=20_000),
+)
+def test_every_needed_record_arrives_verified_in_bounded_frames(texts: list[str], chunk: int, frame: int) -> None:
+    store = _store(texts)
+    fetcher = Fetcher(store, chunk=chunk, max_frame=frame)
+    received: dict[bytes, bytes] = {}
+    rounds = 0
+    while (request := fetcher.next_request()) is not None:
+        response = serve(request, _lookup(store), max_frame=frame, max_ids=chunk)
+        assert len(response) <= frame or len(decode_records(response, max_frame=1 << 30)) == 1
+        for record_id, body in fetcher.receive(response):
+            received[record_id] = body
+        rounds += 1
+        assert rounds <= 2 * len(store) + 2
+    assert received == store
+    progress = fetcher.progress
+    assert (progress.records_done, progress.records_left) == (len(store), 0)
+    assert progress.bytes_done == sum(len(b) for b in store.values())
+
+
+def test_progress_counts_down_and_a_lost_frame_is_asked_again() -> None:
+    store = _store([f"record {i}" for i in range(10)])
+    fetcher = Fetcher(store, chunk=4)
+    first = fetcher.next_request()
+    assert first is not None and len(decode_want(first)) == 4
+    assert fetcher.next_request() == first  # no answer yet (a lost frame, a new stream): the same ids again
+    fetcher.receive(serve(first, _lookup(store)))
+    assert (fetcher.progress.records_done, fetcher.progress.records_left) == (4, 6)
+
+
+def test_a_record_whose_bytes_do_not_match_its_id_is_refused() -> None:
+    store = _store(["genuine"])
+    (record_id,) = store
+    fetcher = Fetcher(store)
+    assert fetcher.next_request() is not None
+    forged = make_record({"text": "forged"}).body
+    with pytest.raises(ProtocolViolation, match="do not match"):
+        fetcher.receive(encode_records([(record_id, forged)]))
+    assert fetcher.progress.records_done == 0
+
+
+def test_unsolicited_non_canonical_and_empty_answers_are_refused() -> None:
+    store = _store(["a", "b"])
+    wanted, other = list(store)
+    fetcher = Fetcher([wanted])
+    assert fetcher.next_request() is not None
+    with pytest.raises(ProtocolViolation, match="not asked for"):
+        fetcher.receive(encode_records([(other, store[other])]))
+    with pytest.raises(ProtocolViolation, match="no records at all"):
+        fetcher.receive(encode_records([]))
+    spaced = b'{"text": "a"}'
+    fetcher2 = Fetcher([hashlib.sha256(spaced).digest()])
+    assert fetcher2.next_request() is not None
+    with pytest.raises(ProtocolViolation, match="not a valid record"):
+        fetcher2.receive(encode_records([(hashlib.sha256(spaced).digest(), spaced)]))
+
+
+@pytest.mark.parametrize(
+    ("frame", "problem"),
+    [
+        (b"\x02\x02\x00", "version 2"),
+        (b"\x01\x01\x00", "kind 1 where 2"),
+        (b"\x01\x02\x01" + b"\x00" * 32 + b"\xff\xff\xff\x7f", "over the 1048576 limit"),
+        (b"\x01\x02\x01" + b"\x00" * 10, "ends in the middle"),
+        (b"\x01\x02\x00junk", "trailing bytes"),
+    ],
+)
+def test_malformed_frames_are_refused(frame: bytes, problem: str) -> None:
+    with pytest.raises(ProtocolViolation, match=problem):
+        decode_records(frame)
+
+
+def test_oversized_frames_and_greedy_requests_are_refused() -> None:
+    with pytest.raises(ProtocolViolation, match="over the 10 limit"):
+        decode_records(b"\x01\x02\x00" + b"\x00" * 20, max_frame=10)
+    with pytest.raises(ProtocolViolation, match="asked for 600 records"):
+        decode_want(encode_want([bytes(32)] * 600), max_ids=512)
