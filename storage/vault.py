@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,12 +257,8 @@ class Vault:
     def _shard_path(self, shard_uuid: str) -> Path:
         return self.data_dir / SHARDS_DIR / f"{shard_uuid}.db"
 
-    def _shard_uuids(self) -> list[str]:
-        kf = KeyFile.load(self.data_dir)
-        return [name.split("/")[1] for name in kf.secret_names() if re.fullmatch(r"shard/[0-9a-f]{32}", name)]
-
-    def _open_by_uuid(self, shard_uuid: str) -> Shard:
-        kf = KeyFile.load(self.data_dir)
+    def _open_by_uuid(self, shard_uuid: str, kf: KeyFile | None = None) -> Shard:
+        kf = kf or KeyFile.load(self.data_dir)
         path = self._shard_path(shard_uuid)
         key = kf.get_secret(self._master_key, f"shard/{shard_uuid}")
         if key is None:
@@ -282,22 +278,35 @@ class Vault:
             connection.close()
             raise
 
+    def _each_shard(self) -> Iterator[Shard | BrokenShard]:
+        """Every shard keys.json knows, opened in turn (the caller closes it), or why it cannot be opened."""
+        kf = KeyFile.load(self.data_dir)
+        for name in kf.secret_names():
+            if not re.fullmatch(r"shard/[0-9a-f]{32}", name):
+                continue
+            shard_uuid = name.split("/")[1]
+            path = self._shard_path(shard_uuid)
+            if not path.exists():
+                broken = BrokenShard(shard_uuid, path, "the file is missing; restore it from a backup")
+            else:
+                try:
+                    yield self._open_by_uuid(shard_uuid, kf)
+                    continue
+                except StorageError as exc:
+                    broken = BrokenShard(shard_uuid, path, str(exc))
+            logger.warning("shard %s cannot be opened: %s", broken.uuid, broken.reason)
+            yield broken
+
     def scan_shards(self) -> tuple[list[ShardInfo], list[BrokenShard]]:
         """Every shard keys.json knows: the readable ones (by name) and the ones that cannot be opened."""
         infos: list[ShardInfo] = []
         broken: list[BrokenShard] = []
-        for shard_uuid in self._shard_uuids():
-            path = self._shard_path(shard_uuid)
-            if not path.exists():
-                broken.append(BrokenShard(shard_uuid, path, "the file is missing; restore it from a backup"))
-                continue
-            try:
-                with self._open_by_uuid(shard_uuid) as shard:
-                    infos.append(shard.info)
-            except StorageError as exc:
-                broken.append(BrokenShard(shard_uuid, path, str(exc)))
-        for item in broken:
-            logger.warning("shard %s cannot be opened: %s", item.uuid, item.reason)
+        for item in self._each_shard():
+            if isinstance(item, BrokenShard):
+                broken.append(item)
+            else:
+                with item:
+                    infos.append(item.info)
         return sorted(infos, key=lambda info: info.name.lower()), broken
 
     def list_shards(self) -> list[ShardInfo]:
@@ -305,12 +314,16 @@ class Vault:
         return self.scan_shards()[0]
 
     def open_shard(self, name: str) -> Shard:
-        infos, broken = self.scan_shards()
-        for info in infos:
-            if info.name.lower() == name.lower():
-                return self._open_by_uuid(info.uuid)
+        broken = 0
+        for item in self._each_shard():
+            if isinstance(item, BrokenShard):
+                broken += 1
+            elif item.info.name.lower() == name.lower():
+                return item  # the generator is left unfinished: shards after this one are never opened
+            else:
+                item.close()
         hint = (
-            f" ({len(broken)} shard file(s) could not be opened: `datanet vault check` says why)"
+            f" ({broken} shard file(s) could not be opened: `datanet vault check` says why)"
             if broken
             else "; `datanet list` shows them"
         )
