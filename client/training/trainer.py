@@ -77,19 +77,23 @@ def collate(sequences: list[list[int]], pad_id: int, device: torch.device) -> tu
     return ids.to(device), mask.to(device)
 
 
-def per_sample_loss(
-    model: nn.Module, kind: str, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None
+def loss_from_logits(
+    kind: str, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None
 ) -> torch.Tensor:
     """One loss value per example (mean over its tokens for a language model)."""
     if kind == "classifier":
         assert labels is not None
-        logits = model(input_ids=ids, attention_mask=mask).logits
         return F.cross_entropy(logits, labels, reduction="none")
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :]
     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    token_loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
+    token_loss = F.cross_entropy(logits[:, :-1, :].transpose(1, 2), targets, reduction="none", ignore_index=-100)
     counts = (targets != -100).sum(dim=1).clamp(min=1)
     return token_loss.sum(dim=1) / counts
+
+
+def per_sample_loss(
+    model: nn.Module, kind: str, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    return loss_from_logits(kind, model(input_ids=ids, attention_mask=mask).logits, ids, mask, labels)
 
 
 @torch.no_grad()
@@ -110,10 +114,11 @@ def evaluate(
         labels = None
         if label_ids is not None:
             labels = torch.tensor(label_ids[start : start + batch_size], dtype=torch.long, device=device)
-        losses += per_sample_loss(model, kind, ids, mask, labels).tolist()
+        logits = model(input_ids=ids, attention_mask=mask).logits  # one forward pass for loss and accuracy
+        losses += loss_from_logits(kind, logits, ids, mask, labels).tolist()
         if kind == "classifier":
             assert labels is not None
-            correct += int((model(input_ids=ids, attention_mask=mask).logits.argmax(-1) == labels).sum())
+            correct += int((logits.argmax(-1) == labels).sum())
     mean_loss = sum(losses) / max(len(losses), 1)
     metrics = {"loss": round(mean_loss, 6)}
     if kind == "classifier":
