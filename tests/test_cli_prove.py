@@ -20,6 +20,9 @@ def test_prove_batches_pending_records_and_resumes(train_cli: Cli, tmp_path: Pat
     cli.ok("create", "clinic", "--task", "intent-classification")
     cli.ok("import", "clinic", str(TRAIN_FILE))
     identity = cli.ok("--json", "identity", "show").json()
+    for bad in (["--batch", "0"], ["--jobs", "-1"], ["--datanet-id", str(2**254)]):
+        refused = cli.run("prove", "clinic", *bad)
+        assert refused.code == 2 and "Traceback" not in refused.stderr and "unexpected" not in refused.stderr
     first = cli.ok("--json", "prove", "clinic", "--batch", "20").json()
     assert [b["count"] for b in first["batches"]] == [16, 4]
     assert first["pending"] == 460

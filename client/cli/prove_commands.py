@@ -13,12 +13,27 @@ from client.contribution import ProvedBatch, prove_pending
 from prover.poseidon import FIELD
 
 
+def _positive(text: str) -> int:
+    """Checked while parsing, so a bad value is a usage error (exit 2), not a failure of the command."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _scalar(text: str) -> int:
+    if not text.isdigit() or int(text) >= FIELD:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a BN254 scalar (0 <= id < r)")
+    return int(text)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("prove", help="zero-knowledge proofs of contribution for records not yet in a batch")
     p.add_argument("name", help="Datanet name")
-    p.add_argument("--batch", type=int, metavar="N", help="prove at most N records (default: all pending)")
-    p.add_argument("--datanet-id", type=int, help="the Datanet's on-chain id (default: derived locally)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)")
+    p.add_argument("--batch", type=_positive, metavar="N", help="prove at most N records (default: all pending)")
+    p.add_argument("--datanet-id", type=_scalar, help="the Datanet's on-chain id (default: derived locally)")
+    p.add_argument(
+        "--jobs", type=_positive, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)"
+    )
     p.set_defaults(handler=cmd_prove)
     p = sub.add_parser("batches", help="a Datanet's proven contribution batches")
     p.add_argument("name", help="Datanet name")
@@ -26,10 +41,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
-    if args.batch is not None and args.batch < 1:
-        raise argparse.ArgumentTypeError("--batch must be at least 1")
-    if args.datanet_id is not None and not 0 <= args.datanet_id < FIELD:
-        raise argparse.ArgumentTypeError("--datanet-id must be a BN254 scalar")
     opened = ctx.open(create=False)
 
     def report(batch: ProvedBatch, number: int, total: int) -> None:
@@ -45,7 +56,7 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
             ctx.config.data_dir,
             limit=args.batch,
             datanet_id=args.datanet_id,
-            workers=max(1, args.jobs),
+            workers=args.jobs,
             on_batch=report,
         )
         left = len(shard.pending())
@@ -55,7 +66,7 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
     wall = time.perf_counter() - started
     text = (
         f"{len(done)} batch(es) proved, {records} records in {wall:.1f}s"
-        + (f" ({records / wall:.0f} records/s, {max(1, args.jobs)} at a time)" if done else "")
+        + (f" ({records / wall:.0f} records/s, {args.jobs} at a time)" if done else "")
         + f"; {left} records still pending."
         + "".join(f"\n  {b.root:064x}  {b.count:2d} records  {b.folder}" for b in done)
     )
