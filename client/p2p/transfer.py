@@ -15,7 +15,6 @@ Wire format (version 1), integers as LEB128 varints (see reconcile.py):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -121,14 +120,14 @@ class Fetcher:
         for record_id, body in records:
             if record_id not in self._asked:
                 raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]}, which was not asked for.")
-            if hashlib.sha256(body).digest() != record_id:
-                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
             try:
-                record_from_body(body)
+                record = record_from_body(body)  # canonical record JSON, and its SHA-256 id
             except RecordError as exc:
                 raise ProtocolViolation(
                     f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
                 ) from None
+            if record.record_id != record_id:
+                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
             self._asked.discard(record_id)
             self._done += 1
             self._bytes += len(body)
