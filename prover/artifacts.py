@@ -35,6 +35,8 @@ class Artifacts:
     solidity_verifier: Path
     source: Path
     constraints: int
+    zkey_sha256: str  # checked against the manifest at load
+    source_sha256: str
 
 
 def _sha256(path: Path) -> str:
@@ -74,4 +76,6 @@ def load(circuit: Circuit, root: Path = ROOT) -> Artifacts:
         solidity_verifier=folder / f"{circuit}_verifier.sol",
         source=source,
         constraints=int(entry["constraints"]),
+        zkey_sha256=entry["files"][f"{circuit}.zkey"],
+        source_sha256=entry["source_sha256"],
     )

@@ -8,7 +8,6 @@ proof that fails verification. So `prove` always verifies before it returns (FAC
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -54,8 +53,8 @@ def _load_proving_key(found: artifacts.Artifacts) -> Any:
     caches the result under the zkey's hash; later processes load the cache (about 0.4 s). A damaged cache file
     is rebuilt; a wrong one could only produce proofs that fail the verification every proof goes through."""
     version = metadata.version("groth16py")
-    digest = hashlib.sha256(found.zkey.read_bytes() + found.source.read_bytes()).hexdigest()[:24]
-    cached = _cache_dir() / f"{found.circuit}-{digest}-groth16py{version}.pk"
+    # Both hashes were just checked against the manifest by artifacts.load.
+    cached = _cache_dir() / f"{found.circuit}-{found.zkey_sha256[:16]}-{found.source_sha256[:8]}-groth16py{version}.pk"
     if cached.exists():
         try:
             return groth16py.ProvingKey.load(str(cached))
