@@ -278,8 +278,9 @@ class Vault:
             connection.close()
             raise
 
-    def _each_shard(self) -> Iterator[Shard | BrokenShard]:
-        """Every shard keys.json knows, opened in turn (the caller closes it), or why it cannot be opened."""
+    def each_shard(self) -> Iterator[Shard | BrokenShard]:
+        """Every shard keys.json knows, opened one at a time (the caller closes each), or why it cannot be
+        opened. keys.json is read once."""
         kf = KeyFile.load(self.data_dir)
         for name in kf.secret_names():
             if not re.fullmatch(r"shard/[0-9a-f]{32}", name):
@@ -301,7 +302,7 @@ class Vault:
         """Every shard keys.json knows: the readable ones (by name) and the ones that cannot be opened."""
         infos: list[ShardInfo] = []
         broken: list[BrokenShard] = []
-        for item in self._each_shard():
+        for item in self.each_shard():
             if isinstance(item, BrokenShard):
                 broken.append(item)
             else:
@@ -315,7 +316,7 @@ class Vault:
 
     def open_shard(self, name: str) -> Shard:
         broken = 0
-        for item in self._each_shard():
+        for item in self.each_shard():
             if isinstance(item, BrokenShard):
                 broken += 1
             elif item.info.name.lower() == name.lower():

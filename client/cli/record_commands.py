@@ -15,6 +15,7 @@ from client.errors import ClientError, ImportRejected
 from client.importers import ImportSummary, ProgressCallback, import_path
 from storage.key_file import write_private_file
 from storage.shard import RecordMeta
+from storage.vault import BrokenShard
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,10 +92,13 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    infos, broken = opened.vault.scan_shards()
-    items = []
-    for info in infos:
-        with opened.vault.open_shard(info.name) as shard:
+    items, broken = [], []
+    for item in opened.vault.each_shard():
+        if isinstance(item, BrokenShard):
+            broken.append(item)
+            continue
+        with item as shard:
+            info = shard.info
             items.append(
                 {
                     "name": info.name,
@@ -104,6 +108,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
                     "created_at": _when(info.created_at_ms),
                 }
             )
+    items.sort(key=lambda i: str(i["name"]).lower())
     rows = [[str(i["name"]), str(i["task"]), str(i["records"]), human_bytes(int(str(i["bytes"])))] for i in items]
     text = table(rows, ["NAME", "TASK", "RECORDS", "SIZE"]) if rows else "No Datanets yet: `datanet create NAME`."
     if broken:

@@ -12,7 +12,7 @@ from client.errors import IdentityError, NeedsInput
 from client.unlock import keystore_for, passphrase_from_environment
 from storage.errors import VaultExists
 from storage.key_file import write_private_file
-from storage.vault import Vault
+from storage.vault import BrokenShard, Vault
 
 EXIT_CHECK_FAILED = 5
 
@@ -101,13 +101,16 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    infos, broken = opened.vault.scan_shards()
     rows: list[tuple[str, int | None, list[str]]] = []
-    for info in infos:
-        with opened.vault.open_shard(info.name) as shard:
+    broken: list[tuple[str, int | None, list[str]]] = []
+    for item in opened.vault.each_shard():
+        if isinstance(item, BrokenShard):
+            broken.append((f"? ({item.path.name})", None, [item.reason]))
+            continue
+        with item as shard:
             report = shard.check()
-        rows.append((info.name, report.records, list(report.problems)))
-    rows += [(f"? ({b.path.name})", None, [b.reason]) for b in broken]
+        rows.append((shard.info.name, report.records, list(report.problems)))
+    rows = sorted(rows, key=lambda row: row[0].lower()) + broken
     ok = all(not problems for _, _, problems in rows)
     text = (
         table(
