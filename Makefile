@@ -42,7 +42,13 @@ $(NODE_STAMP): prover/js/package.json prover/js/package-lock.json
 	cd prover/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: $(STAMP) $(NODE_STAMP) system-deps
+# Pinned solcjs (recompilation test), anvil (the real node the chain tests also run against) and circomlibjs.
+CONTRACTS_STAMP := contracts/node_modules/.installed
+$(CONTRACTS_STAMP): contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(STAMP) $(NODE_STAMP) $(CONTRACTS_STAMP) system-deps
 	tests/with-keyring $(BIN)/pytest
 
 check: lint typecheck test
@@ -52,4 +58,4 @@ sample: $(STAMP)
 	$(BIN)/python -m client.sample.build_sample
 
 clean:
-	rm -rf $(VENV) prover/js/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) prover/js/node_modules contracts/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
