@@ -323,17 +323,18 @@ class Web3Chain:
 
     def _transact(self, call: Any, what: str, *, gas: int, value: int = 0) -> TxResult:
         base = {"from": self._account.address, "value": value, "gas": gas, "chainId": self.deployment.chain_id}
-        return self._send(call.build_transaction({**base, "nonce": 0}), what)
+        # build_transaction only fills fee fields from the node; ours are set in _send.
+        return self._send(self._call_node(lambda: call.build_transaction({**base, "nonce": 0})), what)
 
     def _send(self, tx: dict[str, Any], what: str) -> TxResult:
         """Simulate, check funds, sign, send, await the receipt."""
-        self._simulate({k: tx[k] for k in ("from", "to", "data", "value", "gas")}, what)
         fee = self._fees()
-        tx.update(fee)
-        tx["nonce"] = self._next_nonce()
         balance = self._call_node(lambda: self.w3.eth.get_balance(self._account.address))
         if balance < tx["value"] + tx["gas"] * int(fee.get("maxFeePerGas", fee.get("gasPrice", 0))):
             raise self._funds_error(tx)
+        self._simulate({k: tx[k] for k in ("from", "to", "data", "value", "gas")}, what)
+        tx.update(fee)
+        tx["nonce"] = self._next_nonce()
         signed = self._account.sign_transaction(tx)
         try:
             tx_hash = self._call_node(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))

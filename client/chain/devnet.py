@@ -119,6 +119,7 @@ class _NativeBn254:
 
 
 _native: _NativeBn254 | None = None
+PURE_PYTHON: dict[str, Any] = {}  # py-evm's own implementations, kept for the equivalence test
 
 
 def _install_native_precompiles() -> None:
@@ -138,6 +139,8 @@ def _install_native_precompiles() -> None:
         return _to_point(native.call(7, _pad(bytes(data), 96)))
 
     # The package re-exports the precompile functions under the modules' names: patch the modules themselves.
+    for module, name in (("ecpairing", "_ecpairing"), ("ecadd", "_ecadd"), ("ecmul", "_ecmull")):
+        PURE_PYTHON[module] = getattr(importlib.import_module(f"eth.precompiles.{module}"), name)
     setattr(importlib.import_module("eth.precompiles.ecpairing"), "_ecpairing", pairing)  # noqa: B010
     setattr(importlib.import_module("eth.precompiles.ecadd"), "_ecadd", add)  # noqa: B010
     setattr(importlib.import_module("eth.precompiles.ecmul"), "_ecmull", mul)  # noqa: B010
@@ -253,6 +256,14 @@ class DevnetProvider(EthereumTesterProvider):
         except _Reverted as exc:
             error = {"code": 3, "message": "execution reverted", "data": "0x" + exc.data.hex()}
             return {"id": repr(self._current_request_id), "jsonrpc": "2.0", "error": error}
+        except ValidationError as exc:  # py-evm refusing a transaction: answer as a node would
+            text = str(exc)
+            message = f"insufficient funds for gas * price + value ({text})" if "afford" in text else text
+            return {
+                "id": repr(self._current_request_id),
+                "jsonrpc": "2.0",
+                "error": {"code": -32000, "message": message},
+            }
 
 
 class Devnet:
