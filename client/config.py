@@ -10,6 +10,14 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     [log]
     level = "info"                     # debug | info | warning | error
     trace = ["p2p", "chain"]           # DATANET_TRACE=p2p,chain: debug logging for those areas
+    [chain]                            # leave out to use the embedded devnet (the default)
+    rpc_url = "https://..."            # DATANET_RPC_URL, --rpc-url: any Ethereum JSON-RPC endpoint
+    chain_id = 1612                    # optional: refuse an endpoint that serves another chain
+    receipt_timeout = 120              # seconds to wait for a transaction's receipt
+    registry = "0x..."                 # the contracts' addresses on that chain (or `datanet chain deploy`)
+    ledger = "0x..."
+    contribution_check = "0x..."
+    membership_check = "0x..."
 """
 
 from __future__ import annotations
@@ -33,8 +41,15 @@ TRACE_AREAS = {
     "identity": "client.identity",
     "training": "client.training",
     "cli": "client.cli",
+    "chain": "client.chain",
 }
-_ALLOWED = {"data_dir": None, "vault": {"key_store"}, "log": {"level", "trace"}}
+CHAIN_ADDRESSES = ("registry", "ledger", "contribution_check", "membership_check")
+_ALLOWED = {
+    "data_dir": None,
+    "vault": {"key_store"},
+    "log": {"level", "trace"},
+    "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +60,10 @@ class Config:
     key_store: KeyStoreChoice = "auto"
     log_level: str = "info"
     trace: frozenset[str] = frozenset()
+    rpc_url: str | None = None  # None: the embedded devnet
+    chain_id: int | None = None
+    chain_addresses: tuple[tuple[str, str], ...] = ()  # (name, address) from [chain]
+    receipt_timeout: float = 120.0
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -92,6 +111,7 @@ def load(
     *,
     data_dir: str | None = None,
     key_store: str | None = None,
+    rpc_url: str | None = None,
 ) -> Config:
     config_dir = Path(env.get("DATANET_CONFIG_DIR") or platformdirs.user_config_dir("datanet")).expanduser()
     config_path = config_dir / "config.toml"
@@ -112,6 +132,24 @@ def load(
         else _trace(log.get("trace", []), "log.trace")
     )
     cache_dir = Path(env.get("DATANET_CACHE_DIR") or platformdirs.user_cache_dir("datanet")).expanduser()
+    chain = doc.get("chain", {})
+    url = rpc_url or env.get("DATANET_RPC_URL") or chain.get("rpc_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise ConfigError(f"rpc_url must be an http:// or https:// URL, not {url!r}.")
+    chain_id = chain.get("chain_id")
+    if chain_id is not None and (not isinstance(chain_id, int) or chain_id <= 0):
+        raise ConfigError(f"{config_path}: chain.chain_id must be a positive whole number.")
+    receipt_timeout = chain.get("receipt_timeout", 120)
+    if not isinstance(receipt_timeout, int | float) or receipt_timeout <= 0:
+        raise ConfigError(f"{config_path}: chain.receipt_timeout must be a positive number of seconds.")
+    addresses = []
+    for name in CHAIN_ADDRESSES:
+        value = chain.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+            raise ConfigError(f"{config_path}: chain.{name} must be a 0x-prefixed 20-byte address.")
+        addresses.append((name, value))
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -119,4 +157,8 @@ def load(
         key_store=cast(KeyStoreChoice, store),
         log_level=level,
         trace=trace,
+        rpc_url=url or None,
+        chain_id=chain_id,
+        chain_addresses=tuple(addresses),
+        receipt_timeout=float(receipt_timeout),
     )

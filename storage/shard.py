@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
 BN254_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
     1: """
         CREATE TABLE meta (
@@ -56,6 +56,13 @@ _MIGRATIONS: dict[int, str] = {
             public      TEXT NOT NULL,
             status      TEXT NOT NULL DEFAULT 'proved'
         );
+    """,
+    # Submission to a chain: which chain (chain id, genesis hash, ledger address) took the batch, in which
+    # transaction. A batch is 'submitted' only for that chain; a reset devnet or another network takes it again.
+    3: """
+        ALTER TABLE batches ADD COLUMN chain TEXT;
+        ALTER TABLE batches ADD COLUMN tx_hash TEXT;
+        ALTER TABLE batches ADD COLUMN block INTEGER;
     """,
 }
 
@@ -96,6 +103,8 @@ class Batch:
     proof: bytes
     public_signals: tuple[int, ...]
     status: str
+    chain: str | None = None  # where it was submitted ("<chain id>:<genesis hash>:<ledger>")
+    tx_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,15 +359,45 @@ class Shard:
 
     def batches(self) -> list[Batch]:
         rows = self._connection.execute(
-            "SELECT root, count, created_at, datanet_id, recipient, proof, public, status FROM batches "
-            "ORDER BY created_at, root"
+            "SELECT root, count, created_at, datanet_id, recipient, proof, public, status, chain, tx_hash "
+            "FROM batches ORDER BY created_at, root"
         ).fetchall()
         return [
             Batch(
-                bytes(r[0]), r[1], r[2], int(r[3]), int(r[4]), bytes(r[5]), tuple(int(x) for x in r[6].split(",")), r[7]
+                bytes(r[0]),
+                r[1],
+                r[2],
+                int(r[3]),
+                int(r[4]),
+                bytes(r[5]),
+                tuple(int(x) for x in r[6].split(",")),
+                r[7],
+                r[8],
+                r[9],
             )
             for r in rows
         ]
+
+    def batch_members(self, root: bytes) -> list[tuple[bytes, int]]:
+        """(id, salt) of a batch's records in leaf order (import order, as they were proved)."""
+        rows = self._connection.execute("SELECT id, salt FROM records WHERE batch_root = ? ORDER BY seq", (root,))
+        return [(bytes(i), int.from_bytes(bytes(salt), "big")) for i, salt in rows]
+
+    def replace_proof(self, root: bytes, datanet_id: int, recipient: int, proof: bytes, public: tuple[int, ...]) -> None:
+        """A batch proved again for another Datanet id or recipient (same root, same records)."""
+        with self.transaction():
+            self._connection.execute(
+                "UPDATE batches SET datanet_id = ?, recipient = ?, proof = ?, public = ? WHERE root = ?",
+                (str(datanet_id), str(recipient), proof, ",".join(map(str, public)), root),
+            )
+
+    def mark_submitted(self, root: bytes, chain: str, tx_hash: str | None, block: int | None) -> None:
+        """Called only once the chain's receipt (or its state) confirms the batch."""
+        with self.transaction():
+            self._connection.execute(
+                "UPDATE batches SET status = 'submitted', chain = ?, tx_hash = ?, block = ? WHERE root = ?",
+                (chain, tx_hash, block, root),
+            )
 
     def check(self) -> CheckReport:
         """SQLCipher's page authentication check, SQLite's structure check, and every id against its body."""

@@ -240,8 +240,10 @@ class Web3Chain:
         *,
         rpc: str = "embedded devnet",
         index: EventIndex | None = None,
+        receipt_timeout: float = RECEIPT_TIMEOUT,
     ) -> None:
         self.w3 = w3
+        self.receipt_timeout = receipt_timeout
         self.rpc = rpc
         self.deployment = deployment
         self._account = Account.from_key(private_key)
@@ -350,7 +352,9 @@ class Web3Chain:
     def _await(self, tx_hash: HexBytes, what: str, tx: dict[str, Any]) -> TxResult:
         try:
             receipt = self._call_node(
-                lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.05)
+                lambda: self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=self.receipt_timeout, poll_latency=0.05
+                )
             )
         except (ChainUnreachable, TimeExhausted):
             raise TransactionLost(

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from client.errors import ClientError
 
-class ChainError(Exception):
-    exit_code = 7
+
+class ChainError(ClientError):
+    exit_code = 6
 
 
 class ChainUnreachable(ChainError):

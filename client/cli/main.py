@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an error the message explains; 2 bad usage or configuration; 3 the vault cannot be
 unlocked (key missing, wrong passphrase, no way to ask); 4 input rejected (malformed records); 5 an integrity
-check found problems; 130 interrupted. Tracebacks go to the log file, never to the terminal.
+check found problems; 6 the chain refused or could not be reached; 130 interrupted. Tracebacks go to the log
+file, never to the terminal.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from importlib import metadata
 
 from client import config as config_mod
 from client import log_setup
-from client.cli import demo, doctor, prompts, prove_commands, record_commands, training_commands, vault_commands
+from client.cli import (
+    chain_commands,
+    demo,
+    doctor,
+    prompts,
+    prove_commands,
+    record_commands,
+    training_commands,
+    vault_commands,
+)
 from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
@@ -39,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="datanet",
         description="Local-first contributor client for a Datanet network: your records stay encrypted on "
         "this machine.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 vault locked, 4 input rejected, 5 check failed.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 vault locked, 4 input rejected, 5 check failed, "
+        "6 chain error.",
     )
     parser.add_argument("--version", action="version", version=f"datanet {_version()}")
     parser.add_argument("--data-dir", help="data directory (default: DATANET_DATA_DIR or the user data dir)")
     parser.add_argument("--key-store", choices=config_mod.KEY_STORES, help="where the vault key is kept")
+    parser.add_argument("--rpc-url", help="an Ethereum JSON-RPC endpoint (default: the embedded devnet)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(sub)
@@ -52,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     record_commands.register(sub)
     training_commands.register(sub)
     prove_commands.register(sub)
+    chain_commands.register(sub)
     return parser
 
 
@@ -60,7 +73,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
     args = parser.parse_args(argv)
     out.json_mode = args.json
     try:
-        config = config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store)
+        config = config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store, rpc_url=args.rpc_url)
     except ClientError as exc:
         out.note(f"datanet: {exc}")
         return exc.exit_code

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from client.cli import chain_commands
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.datanet import DEFAULT_TASK, TASKS
@@ -22,9 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("create", help="create a Datanet shard in your vault")
     p.add_argument("name")
     p.add_argument("--task", choices=sorted(TASKS), default=DEFAULT_TASK, help="what the records are for")
+    chain_commands.add_create_options(p)
     p.set_defaults(handler=cmd_create)
 
-    sub.add_parser("list", help="list your Datanets").set_defaults(handler=cmd_list)
+    p = sub.add_parser("list", help="list your Datanets (--chain: the Datanets registered on chain)")
+    p.add_argument("--chain", action="store_true", help="list the Datanets on chain instead")
+    p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("import", help="import JSONL, CSV or a folder of text files into a Datanet")
     p.add_argument("name")
@@ -80,18 +84,39 @@ def _meta(meta: RecordMeta) -> dict[str, object]:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    on_chain_only = ("--private", "--policy", "--join-stake", "--batch-stake")
+    if not args.on_chain and (args.private or args.policy or args.join_stake or args.batch_stake):
+        raise ClientError(f"{', '.join(on_chain_only)} describe the on-chain Datanet; add --on-chain.")
     opened = ctx.open()
-    with opened.vault.create_shard(args.name, args.task) as shard:
-        info = shard.info
+    if args.on_chain and args.name in chain_commands.local_names(opened):  # registering an existing Datanet
+        with opened.vault.open_shard(args.name) as shard:
+            info = shard.info
+    else:
+        with opened.vault.create_shard(args.name, args.task) as shard:
+            info = shard.info
+    chain: dict[str, object] | None = None
+    if args.on_chain:
+        try:
+            chain = chain_commands.create_on_chain(ctx, opened, info.name, info.task, args)
+        except ClientError as exc:
+            raise ClientError(
+                f"Datanet {info.name!r} was created locally, but not on chain: {exc} Once that is fixed, register "
+                f"it with `datanet create {info.name} --on-chain`."
+            ) from exc
     ctx.out.emit(
-        {"datanet": info.name, "task": info.task, "uuid": info.uuid, **ctx.created_fields(opened)},
-        f"Datanet {info.name!r} created ({info.task}).",
+        {"datanet": info.name, "task": info.task, "uuid": info.uuid, "chain": chain, **ctx.created_fields(opened)},
+        f"Datanet {info.name!r} created ({info.task})"
+        + (f" and registered on chain: id {chain['id']}, {chain['visibility']}, {chain['policy']}." if chain else "."),
     )
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
+    if args.chain:
+        on_chain, text = chain_commands.list_on_chain(ctx, opened)
+        ctx.out.emit({"datanets": on_chain}, text)
+        return 0
     items, broken = [], []
     for item in opened.vault.each_shard():
         if isinstance(item, BrokenShard):
