@@ -100,7 +100,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
             chain = chain_commands.create_on_chain(ctx, opened, info.name, info.task, args)
         except ClientError as exc:
             raise ClientError(
-                f"Datanet {info.name!r} was created locally, but not on chain: {exc} Once that is fixed, register "
+                f"Datanet {info.name!r} is in your vault but not on chain: {exc} Once that is fixed, register "
                 f"it with `datanet create {info.name} --on-chain`."
             ) from exc
     ctx.out.emit(
