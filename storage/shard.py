@@ -383,7 +383,9 @@ class Shard:
         rows = self._connection.execute("SELECT id, salt FROM records WHERE batch_root = ? ORDER BY seq", (root,))
         return [(bytes(i), int.from_bytes(bytes(salt), "big")) for i, salt in rows]
 
-    def replace_proof(self, root: bytes, datanet_id: int, recipient: int, proof: bytes, public: tuple[int, ...]) -> None:
+    def replace_proof(
+        self, root: bytes, datanet_id: int, recipient: int, proof: bytes, public: tuple[int, ...]
+    ) -> None:
         """A batch proved again for another Datanet id or recipient (same root, same records)."""
         with self.transaction():
             self._connection.execute(

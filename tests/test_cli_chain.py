@@ -158,3 +158,22 @@ def test_no_contracts_on_a_chain_is_explained(cli: Cli) -> None:
         cli.ok("create", "x")
         result = cli.run("chain", "status")
     assert result.code == 6 and "datanet chain deploy --rpc-url" in result.stderr
+
+
+def test_an_adapter_is_registered_with_the_batches_it_was_trained_on(train_cli: Cli, tmp_path: Path) -> None:
+    cli = train_cli
+    cli.ok("create", "clinic", "--task", "intent-classification", "--on-chain")
+    cli.ok("import", "clinic", str(first_records(tmp_path, 64)))
+    cli.ok("prove", "clinic", "--batch", "32")  # proved for a local id; submit proves these two again
+    trained = cli.ok("--json", "train", "clinic", "--base", "tiny-classifier", "--threads", "1").json()
+    adapter = trained["adapter_id"]
+
+    early = cli.run("adapters", "register", adapter)
+    assert early.code == 1 and "not on chain yet" in early.stderr and "datanet submit clinic" in early.stderr
+
+    submitted = cli.ok("--json", "submit", "clinic").json()
+    assert len(submitted["submitted"]) == 4 and submitted["proved"] == 2
+    registered = cli.ok("--json", "adapters", "register", adapter).json()
+    assert (registered["datanet"], registered["batches"]) == ("clinic", 2)
+    again = cli.run("adapters", "register", adapter)
+    assert again.code == 6 and "already registered" in again.stderr

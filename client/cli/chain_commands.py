@@ -344,3 +344,26 @@ def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
         text,
     )
     return 0
+
+
+def register_adapter(ctx: Context, adapter_id: str, manifest: dict[str, Any]) -> int:
+    """`datanet adapters register ID`: the adapter's content hash, base model weights, Datanet and batches."""
+    name = manifest["datanet"]["name"]
+    roots = [int(root, 16) for root in manifest["trained_on"]["batch_roots"]]
+    opened = ctx.open(create=False)
+    with _session(ctx, opened) as session:
+        info = _find(session, name)
+        missing = [root for root in roots if session.client.batch(root) is None]
+        if missing:
+            raise ClientError(
+                f"{len(missing)} of the {len(roots)} batches this adapter was trained on are not on chain yet; "
+                f"run `datanet submit {name}` first."
+            )
+        result = session.client.register_adapter(
+            bytes.fromhex(adapter_id), bytes.fromhex(manifest["base_model"]["weights_sha256"]), info.id, roots
+        )
+    ctx.out.emit(
+        {"adapter": adapter_id, "datanet": name, "datanet_id": info.id, "batches": len(roots), "tx": result.tx_hash},
+        f"Adapter {adapter_id[:16]} registered on chain for Datanet {name!r} ({len(roots)} batches).",
+    )
+    return 0

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("ids", nargs="+", metavar="ID")
     q.add_argument("--weights", type=float, nargs="+", help="one weight per adapter (default: equal, summing to 1)")
     q.set_defaults(handler=cmd_merge)
+    q = asub.add_parser("register", help="record an adapter on chain: content hash, base model, Datanet, batches")
+    q.add_argument("id")
+    q.set_defaults(handler=cmd_register)
 
 
 def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
@@ -174,3 +177,11 @@ def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
         f"Merged adapter {merged.adapter_id[:16]} from {len(infos)} adapters (exact sum of their deltas).",
     )
     return 0
+
+
+def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
+    from client.cli import chain_commands
+
+    info = adapters.find(ctx.config.data_dir, args.id)
+    adapters.verify(info)
+    return chain_commands.register_adapter(ctx, info.adapter_id, info.manifest)
