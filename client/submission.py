@@ -54,6 +54,7 @@ def submit_pending(
     datanet: DatanetInfo,
     *,
     stake: int | None = None,
+    limit: int | None = None,
     workers: int = 1,
     on_progress: Callable[[str], None] | None = None,
 ) -> SubmitReport:
@@ -67,7 +68,7 @@ def submit_pending(
     per_batch = datanet.batch_stake if stake is None else stake
     if per_batch < datanet.batch_stake:
         raise ChainError(f"Datanet {datanet.name!r} needs a stake of at least {datanet.batch_stake} wei per batch.")
-    proved = prove_pending(shard, identity, data_dir, limit=None, datanet_id=datanet.id, workers=workers)
+    proved = prove_pending(shard, identity, data_dir, limit=limit, datanet_id=datanet.id, workers=workers)
     if proved and on_progress is not None:
         on_progress(f"proved {len(proved)} batch(es) of pending records")
     batches = shard.batches()

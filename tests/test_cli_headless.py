@@ -177,8 +177,8 @@ def test_demo_runs_and_reports_encryption(cli: Cli) -> None:
     again = cli.ok("--json", "demo").json()
     assert (again["added"], again["duplicates"]) == (0, 480)
     assert again["adapter"]["adapter_id"] == doc["adapter"]["adapter_id"]  # same records and settings: reused
-    assert len(doc["batch"]["proved_now"]) == 1 and doc["batch"]["pending"] == 464
-    assert len(again["batch"]["proved_now"]) == 1 and again["batch"]["batches"] == 2
+    assert len(doc["batch"]["submitted_now"]) == 1 and doc["batch"]["pending"] == 464
+    assert len(again["batch"]["submitted_now"]) == 1 and again["batch"]["batches"] == 2
 
 
 def test_demo_without_any_passphrase_uses_the_announced_demo_passphrase(headless_cli: Cli) -> None:

@@ -2,7 +2,8 @@
 
 It creates (or reopens) a demo vault, shows the identity, imports the sample Datanet `clinic-intents`, shows
 what is inside, proves the shard file holds no plaintext, runs the integrity check, makes a zero-knowledge
-proof of contribution for 16 records, and fine-tunes a LoRA adapter on the records locally (about 20 s on two
+proof of contribution for 16 records and submits it to the embedded devnet (whose contract verifies it), and
+fine-tunes a LoRA adapter on the records locally (about 20 s on two
 CPU cores). Running it again shows
 that re-importing the same file adds nothing. With no keyring (a headless machine) the demo vault is locked by
 the passphrase in DATANET_PASSPHRASE, or else by the announced demo passphrase: never use that for real data.
@@ -22,7 +23,6 @@ from pathlib import Path
 from client import identity as identity_mod
 from client.cli.context import Context
 from client.cli.output import human_bytes
-from client.contribution import prove_pending
 from client.identity import Identity
 from client.importers import import_path
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
@@ -41,21 +41,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
-def _prove(data_dir: Path, vault: Vault, identity: Identity, say: list[str]) -> dict[str, object]:
-    """Step 6: a zero-knowledge proof of contribution for the next 16 records (or the batches already made)."""
-    with vault.open_shard(DATANET) as shard:
-        done = prove_pending(shard, identity, data_dir, limit=BATCH_CAPACITY)
+def _prove_and_submit(
+    ctx: Context, data_dir: Path, vault: Vault, identity: Identity, say: list[str]
+) -> dict[str, object]:
+    """Step 6: a zero-knowledge proof of contribution for the next 16 records, verified on the embedded devnet."""
+    from client.chain.session import open_chain
+    from client.cli.chain_commands import schema_hash
+    from client.submission import submit_pending
+
+    config = dataclasses.replace(ctx.config, data_dir=data_dir, rpc_url=None)  # the demo's own devnet
+    with vault.open_shard(DATANET) as shard, open_chain(config, identity.evm_private_key) as session:
+        info = session.client.find_datanet(DATANET) or session.client.create_datanet(
+            DATANET, schema_hash("intent-classification"), "public", "open"
+        )
+        report = submit_pending(
+            shard, identity, data_dir, session.client, session.chain_key, info, limit=BATCH_CAPACITY
+        )
         batches, pending = shard.batches(), len(shard.pending())
-    if done:
-        batch = done[0]
+        block = session.client.status().block
+    sent = [s for s in report.submitted if s.tx_hash]
+    if sent:
+        batch = sent[0]
         say.append(
-            f"6. Proof of contribution for {batch.count} records (Groth16, {batch.seconds:.1f} s with loading the "
-            f"keys, verified locally): batch root {batch.root:064x}"[:-48]
-            + f"…; it reveals the root and the count, never the records ({batch.folder.name[:16]}…/proof.json)."
+            f"6. Proof of contribution for {batch.count} records (Groth16, verified locally), submitted to the "
+            f"embedded devnet (chain id {session.client.deployment.chain_id}, block {block}), whose contract "
+            f"verified it on chain ({batch.gas_used:,} gas). It reveals the batch root {batch.root:064x}"[:-48]
+            + "… and the count, never the records."
         )
     else:
-        say.append(f"6. {len(batches)} batch(es) already proven; {pending} records not in a batch yet.")
-    return {"batches": len(batches), "pending": pending, "proved_now": [f"{b.root:064x}" for b in done]}
+        say.append(f"6. {len(batches)} batch(es) proven and on the devnet; {pending} records not in a batch yet.")
+    return {
+        "batches": len(batches),
+        "pending": pending,
+        "submitted_now": [{"root": f"{s.root:064x}", "tx": s.tx_hash, "gas": s.gas_used} for s in sent],
+        "chain_id": session.client.deployment.chain_id,
+    }
 
 
 def _train(ctx: Context, data_dir: Path, vault: Vault, say: list[str]) -> dict[str, object] | None:
@@ -143,7 +163,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
         f"5. Integrity check (cipher pages, structure, every record against its id): "
         f"{'ok' if report.ok else '; '.join(report.problems)}."
     )
-    proved = _prove(data_dir, vault, identity, say)
+    proved = _prove_and_submit(ctx, data_dir, vault, identity, say)
     trained = _train(ctx, data_dir, vault, say)
     say.append(f"Explore it: datanet --data-dir {data_dir} records {DATANET}   (run `datanet --help` for more)")
     ctx.out.emit(
