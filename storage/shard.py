@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
 BN254_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS: dict[int, str] = {
     1: """
         CREATE TABLE meta (
@@ -63,6 +63,13 @@ _MIGRATIONS: dict[int, str] = {
         ALTER TABLE batches ADD COLUMN chain TEXT;
         ALTER TABLE batches ADD COLUMN tx_hash TEXT;
         ALTER TABLE batches ADD COLUMN block INTEGER;
+    """,
+    # Peers allowed to sync this Datanet (libp2p peer ids); everyone else is refused before any record is sent.
+    4: """
+        CREATE TABLE members (
+            peer_id   TEXT PRIMARY KEY,
+            added_at  INTEGER NOT NULL
+        );
     """,
 }
 
@@ -160,6 +167,7 @@ class ShardWriter:
     def __init__(self, connection: sqlite3.Connection, now_ms: int) -> None:
         self._connection = connection
         self._now_ms = now_ms
+        self.now_ms = now_ms
         self.added = 0
         self.duplicates = 0
 
@@ -319,6 +327,40 @@ class Shard:
             for _, record_id, body in rows:
                 yield bytes(record_id), bytes(body)
             last = rows[-1][0]
+
+    def ids(self) -> list[bytes]:
+        """Every record id, sorted (what sync reconciles)."""
+        return [bytes(r[0]) for r in self._connection.execute("SELECT id FROM records ORDER BY id")]
+
+    def bodies(self, record_ids: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """(id, body) of those of `record_ids` this shard holds, in the order asked."""
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(record_ids), 500):
+            part = record_ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for record_id, body in self._connection.execute(
+                f"SELECT id, body FROM records WHERE id IN ({marks})",  # noqa: S608 - only placeholders
+                part,
+            ):
+                found[bytes(record_id)] = bytes(body)
+        return [(i, found[i]) for i in record_ids if i in found]
+
+    def members(self) -> list[str]:
+        return [r[0] for r in self._connection.execute("SELECT peer_id FROM members ORDER BY peer_id")]
+
+    def is_member(self, peer_id: str) -> bool:
+        return self._connection.execute("SELECT 1 FROM members WHERE peer_id = ?", (peer_id,)).fetchone() is not None
+
+    def set_member(self, peer_id: str, allowed: bool) -> bool:
+        """Allow or remove a peer; True if that changed anything."""
+        with self.transaction() as writer:
+            if allowed:
+                cursor = self._connection.execute(
+                    "INSERT OR IGNORE INTO members (peer_id, added_at) VALUES (?, ?)", (peer_id, writer.now_ms)
+                )
+            else:
+                cursor = self._connection.execute("DELETE FROM members WHERE peer_id = ?", (peer_id,))
+        return cursor.rowcount > 0
 
     def pending(self, limit: int | None = None) -> list[tuple[bytes, int]]:
         """(id, salt) of records in no batch yet, in import order."""

@@ -1,0 +1,77 @@
+"""The libp2p host: the contributor's persistent Ed25519 peer id, Noise as the ONLY security transport (py-libp2p's
+default `new_host()` also accepts plaintext peers: never used here), yamux as the only muxer, TCP listening.
+
+Importing libp2p resets the root logger's handlers (FACTS.md): `new_secure_host` re-attaches ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import multiaddr
+
+from client.identity import Identity
+
+
+def _keep_logging() -> list[logging.Handler]:
+    return list(logging.getLogger().handlers)
+
+
+_handlers = _keep_logging()
+with warnings.catch_warnings():
+    # py-libp2p 0.8.1's WebSocket transport imports websockets.legacy, which warns on import.
+    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
+    import libp2p  # noqa: F401
+from libp2p import new_host  # noqa: E402
+from libp2p.abc import IHost  # noqa: E402
+from libp2p.crypto.ed25519 import Ed25519PrivateKey  # noqa: E402
+from libp2p.crypto.keys import KeyPair  # noqa: E402
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519  # noqa: E402
+from libp2p.custom_types import TProtocol  # noqa: E402
+from libp2p.peer.id import ID  # noqa: E402
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE  # noqa: E402
+from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
+
+_root = logging.getLogger()
+for _handler in _handlers:
+    if _handler not in _root.handlers:
+        _root.addHandler(_handler)
+logging.getLogger("libp2p").setLevel(logging.WARNING)
+
+SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+
+
+def key_pair(identity: Identity) -> KeyPair:
+    private = Ed25519PrivateKey.from_bytes(identity.ed25519_seed)
+    return KeyPair(private, private.get_public_key())
+
+
+def new_secure_host(identity: Identity) -> IHost:
+    """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake."""
+    pair = key_pair(identity)
+    return new_host(
+        key_pair=pair,
+        sec_opt={NOISE: NoiseTransport(pair, new_x25519().private_key)},
+        muxer_opt={TProtocol(YAMUX): Yamux},
+    )
+
+
+def listen_addrs(addresses: Sequence[str]) -> list[multiaddr.Multiaddr]:
+    return [multiaddr.Multiaddr(a) for a in (addresses or [DEFAULT_LISTEN])]
+
+
+def peer_info(address: str) -> PeerInfo:
+    """A dialable peer from `/ip4/.../tcp/.../p2p/<peer id>`."""
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(address))
+    except Exception as exc:
+        raise ValueError(f"{address!r} is not a peer address like /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...") from exc
+
+
+__all__ = ["ID", "SYNC_PROTOCOL", "IHost", "key_pair", "listen_addrs", "new_secure_host", "peer_info"]
