@@ -13,6 +13,7 @@ from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import (
     FINGERPRINT,
     IDLIST,
+    MAX_ROUNDS,
     Range,
     Reconciler,
     decode,
@@ -88,7 +89,20 @@ def test_a_few_changes_in_a_large_set_cost_little() -> None:
     left, right, sent, _ = _run(_ids(a), _ids(b))
     assert left.need == set(_ids({5, 50_000, 200_001, 200_002}))
     assert right.need == set()
-    assert sent < 16_000  # about 3 KB a change, against 3.2 MB to send every id
+    assert sent < 4_000  # under 1 KB a change, against 3.2 MB to send every id
+
+
+def test_a_peer_with_nothing_gets_every_id_in_messages_under_the_cap() -> None:
+    ids = _ids(set(range(20_000)))  # 640 KB of ids, against a 64 KB message cap
+    left, right = Reconciler([], max_message=64 << 10), Reconciler(ids, max_message=64 << 10)
+    message: bytes | None = left.initiate()
+    sides, turn, largest = [right, left], 0, 0
+    while message is not None:
+        largest = max(largest, len(message))
+        message = sides[turn % 2].receive(message)
+        turn += 1
+    assert left.need == set(ids) and right.need == set()
+    assert largest <= 64 << 10
 
 
 def test_wire_format_round_trip() -> None:
@@ -107,7 +121,8 @@ def test_wire_format_round_trip() -> None:
         (b"\x02\x00", "version 2"),
         (b"\x01\x01\x00\x09", "unknown range mode"),
         (b"\x01\x01\x00\x01\x05", "ends in the middle"),
-        (b"\x01\x01\x01" + b"\x11" * 32 + b"\x00", "whole id space"),
+        (b"\x01\x01\x20" + b"\x11" * 32 + b"\x00", "whole id space"),
+        (b"\x01\x01\x21" + b"\x11" * 33 + b"\x00", "at most 32"),
         (b"\x01\x00extra", "trailing bytes"),
         (b"\x01\x02\x00\x00\x00\x00", "increasing order"),
         (b"\x01\x01\x00\x02\x02" + b"\x22" * 32 + b"\x11" * 32, "sorted and unique"),
@@ -134,7 +149,7 @@ def test_ids_outside_their_range_and_endless_peers_are_refused() -> None:
         decode(outside)
     side = Reconciler(_ids(set(range(100))))
     bogus = encode([Range(None, FINGERPRINT, count=1, fingerprint=b"\x00" * 16)])
-    for _ in range(64):  # a peer that answers every split with a wrong fingerprint again
+    for _ in range(MAX_ROUNDS):  # a peer that answers every split with a wrong fingerprint again
         side.receive(bogus)
     with pytest.raises(ProtocolViolation, match="did not settle"):
         side.receive(bogus)

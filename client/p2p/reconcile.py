@@ -19,7 +19,9 @@ Wire format (version 1), all integers unsigned LEB128 varints:
 
     message  = version:u8=1  nranges:varint  range*
     range    = upper:bound  mode:u8  payload
-    bound    = 0x00 (the end of the id space) | 0x01 id:32 bytes
+    bound    = length:u8  prefix:length bytes     (length 0: the end of the id space; 1..32: the shortest
+                                                   prefix of the next range's first id that is above this
+                                                   range's last id, so bounds cost a few bytes, not 32)
     mode     = 0 SKIP | 1 FINGERPRINT count:varint fp:16 bytes | 2 IDLIST n:varint id*n | 3 HAVE n:varint id*n
 
 Ranges are strictly increasing; the first starts at the lowest id, the last ends at the end of the id space.
@@ -44,7 +46,7 @@ FP_BYTES = 16
 SKIP, FINGERPRINT, IDLIST, HAVE = 0, 1, 2, 3
 MAX_MESSAGE = 4 << 20
 MAX_IDS = 50_000
-MAX_ROUNDS = 64  # log_16 of any real set size is far below; a peer that keeps splitting is hostile
+MAX_ROUNDS = 128  # log_8 of any real set size is far below; a peer that keeps splitting is hostile
 
 Bound = bytes | None  # an id, or None for the end of the id space
 
@@ -56,6 +58,14 @@ class Range:
     count: int = 0
     fingerprint: bytes = b""
     ids: tuple[bytes, ...] = ()
+
+
+def separator(below: bytes, above: bytes) -> bytes:
+    """The shortest prefix of `above` that is greater than `below` (which is less than `above`)."""
+    n = 0
+    while below[n] == above[n]:
+        n += 1
+    return above[: n + 1]
 
 
 def fingerprint(ids: Sequence[bytes]) -> bytes:
@@ -72,7 +82,7 @@ def encode(ranges: Sequence[Range]) -> bytes:
     out = bytearray([VERSION])
     out += varint(len(ranges))
     for r in ranges:
-        out += b"\x00" if r.upper is None else b"\x01" + r.upper
+        out += b"\x00" if r.upper is None else bytes([len(r.upper)]) + r.upper
         out.append(r.mode)
         if r.mode == FINGERPRINT:
             out += varint(r.count) + r.fingerprint
@@ -92,7 +102,10 @@ def decode(message: bytes, *, max_message: int = MAX_MESSAGE, max_ids: int = MAX
     ranges: list[Range] = []
     previous: Bound = b""
     for _ in range(count):
-        upper: Bound = None if reader.take(1) == b"\x00" else reader.take(ID_BYTES)
+        length = reader.take(1)[0]
+        if length > ID_BYTES:
+            raise ProtocolViolation(f"The peer sent a {length}-byte range bound; bounds are at most {ID_BYTES}.")
+        upper: Bound = None if length == 0 else reader.take(length)
         if previous is None or (upper is not None and upper <= previous):
             raise ProtocolViolation("The peer's sync ranges are not in increasing order.")
         mode = reader.take(1)[0]
@@ -129,7 +142,7 @@ class Reconciler:
     `receive()` and send back what it returns, until it returns None (the exchange is over)."""
 
     def __init__(
-        self, ids: Sequence[bytes], *, branch: int = 16, idlist_threshold: int = 32, max_message: int = MAX_MESSAGE
+        self, ids: Sequence[bytes], *, branch: int = 8, idlist_threshold: int = 8, max_message: int = MAX_MESSAGE
     ) -> None:
         self.ids = sorted(ids)
         if any(len(i) != ID_BYTES for i in self.ids) or any(
@@ -148,16 +161,16 @@ class Reconciler:
         end = len(self.ids) if upper is None else bisect.bisect_left(self.ids, upper)
         return self.ids[start:end]
 
-    def _describe(self, lower: bytes, upper: Bound) -> list[Range]:
+    def _describe(self, lower: bytes, upper: Bound, *, split: bool = False) -> list[Range]:
         """Our view of a range the peer disagrees on: ids if small, else fingerprints of sub-ranges."""
         mine = self._slice(lower, upper)
-        if len(mine) <= self.idlist_threshold:
+        if len(mine) <= (1 if split else self.idlist_threshold):
             return [Range(upper, IDLIST, ids=tuple(mine))]
         out: list[Range] = []
         step = -(-len(mine) // self.branch)
         for start in range(0, len(mine), step):
             part = mine[start : start + step]
-            bound: Bound = mine[start + step] if start + step < len(mine) else upper
+            bound: Bound = separator(part[-1], mine[start + step]) if start + step < len(mine) else upper
             out.append(Range(bound, FINGERPRINT, count=len(part), fingerprint=fingerprint(part)))
         return out
 
@@ -176,6 +189,7 @@ class Reconciler:
             return None
         out: list[Range] = []
         lower = b""
+        budget = self.max_message // 2  # ids beyond it wait for the next round (a peer that has nothing)
         for r in ranges:
             if r.mode == FINGERPRINT:
                 mine = self._slice(lower, r.upper)
@@ -186,7 +200,17 @@ class Reconciler:
             elif r.mode == IDLIST:
                 ours, theirs = set(self._slice(lower, r.upper)), set(r.ids)
                 self.need |= theirs - ours
-                out.append(Range(r.upper, HAVE, ids=tuple(sorted(ours - theirs))))
+                extra = sorted(ours - theirs)
+                size = len(extra) * ID_BYTES
+                if len(extra) <= MAX_IDS and size <= budget:
+                    budget -= size
+                    out.append(Range(r.upper, HAVE, ids=tuple(extra)))
+                elif len(extra) <= MAX_IDS and size <= self.max_message // 2:
+                    # fits a message, not this one: our fingerprint brings the peer's id list back next round
+                    mine = sorted(ours)
+                    out.append(Range(r.upper, FINGERPRINT, count=len(mine), fingerprint=fingerprint(mine)))
+                else:  # more than a message can list: split it; the peer answers each part with its id list
+                    out += self._describe(lower, r.upper, split=True)
             elif r.mode == HAVE:
                 self.need |= set(r.ids) - set(self._slice(lower, r.upper))
                 out.append(Range(r.upper, SKIP))
