@@ -41,7 +41,11 @@ _root = logging.getLogger()
 for _handler in _handlers:
     if _handler not in _root.handlers:
         _root.addHandler(_handler)
-logging.getLogger("libp2p").setLevel(logging.WARNING)
+# libp2p's logger does not propagate and has no handler, so Python's last-resort handler printed its warnings on
+# stderr (in the middle of the CLI's one-sentence errors, or a TUI): send them to our log file instead.
+_libp2p_logger = logging.getLogger("libp2p")
+_libp2p_logger.setLevel(logging.WARNING)
+_libp2p_logger.propagate = True
 
 SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
@@ -52,13 +56,16 @@ def key_pair(identity: Identity) -> KeyPair:
     return KeyPair(private, private.get_public_key())
 
 
-def new_secure_host(identity: Identity) -> IHost:
-    """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake."""
+def new_secure_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr] = ()) -> IHost:
+    """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake. Its transports
+    (TCP, and WebSocket for hospital firewalls) follow `listen`; it dials both."""
     pair = key_pair(identity)
     return new_host(
         key_pair=pair,
         sec_opt={NOISE: NoiseTransport(pair, new_x25519().private_key)},
         muxer_opt={TProtocol(YAMUX): Yamux},
+        listen_addrs=list(listen) or None,
+        enable_websocket=True,
     )
 
 

@@ -1,0 +1,186 @@
+"""`datanet node run`, `status`, `peers`, `jobs`, `sync NAME --peer ADDR` and `members NAME [add|remove] PEER`.
+
+The node is the long-running process; `status`, `peers` and `jobs` ask it over the control API. `sync` goes
+through the node when one runs for this data directory, or else starts a host of its own for one session.
+`members` edits the vault directly (it only touches local data)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from client.cli.context import Context
+from client.cli.output import table
+from client.errors import ClientError
+
+DEFAULT_LISTEN = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = sub.add_parser("node", help="the long-running node: libp2p host, sync, control API")
+    nsub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
+    p = nsub.add_parser("run", help="run the node until SIGTERM or Ctrl-C")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="MULTIADDR",
+        help="listen address, repeatable (default: TCP 4001 and WebSocket 4002 on all interfaces)",
+    )
+    p.set_defaults(handler=cmd_run)
+    sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
+    sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
+        handler=cmd_peers
+    )
+    sub.add_parser("jobs", help="the node's jobs (syncs) and their state").set_defaults(handler=cmd_jobs)
+    p = sub.add_parser("sync", help="sync a Datanet with a peer now")
+    p.add_argument("name")
+    p.add_argument(
+        "--peer", required=True, metavar="MULTIADDR", help="the peer, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3..."
+    )
+    p.set_defaults(handler=cmd_sync)
+    p = sub.add_parser("members", help="the peers allowed to sync a Datanet: list, add PEER_ID, remove PEER_ID")
+    p.add_argument("name")
+    p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
+    p.add_argument("peer", nargs="?", help="a peer id (12D3KooW...)")
+    p.set_defaults(handler=cmd_members)
+
+
+def _client(ctx: Context) -> Any:
+    from client.node.control import ControlClient
+
+    return ControlClient(ctx.config.data_dir)
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    import trio
+
+    from client.node.control import socket_path
+    from client.node.node import Node
+
+    opened = ctx.open()
+    node = Node(opened.vault, opened.identity, ctx.config.data_dir, args.listen or DEFAULT_LISTEN)
+
+    def ready(n: Node) -> None:
+        addresses = [str(a) for a in n.host.get_addrs()]
+        data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
+        if ctx.out.json_mode:  # one line: a supervisor or a test reads it as soon as the node is ready
+            print(json.dumps(data), flush=True)
+        else:
+            print(f"node {n.host.get_id()} listening on\n" + "\n".join(f"  {a}" for a in addresses), flush=True)
+
+    trio.run(lambda: node.run(ready=ready))
+    ctx.out.note("datanet: node stopped.")
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    status = _client(ctx).call("status")
+    jobs = status["jobs"]
+    ctx.out.emit(
+        status,
+        f"node      {status['peer_id']} (up {status['uptime_s']:.0f} s)\n"
+        + "".join(f"address   {a}\n" for a in status["addresses"])
+        + f"datanets  {status['datanets']}\npeers     {status['peers_connected']} connected\n"
+        + f"jobs      {jobs['running']} running, {jobs['queued']} queued, {jobs['failed']} failed",
+    )
+    return 0
+
+
+def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
+    peers = _client(ctx).call("peers")
+    rows = [
+        [p["peer_id"][:20] + "…", "yes" if p["connected"] else "", p["transport"], p["address"], p["last_error"] or ""]
+        for p in peers
+    ]
+    ctx.out.emit(
+        peers, table(rows, ["PEER", "CONNECTED", "PATH", "ADDRESS", "LAST ERROR"]) if rows else "No peers yet."
+    )
+    return 0
+
+
+def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
+    jobs = _client(ctx).call("jobs")
+    rows = [[j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), j["error"] or ""] for j in jobs]
+    ctx.out.emit(jobs, table(rows, ["ID", "KIND", "STATE", "DATANET", "ERROR"]) if rows else "No jobs yet.")
+    return 0
+
+
+def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
+    client = _client(ctx)
+    if client.running():
+        job = client.call("sync", datanet=args.name, peer=args.peer, wait=True)
+        if job["state"] != "done":
+            raise ClientError(f"The sync failed: {job['error']}")
+        result = job["progress"]
+    else:
+        result = _sync_here(ctx, args.name, args.peer)
+    ctx.out.emit(
+        {"datanet": args.name, "peer": args.peer, **result},
+        f"Synced {args.name!r}: {result['received']} records received, {result['sent']} sent "
+        f"({result['seconds']:.1f} s).",
+    )
+    return 0
+
+
+def _sync_here(ctx: Context, name: str, address: str) -> dict[str, Any]:
+    """No node running: a host of our own for one session (it listens nowhere)."""
+    import trio
+
+    from client.p2p.errors import P2PError
+    from client.p2p.host import new_secure_host
+    from client.p2p.service import SyncService
+
+    opened = ctx.open(create=False)
+
+    def show(event: Any) -> None:
+        if sys.stderr.isatty():
+            eta = f", {event.eta:.0f} s left" if event.eta else ""
+            sys.stderr.write(f"\r{event.phase}: {event.records_done}/{event.records_done + event.records_left}{eta}  ")
+
+    async def main() -> dict[str, Any]:
+        host = new_secure_host(opened.identity)
+        service = SyncService(opened.vault, opened.identity, host, on_progress=show)
+        failure: Exception | None = None
+        async with host.run(listen_addrs=[]):
+            try:
+                result = await service.sync_with(address, name)
+            except Exception as exc:  # raised out here, not wrapped in the host's nursery's ExceptionGroup
+                failure = exc
+            await host.close()
+        if failure is not None:
+            raise failure
+        return {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
+
+    try:
+        return trio.run(main)
+    except ValueError as exc:
+        raise ClientError(str(exc)) from None
+    except (P2PError, OSError, trio.TooSlowError) as exc:
+        raise ClientError(f"The sync with {address} failed: {exc or 'no answer in time'}") from None
+    except Exception as exc:  # py-libp2p's dial errors (SwarmException and friends) carry no common base
+        if type(exc).__module__.startswith("libp2p"):
+            raise ClientError(f"Cannot reach the peer at {address} ({type(exc).__name__}).") from None
+        raise
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+
+
+def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.peer:
+        raise ClientError(f"`datanet members {args.name} {args.action}` needs a peer id (12D3KooW...).")
+    if args.peer and not (args.peer.startswith(("12D3KooW", "Qm")) and 40 <= len(args.peer) <= 60):
+        raise ClientError(f"{args.peer!r} is not a peer id; peer ids look like 12D3KooW... (`datanet identity show`).")
+    opened = ctx.open(create=False)
+    with opened.vault.open_shard(args.name) as shard:
+        changed = shard.set_member(args.peer, args.action == "add") if args.action != "list" else False
+        members = shard.members()
+    text = "\n".join(members) if members else f"No members: nobody may sync {args.name!r} with you yet."
+    if args.action == "add":
+        text = f"{args.peer} may now sync {args.name!r}." if changed else f"{args.peer} was already a member."
+    elif args.action == "remove":
+        text = f"{args.peer} may no longer sync {args.name!r}." if changed else f"{args.peer} was not a member."
+    ctx.out.emit({"datanet": args.name, "members": members, "changed": changed}, text)
+    return 0

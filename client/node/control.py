@@ -1,0 +1,214 @@
+"""The node's control API: JSON-RPC 2.0 over a Unix domain socket (`<data dir>/node.sock`, mode 0600, in a 0700
+directory), one JSON object per line. The CLI and the TUI are its clients (`ControlClient`).
+
+Methods: status, peers, datanets, jobs, job(id), sync(datanet, peer?), members(datanet),
+subscribe (the connection then receives `{"jsonrpc": "2.0", "method": "event", "params": {...}}` notifications:
+sync progress, peer up/down, records received, job state changes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from client.errors import ClientError
+
+logger = logging.getLogger(__name__)
+MAX_REQUEST = 1 << 20
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def socket_path(data_dir: Path) -> Path:
+    return data_dir / "node.sock"
+
+
+class Events:
+    """Fan-out of events to every subscriber (a bounded queue each; a slow subscriber loses old events)."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                pass  # the subscriber is behind; it gets the next ones
+            except trio.BrokenResourceError:
+                self._subscribers.discard(channel)
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        send, receive = trio.open_memory_channel[dict[str, Any]](256)
+        self._subscribers.add(send)
+        return receive
+
+
+async def serve(
+    path: Path, methods: dict[str, Handler], events: Events, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Listen on `path` (0600) and answer requests until cancelled."""
+    _remove(path)
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        await listener.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    server = trio.SocketListener(listener)
+    task_status.started()
+    try:
+        await trio.serve_listeners(lambda stream: _connection(stream, methods, events), [server])
+    finally:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], events: Events) -> None:
+    buffer = b""
+    async with stream:
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return
+            if not data:
+                return
+            buffer += data
+            if len(buffer) > MAX_REQUEST:
+                return
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                reply, subscribe = await _answer(line, methods)
+                try:
+                    await stream.send_all(json.dumps(reply).encode() + b"\n")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if subscribe:
+                    await _stream_events(stream, events)
+                    return
+
+
+async def _stream_events(stream: trio.SocketStream, events: Events) -> None:
+    channel = events.subscribe()
+    async with channel:
+        async for event in channel:
+            note = {"jsonrpc": "2.0", "method": "event", "params": event}
+            try:
+                await stream.send_all(json.dumps(note).encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
+async def _answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, Any], bool]:
+    request_id: Any = None
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or "method" not in request:
+            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+        request_id = request.get("id")
+        method = request["method"]
+        params = request.get("params") or {}
+        if not isinstance(params, dict):
+            raise RpcError(-32602, "params must be an object")
+        if method == "subscribe":
+            return {"jsonrpc": "2.0", "id": request_id, "result": {"subscribed": True}}, True
+        handler = methods.get(method)
+        if handler is None:
+            raise RpcError(-32601, f"unknown method {method!r}")
+        result = await handler(params)
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}, False
+    except json.JSONDecodeError:
+        error = {"code": -32700, "message": "not JSON"}
+    except RpcError as exc:
+        error = {"code": exc.code, "message": str(exc)}
+    except ClientError as exc:  # the storage and client errors are sentences meant for users
+        error = {"code": 1, "message": str(exc)}
+    except Exception as exc:
+        if isinstance(exc, (KeyError, ValueError, TypeError)):
+            error = {"code": -32602, "message": f"invalid params ({exc})"}
+        else:
+            logger.exception("control API method failed")
+            error = {"code": -32603, "message": f"internal error ({type(exc).__name__}); see the node's log"}
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}, False
+
+
+class NodeNotRunning(ClientError):
+    pass
+
+
+class ControlClient:
+    """A blocking client of the control API (the CLI, scripts); the TUI can use it from a worker thread."""
+
+    def __init__(self, data_dir: Path, *, timeout: float = 30.0) -> None:
+        self.path = socket_path(data_dir)
+        self.timeout = timeout
+        self._next_id = 0
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise NodeNotRunning(
+                f"No node is running for {self.path.parent}; start one with `datanet node run`."
+            ) from None
+        return sock
+
+    def call(self, method: str, **params: Any) -> Any:
+        self._next_id += 1
+        with self._connect() as sock:
+            sock.sendall(
+                json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}).encode() + b"\n"
+            )
+            reply = json.loads(_read_line(sock))
+        if "error" in reply:
+            raise ClientError(str(reply["error"]["message"]))
+        return reply["result"]
+
+    def subscribe(self) -> Iterator[dict[str, Any]]:
+        """Events as they happen, until the node stops (or the caller stops iterating)."""
+        sock = self._connect()
+        sock.settimeout(None)
+        with sock:
+            sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
+            reader = sock.makefile("rb")
+            reader.readline()  # the subscription's acknowledgement
+            for line in reader:
+                yield json.loads(line)["params"]
+
+    def running(self) -> bool:
+        try:
+            self.call("status")
+        except NodeNotRunning:
+            return False
+        return True
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ClientError("The node closed the control connection before answering.")
+        data += chunk
+    return data

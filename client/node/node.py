@@ -1,0 +1,212 @@
+"""`datanet node run`: the long-running node. One trio loop owns the libp2p host (TCP and WebSocket, Noise,
+yamux), the sync service, the job journal, the control API and the peer diagnostics; SIGTERM or SIGINT stops it
+gracefully (a running sync is put back in the queue and resumes at the next start; so is one a crash left
+"running").
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from client.identity import Identity
+from client.node import control
+from client.node.journal import Journal
+from client.p2p import sync
+from client.p2p.errors import P2PError
+from client.p2p.host import listen_addrs, new_secure_host, peer_info
+from client.p2p.service import SyncService
+from storage.errors import StorageError
+from storage.vault import BrokenShard, Vault
+
+logger = logging.getLogger(__name__)
+
+RESUMABLE = {"sync"}  # kinds a restart queues again (a sync keeps what it committed and asks for the rest)
+
+
+@dataclass
+class PeerState:
+    peer_id: str
+    address: str
+    transport: str  # "direct" (TCP or WebSocket) or "relayed" (a /p2p-circuit address)
+    connected: bool = False
+    last_sync: float | None = None
+    last_error: str | None = None
+    latency_ms: float | None = None
+
+
+class Node:
+    def __init__(self, vault: Vault, identity: Identity, data_dir: Path, listen: Sequence[str]) -> None:
+        self.vault = vault
+        self.identity = identity
+        self.data_dir = data_dir
+        self.listen = listen_addrs(listen)
+        self.host = new_secure_host(identity, self.listen)
+        self.events = control.Events()
+        self.journal = Journal(data_dir / "node" / "jobs.sqlite")
+        self.service = SyncService(vault, identity, self.host, on_progress=self._progress, on_result=self._served)
+        self.peers: dict[str, PeerState] = {}
+        self.started = time.time()
+        self._wake = trio.Event()
+        self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
+
+    # --- events ---------------------------------------------------------------------------------------------
+
+    def _progress(self, event: sync.SyncProgress) -> None:
+        self.events.publish({"type": "sync.progress", **asdict(event)})
+
+    def _served(self, result: sync.SyncResult) -> None:
+        self._note_peer(result.peer, None, sync_done=True)
+        self.events.publish(
+            {"type": "records.received", "datanet": result.datanet, "peer": result.peer, "count": result.received}
+        )
+
+    def _note_peer(self, peer: str, address: str | None, *, error: str | None = None, sync_done: bool = False) -> None:
+        state = self.peers.get(peer)
+        if state is None:
+            where = address or ""
+            state = self.peers[peer] = PeerState(peer, where, "relayed" if "p2p-circuit" in where else "direct")
+        if address:
+            state.address = address
+        if error is not None:
+            state.last_error = error
+        if sync_done:
+            state.last_sync = time.time()
+            state.last_error = None
+
+    # --- control API ----------------------------------------------------------------------------------------
+
+    def methods(self) -> dict[str, control.Handler]:
+        return {
+            "status": self._status,
+            "peers": self._peers,
+            "datanets": self._datanets,
+            "jobs": self._jobs,
+            "job": self._job,
+            "sync": self._sync,
+        }
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        jobs = self.journal.jobs()
+        return {
+            "peer_id": str(self.host.get_id()),
+            "addresses": [str(a) for a in self.host.get_addrs()],
+            "uptime_s": round(time.time() - self.started, 1),
+            "datanets": len(await self._datanets({})),
+            "peers_connected": len(self.host.get_network().connections),
+            "jobs": {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running", "failed")},
+        }
+
+    async def _peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        connected = {str(p) for p in self.host.get_network().connections}
+        for peer in connected:
+            self._note_peer(peer, None)
+        for state in self.peers.values():
+            state.connected = state.peer_id in connected
+        return [asdict(p) for p in sorted(self.peers.values(), key=lambda p: p.peer_id)]
+
+    async def _datanets(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for item in self.vault.each_shard():
+            if isinstance(item, BrokenShard):
+                continue
+            with item as shard:
+                out.append({"name": shard.info.name, "records": shard.count(), "members": shard.members()})
+        return out
+
+    async def _jobs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [j.as_dict() for j in self.journal.jobs(limit=int(params.get("limit", 50)))]
+
+    async def _job(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.journal.get(str(params["id"])).as_dict()
+
+    async def _sync(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue a sync of `datanet` with `peer` (an address with /p2p/); `wait` returns once it ended."""
+        name, address = str(params["datanet"]), str(params["peer"])
+        peer_info(address)  # a clear error now for a malformed address
+        with self.vault.open_shard(name):
+            pass  # a clear error now for an unknown Datanet
+        job = self.journal.add("sync", {"datanet": name, "peer": address})
+        ended = self._ended[job.id] = trio.Event()
+        self._wake.set()
+        if params.get("wait"):
+            await ended.wait()
+        return self.journal.get(job.id).as_dict()
+
+    # --- jobs -----------------------------------------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        while True:
+            for job in self.journal.queued():
+                await self._run_job(job.id, job.params)
+            self._wake = trio.Event()
+            with trio.move_on_after(1.0):
+                await self._wake.wait()
+
+    async def _run_job(self, job_id: str, params: dict[str, Any]) -> None:
+        try:
+            await self._sync_job(job_id, params)
+        finally:
+            self._ended.pop(job_id, trio.Event()).set()
+
+    async def _sync_job(self, job_id: str, params: dict[str, Any]) -> None:
+        self.journal.set_state(job_id, "running")
+        self.events.publish({"type": "job", "id": job_id, "state": "running", "params": params})
+        name, address = params["datanet"], params["peer"]
+        peer = str(peer_info(address).peer_id)
+        self._note_peer(peer, address)
+        done = False
+        try:
+            result = await self.service.sync_with(address, name)
+            done = True
+        except (P2PError, StorageError, OSError, trio.TooSlowError, Exception) as exc:
+            if isinstance(exc, trio.TooSlowError):
+                message = f"peer {peer} did not answer in time"
+            elif isinstance(exc, P2PError | StorageError | OSError):
+                message = str(exc) or type(exc).__name__
+            else:
+                logger.exception("sync job %s: unexpected error", job_id)
+                message = f"unexpected error ({type(exc).__name__}); see the node's log"
+            self._note_peer(peer, address, error=message)
+            self.journal.set_state(job_id, "failed", error=message)
+            self.events.publish({"type": "job", "id": job_id, "state": "failed", "error": message})
+            logger.warning("sync job %s failed: %s", job_id, message)
+            return
+        finally:
+            if not done and self.journal.get(job_id).state == "running":  # cancelled by a stop: resume later
+                self.journal.set_state(job_id, "queued")
+        self._note_peer(peer, address, sync_done=True)
+        summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
+        self.journal.set_progress(job_id, summary)
+        self.journal.set_state(job_id, "done")
+        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
+        if result.received:
+            self.events.publish({"type": "records.received", "datanet": name, "peer": peer, "count": result.received})
+
+    # --- main -----------------------------------------------------------------------------------------------
+
+    async def run(self, *, ready: Callable[[Node], None] | None = None) -> None:
+        resumed, failed = self.journal.recover(RESUMABLE)
+        for job in resumed:
+            logger.info("job %s (%s) was interrupted; resuming it", job.id, job.kind)
+        for job in failed:
+            logger.warning("job %s (%s) was interrupted and cannot resume; marked failed", job.id, job.kind)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
+                await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
+                nursery.start_soon(self._run_jobs)
+                if ready is not None:
+                    ready(self)
+                async for signum in signals:
+                    logger.info("node stopping (%s)", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+            await self.host.close()
+        self.journal.close()

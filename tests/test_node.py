@@ -1,0 +1,188 @@
+"""Three real nodes (`datanet node run` processes, real vaults, libp2p on 127.0.0.1) driven through the CLI and the
+control API: convergence, a node SIGKILLed in the middle of a sync that resumes from its journal and ends
+identical, graceful stop, and the control socket's permissions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from client.node.control import ControlClient
+from tests.conftest import REPO, Cli, clean_env
+
+PASSPHRASE = "node tests passphrase"
+
+
+@dataclass
+class NodeProc:
+    cli: Cli
+    peer_id: str
+    proc: subprocess.Popen[str] | None = None
+    address: str = ""
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "client.cli.main", "--json", "node", "run", "--listen", "/ip4/127.0.0.1/tcp/0"],
+            env=self.cli.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read() if self.proc.stderr else "no output"
+        self.address = json.loads(line)["addresses"][0]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.communicate(timeout=30)  # waits, and closes the pipes
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def ids(self) -> list[str]:
+        doc = self.cli.ok("--json", "records", "ward", "list", "--limit", "1000000").json()
+        return sorted(r["id"] for r in doc["records"])
+
+    def control(self) -> ControlClient:
+        return ControlClient(self.cli.data_dir)
+
+
+def make_node(tmp_path: Path, name: str) -> NodeProc:
+    env = clean_env(tmp_path / name)
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    env["DATANET_PASSPHRASE"] = PASSPHRASE
+    cli = Cli(tmp_path / name / "data", tmp_path / name / "config", env)
+    cli.ok("create", "ward", "--task", "intent-classification")
+    return NodeProc(cli, cli.ok("--json", "identity", "show").json()["peer_id"])
+
+
+def jsonl(path: Path, numbers: range, pad: int = 100) -> Path:
+    path.write_text(
+        "".join(json.dumps({"text": f"note {n} " + "z" * pad, "label": f"l{n % 4}"}) + "\n" for n in numbers)
+    )
+    return path
+
+
+@contextmanager
+def nodes(tmp_path: Path, count: int) -> Iterator[list[NodeProc]]:
+    made = [make_node(tmp_path, f"n{i}") for i in range(count)]
+    for node in made:
+        for other in made:
+            if other is not node:
+                node.cli.ok("members", "ward", "add", other.peer_id)
+    try:
+        yield made
+    finally:
+        for node in made:
+            if node.proc is not None:
+                node.proc.kill()
+                node.proc.communicate()
+
+
+def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None:
+    with nodes(tmp_path, 3) as (a, b, c):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(0, 120))))
+        b.cli.ok("import", "ward", str(jsonl(tmp_path / "b.jsonl", range(100, 200))))
+        c.cli.ok("import", "ward", str(jsonl(tmp_path / "c.jsonl", range(180, 260))))
+        for node in (a, b, c):
+            node.start()
+        socket_file = a.cli.data_dir / "node.sock"
+        assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
+
+        first = a.cli.ok("--json", "sync", "ward", "--peer", b.address).json()
+        assert (first["received"], first["sent"]) == (80, 100)
+        b.cli.ok("sync", "ward", "--peer", c.address)
+        c.cli.ok("sync", "ward", "--peer", a.address)
+        a.cli.ok("sync", "ward", "--peer", c.address)
+        assert len(a.ids()) == 260 and a.ids() == b.ids() == c.ids()
+
+        status = a.cli.ok("--json", "status").json()
+        assert status["peer_id"] == a.peer_id and status["jobs"]["failed"] == 0
+        peers = a.cli.ok("--json", "peers").json()
+        assert {p["peer_id"] for p in peers} >= {b.peer_id, c.peer_id}
+        jobs = a.cli.ok("--json", "jobs").json()
+        assert [j["state"] for j in jobs] == ["done", "done"]
+
+        stopped = a.stop(signal.SIGTERM)  # graceful
+        assert stopped == 0 and not socket_file.exists()
+        gone = a.cli.run("status")
+        assert gone.code == 1 and gone.stderr.strip().startswith("datanet: No node is running")
+
+
+def test_an_unauthorised_peer_gets_nothing_and_the_refusal_is_logged(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        stranger = make_node(tmp_path, "stranger")
+        stranger.cli.ok("members", "ward", "add", a.peer_id)  # the stranger trusts a; a does not know it
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(10))))
+        a.start()
+        refused = stranger.cli.run("sync", "ward", "--peer", a.address)
+        assert refused.code == 1 and "not a member" in refused.stderr
+        assert stranger.ids() == []
+        a.stop()
+        log = (a.cli.data_dir / "logs" / "datanet.log").read_text()
+        assert f"refused sync of Datanet 'ward' from peer {stranger.peer_id}" in log
+
+
+def test_a_node_killed_mid_sync_resumes_from_its_journal_and_ends_identical(tmp_path: Path) -> None:
+    with nodes(tmp_path, 2) as (a, b):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(40_000), pad=900)))
+        a.start()
+        b.start()
+        job = b.control().call("sync", datanet="ward", peer=a.address)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until records are arriving
+            count = b.cli.ok("--json", "records", "ward", "count").json()["records"]
+            if count > 0:
+                break
+            time.sleep(0.05)
+        assert b.control().call("job", id=job["id"])["state"] == "running"
+        assert b.stop(signal.SIGKILL) == -signal.SIGKILL
+        partial = b.cli.ok("--json", "records", "ward", "count").json()["records"]
+        assert 0 < partial < 40_000, partial  # killed in the middle: what was committed stays
+
+        b.start()  # the journal finds the job "running", queues it again, and it finishes
+        deadline = time.monotonic() + 120
+        state = ""
+        while time.monotonic() < deadline:
+            state = b.control().call("job", id=job["id"])["state"]
+            if state in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        assert state == "done"
+        assert b.ids() == a.ids()
+        check = b.cli.run("vault", "check")
+        assert check.code == 0, check.stderr
+
+
+SOMEONE = "12D3KooWA1V5gjsY5a88qAtQSLmkmvvAN9kuJG3Z6sSuQZWsKhTR"
+
+
+@pytest.mark.parametrize("peer", ["not-an-address", f"/ip4/127.0.0.1/tcp/1/p2p/{SOMEONE}"])
+def test_a_bad_or_dead_peer_address_is_one_sentence(tmp_path: Path, peer: str) -> None:
+    node = make_node(tmp_path, "solo")
+    node.cli.ok("members", "ward", "add", SOMEONE)
+    result = node.cli.run("sync", "ward", "--peer", peer)
+    assert result.code == 1 and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_members_are_checked_and_listed(tmp_path: Path) -> None:
+    node = make_node(tmp_path, "solo")
+    assert node.cli.run("members", "ward", "add", "bob").code == 1
+    node.cli.ok("members", "ward", "add", node.peer_id)
+    assert node.cli.ok("--json", "members", "ward").json()["members"] == [node.peer_id]
+    node.cli.ok("members", "ward", "remove", node.peer_id)
+    assert node.cli.ok("--json", "members", "ward").json()["members"] == []
