@@ -18,6 +18,10 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     ledger = "0x..."
     contribution_check = "0x..."
     membership_check = "0x..."
+    [node]
+    listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]   # --listen
+    bootstrap = ["/ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..."]         # peers to stay connected to
+    announce_every = 5                 # seconds between checks for changes to announce
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ TRACE_AREAS = {
     "training": "client.training",
     "cli": "client.cli",
     "chain": "client.chain",
+    "p2p": "client.p2p",
+    "node": "client.node",
 }
 CHAIN_ADDRESSES = ("registry", "ledger", "contribution_check", "membership_check")
 _ALLOWED = {
@@ -49,6 +55,7 @@ _ALLOWED = {
     "vault": {"key_store"},
     "log": {"level", "trace"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
+    "node": {"listen", "bootstrap", "announce_every"},
 }
 
 
@@ -64,6 +71,9 @@ class Config:
     chain_id: int | None = None
     chain_addresses: tuple[tuple[str, str], ...] = ()  # (name, address) from [chain]
     receipt_timeout: float = 120.0
+    node_listen: tuple[str, ...] = ()
+    bootstrap: tuple[str, ...] = ()
+    announce_every: float = 5.0
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -150,6 +160,18 @@ def load(
         if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
             raise ConfigError(f"{config_path}: chain.{name} must be a 0x-prefixed 20-byte address.")
         addresses.append((name, value))
+    node = doc.get("node", {})
+    lists = {}
+    for key in ("listen", "bootstrap"):
+        value = node.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+            raise ConfigError(
+                f'{config_path}: node.{key} must be a list of multiaddrs such as "/ip4/0.0.0.0/tcp/4001".'
+            )
+        lists[key] = tuple(value)
+    announce_every = node.get("announce_every", 5)
+    if not isinstance(announce_every, int | float) or announce_every <= 0:
+        raise ConfigError(f"{config_path}: node.announce_every must be a positive number of seconds.")
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -161,4 +183,7 @@ def load(
         chain_id=chain_id,
         chain_addresses=tuple(addresses),
         receipt_timeout=float(receipt_timeout),
+        node_listen=lists["listen"],
+        bootstrap=lists["bootstrap"],
+        announce_every=float(announce_every),
     )

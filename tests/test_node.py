@@ -30,9 +30,12 @@ class NodeProc:
     proc: subprocess.Popen[str] | None = None
     address: str = ""
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.cli.main", "--json", "node", "run", "--listen", "/ip4/127.0.0.1/tcp/0"],
+            [
+                *(sys.executable, "-m", "client.cli.main", "--json", "node", "run"),
+                *("--listen", "/ip4/127.0.0.1/tcp/0", *extra),
+            ],
             env=self.cli.env,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
@@ -186,3 +189,28 @@ def test_members_are_checked_and_listed(tmp_path: Path) -> None:
     assert node.cli.ok("--json", "members", "ward").json()["members"] == [node.peer_id]
     node.cli.ok("members", "ward", "remove", node.peer_id)
     assert node.cli.ok("--json", "members", "ward").json()["members"] == []
+
+
+def test_an_announcement_makes_a_member_sync_by_itself(tmp_path: Path) -> None:
+    with nodes(tmp_path, 2) as (a, b):
+        for node in (a, b):
+            node.cli.config_dir.mkdir(parents=True, exist_ok=True)
+            (node.cli.config_dir / "config.toml").write_text("[node]\nannounce_every = 0.5\n")
+        a.start()
+        b.start("--bootstrap", a.address)  # b stays connected to a; nobody asks for a sync
+        deadline = time.monotonic() + 20
+        while not any(p["peer_id"] == a.peer_id and p["connected"] for p in b.cli.ok("--json", "peers").json()):
+            assert time.monotonic() < deadline, "b never connected to its bootstrap peer"
+            time.sleep(0.2)
+
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "new.jsonl", range(50))))  # while both nodes run
+        deadline = time.monotonic() + 60
+        while b.cli.ok("--json", "records", "ward", "count").json()["records"] < 50:
+            assert time.monotonic() < deadline, "the announcement did not lead to a sync"
+            time.sleep(0.3)
+        assert b.ids() == a.ids()
+        jobs = b.cli.ok("--json", "jobs").json()
+        assert jobs and all(j["kind"] == "sync" and j["state"] in ("done", "queued", "running") for j in jobs)
+        log = (b.cli.data_dir / "logs" / "datanet.log").read_text()
+        assert "differs from ours: syncing" in log
+        assert "note 7" not in log  # announcements and logs never carry record contents

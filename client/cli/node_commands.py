@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="MULTIADDR",
         help="listen address, repeatable (default: TCP 4001 and WebSocket 4002 on all interfaces)",
     )
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="a peer to stay connected to, repeatable")
     p.set_defaults(handler=cmd_run)
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
     sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
@@ -57,10 +58,15 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     import trio
 
     from client.node.control import socket_path
-    from client.node.node import Node
+    from client.node.node import Node, NodeSettings
 
     opened = ctx.open()
-    node = Node(opened.vault, opened.identity, ctx.config.data_dir, args.listen or DEFAULT_LISTEN)
+    settings = NodeSettings(
+        listen=tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
+        bootstrap=tuple(args.bootstrap or ()) + ctx.config.bootstrap,
+        announce_every=ctx.config.announce_every,
+    )
+    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings)
 
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]

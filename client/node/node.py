@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import trio
 
 from client.identity import Identity
 from client.node import control
+from client.node.announce import Announcer
 from client.node.journal import Journal
 from client.p2p import sync
 from client.p2p.errors import P2PError
@@ -42,8 +43,17 @@ class PeerState:
     latency_ms: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    listen: tuple[str, ...]
+    bootstrap: tuple[str, ...] = ()
+    announce_every: float = 5.0  # seconds between checks for changed Datanets to announce
+
+
 class Node:
-    def __init__(self, vault: Vault, identity: Identity, data_dir: Path, listen: Sequence[str]) -> None:
+    def __init__(self, vault: Vault, identity: Identity, data_dir: Path, settings: NodeSettings) -> None:
+        self.settings = settings
+        listen = settings.listen
         self.vault = vault
         self.identity = identity
         self.data_dir = data_dir
@@ -56,6 +66,13 @@ class Node:
         self.started = time.time()
         self._wake = trio.Event()
         self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
+        self.announcer = Announcer(
+            self.host,
+            vault,
+            self._queue_sync,
+            check_every=settings.announce_every,
+            min_interval=settings.announce_every,
+        )
 
     # --- events ---------------------------------------------------------------------------------------------
 
@@ -140,6 +157,36 @@ class Node:
             await ended.wait()
         return self.journal.get(job.id).as_dict()
 
+    def _queue_sync(self, name: str, address: str) -> None:
+        """An announcement says a member has something else: sync with it (unless one is queued already)."""
+        for job in self.journal.queued():
+            if job.params == {"datanet": name, "peer": address}:
+                return
+        job = self.journal.add("sync", {"datanet": name, "peer": address})
+        self._ended[job.id] = trio.Event()
+        self.events.publish({"type": "job", "id": job.id, "state": "queued", "params": job.params, "cause": "gossip"})
+        self._wake.set()
+
+    async def _bootstrap(self) -> None:
+        """Keep a connection to every bootstrap peer from the config (dialled at start, then every minute)."""
+        while True:
+            for address in self.settings.bootstrap:
+                try:
+                    info = peer_info(address)
+                except ValueError as exc:
+                    logger.warning("bootstrap peer skipped: %s", exc)
+                    continue
+                if info.peer_id in self.host.get_network().connections:
+                    continue
+                self._note_peer(str(info.peer_id), address)
+                try:
+                    with trio.fail_after(10):
+                        await self.host.connect(info)
+                    logger.info("connected to bootstrap peer %s", info.peer_id)
+                except Exception as exc:  # py-libp2p's dial errors share no base class
+                    self._note_peer(str(info.peer_id), address, error=f"cannot connect ({type(exc).__name__})")
+            await trio.sleep(60)
+
     # --- jobs -----------------------------------------------------------------------------------------------
 
     async def _run_jobs(self) -> None:
@@ -202,6 +249,8 @@ class Node:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
                 await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
                 nursery.start_soon(self._run_jobs)
+                nursery.start_soon(self._bootstrap)
+                nursery.start_soon(self.announcer.run)
                 if ready is not None:
                     ready(self)
                 async for signum in signals:
