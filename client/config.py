@@ -22,6 +22,7 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]   # --listen
     bootstrap = ["/ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..."]         # peers to stay connected to
     announce_every = 5                 # seconds between checks for changes to announce
+    mdns = false                       # LAN discovery (default: on, off with `node run --headless`)
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _ALLOWED = {
     "vault": {"key_store"},
     "log": {"level", "trace"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
-    "node": {"listen", "bootstrap", "announce_every"},
+    "node": {"listen", "bootstrap", "announce_every", "mdns"},
 }
 
 
@@ -74,6 +75,7 @@ class Config:
     node_listen: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     announce_every: float = 5.0
+    mdns: bool | None = None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -172,6 +174,9 @@ def load(
     announce_every = node.get("announce_every", 5)
     if not isinstance(announce_every, int | float) or announce_every <= 0:
         raise ConfigError(f"{config_path}: node.announce_every must be a positive number of seconds.")
+    mdns = node.get("mdns")
+    if mdns is not None and not isinstance(mdns, bool):
+        raise ConfigError(f"{config_path}: node.mdns must be true or false.")
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -186,4 +191,5 @@ def load(
         node_listen=lists["listen"],
         bootstrap=lists["bootstrap"],
         announce_every=float(announce_every),
+        mdns=mdns,
     )

@@ -214,3 +214,29 @@ def test_an_announcement_makes_a_member_sync_by_itself(tmp_path: Path) -> None:
         log = (b.cli.data_dir / "logs" / "datanet.log").read_text()
         assert "differs from ours: syncing" in log
         assert "note 7" not in log  # announcements and logs never carry record contents
+
+
+def test_nodes_on_the_same_lan_find_each_other_with_mdns_and_sync(tmp_path: Path) -> None:
+    with nodes(tmp_path, 2) as (a, b):
+        for node in (a, b):
+            node.cli.config_dir.mkdir(parents=True, exist_ok=True)
+            (node.cli.config_dir / "config.toml").write_text("[node]\nannounce_every = 0.5\n")
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(30))))
+        a.start("--mdns")
+        b.start("--headless", "--mdns")  # a headless node has mDNS off unless asked for it
+        deadline = time.monotonic() + 60
+        while b.cli.ok("--json", "records", "ward", "count").json()["records"] < 30:
+            assert time.monotonic() < deadline, "no sync after mDNS discovery"
+            time.sleep(0.3)
+        assert b.ids() == a.ids()
+        peers = b.cli.ok("--json", "peers").json()
+        assert any(p["peer_id"] == a.peer_id and p["transport"] == "direct" for p in peers)
+
+
+def test_mdns_is_on_for_desktops_off_for_headless_nodes_and_configurable() -> None:
+    from client.cli.node_commands import _mdns
+
+    assert _mdns(None, None, headless=False) is True
+    assert _mdns(None, None, headless=True) is False
+    assert _mdns(None, True, headless=True) is True  # [node] mdns = true
+    assert _mdns(False, True, headless=False) is False  # --no-mdns wins

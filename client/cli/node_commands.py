@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="listen address, repeatable (default: TCP 4001 and WebSocket 4002 on all interfaces)",
     )
     p.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="a peer to stay connected to, repeatable")
+    p.add_argument("--headless", action="store_true", help="a server: no LAN discovery unless configured (mdns)")
+    p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
     p.set_defaults(handler=cmd_run)
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
     sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
@@ -65,6 +67,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         listen=tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
         bootstrap=tuple(args.bootstrap or ()) + ctx.config.bootstrap,
         announce_every=ctx.config.announce_every,
+        mdns=_mdns(args.mdns, ctx.config.mdns, headless=args.headless),
     )
     node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings)
 
@@ -79,6 +82,15 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     trio.run(lambda: node.run(ready=ready))
     ctx.out.note("datanet: node stopped.")
     return 0
+
+
+def _mdns(flag: bool | None, configured: bool | None, *, headless: bool) -> bool:
+    """--mdns/--no-mdns, else [node] mdns, else on for a desktop and off for a headless node."""
+    if flag is not None:
+        return flag
+    if configured is not None:
+        return configured
+    return not headless
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ gracefully (a running sync is put back in the queue and resumes at the next star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -22,7 +23,7 @@ from client.node.announce import Announcer
 from client.node.journal import Journal
 from client.p2p import sync
 from client.p2p.errors import P2PError
-from client.p2p.host import listen_addrs, new_secure_host, peer_info
+from client.p2p.host import PeerInfo, listen_addrs, new_secure_host, peer_info
 from client.p2p.service import SyncService
 from storage.errors import StorageError
 from storage.vault import BrokenShard, Vault
@@ -48,6 +49,7 @@ class NodeSettings:
     listen: tuple[str, ...]
     bootstrap: tuple[str, ...] = ()
     announce_every: float = 5.0  # seconds between checks for changed Datanets to announce
+    mdns: bool = False  # find peers on the LAN (desktop default; off on headless nodes unless configured)
 
 
 class Node:
@@ -58,7 +60,7 @@ class Node:
         self.identity = identity
         self.data_dir = data_dir
         self.listen = listen_addrs(listen)
-        self.host = new_secure_host(identity, self.listen)
+        self.host = new_secure_host(identity, self.listen, mdns=settings.mdns)
         self.events = control.Events()
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
         self.service = SyncService(vault, identity, self.host, on_progress=self._progress, on_result=self._served)
@@ -167,6 +169,35 @@ class Node:
         self.events.publish({"type": "job", "id": job.id, "state": "queued", "params": job.params, "cause": "gossip"})
         self._wake.set()
 
+    async def _dial_discovered(self, receive: trio.MemoryReceiveChannel[PeerInfo]) -> None:
+        """mDNS finds peers on a thread of its own and dials nobody: dial what it found, once each."""
+        async for info in receive:
+            peer = str(info.peer_id)
+            if info.peer_id == self.host.get_id() or info.peer_id in self.host.get_network().connections:
+                continue
+            address = next((f"{a}/p2p/{peer}" for a in info.addrs if "/ws" not in str(a)), "")
+            self._note_peer(peer, address)
+            try:
+                with trio.fail_after(10):
+                    await self.host.connect(info)
+                logger.info("connected to %s, found on the LAN", peer)
+                self.events.publish({"type": "peer.up", "peer": peer, "via": "mdns"})
+            except Exception as exc:  # py-libp2p's dial errors share no base class
+                self._note_peer(peer, address, error=f"cannot connect ({type(exc).__name__})")
+
+    def _listen_for_mdns(self, nursery: trio.Nursery) -> None:
+        from libp2p.discovery.events.peerDiscovery import peerDiscovery
+
+        send, receive = trio.open_memory_channel[PeerInfo](64)
+        token = trio.lowlevel.current_trio_token()
+
+        def found(info: PeerInfo) -> None:  # called on zeroconf's thread
+            with contextlib.suppress(trio.RunFinishedError):  # the node is stopping
+                token.run_sync_soon(lambda: _offer(send, info))
+
+        peerDiscovery.register_peer_discovered_handler(found)
+        nursery.start_soon(self._dial_discovered, receive)
+
     async def _bootstrap(self) -> None:
         """Keep a connection to every bootstrap peer from the config (dialled at start, then every minute)."""
         while True:
@@ -250,6 +281,8 @@ class Node:
                 await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
                 nursery.start_soon(self._run_jobs)
                 nursery.start_soon(self._bootstrap)
+                if self.settings.mdns:
+                    self._listen_for_mdns(nursery)
                 nursery.start_soon(self.announcer.run)
                 if ready is not None:
                     ready(self)
@@ -259,3 +292,9 @@ class Node:
                     break
             await self.host.close()
         self.journal.close()
+
+
+def _offer(send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:
+    # A burst of discoveries may fill the queue: such a peer is announced again soon.
+    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        send.send_nowait(info)

@@ -56,9 +56,10 @@ def key_pair(identity: Identity) -> KeyPair:
     return KeyPair(private, private.get_public_key())
 
 
-def new_secure_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr] = ()) -> IHost:
+def new_secure_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr] = (), *, mdns: bool = False) -> IHost:
     """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake. Its transports
-    (TCP, and WebSocket for hospital firewalls) follow `listen`; it dials both."""
+    (TCP, and WebSocket for hospital firewalls) follow `listen`; it dials both. With `mdns` it announces itself
+    and listens for peers on the LAN (multicast DNS)."""
     pair = key_pair(identity)
     return new_host(
         key_pair=pair,
@@ -66,6 +67,7 @@ def new_secure_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr] = 
         muxer_opt={TProtocol(YAMUX): Yamux},
         listen_addrs=list(listen) or None,
         enable_websocket=True,
+        enable_mDNS=mdns,
     )
 
 
@@ -81,4 +83,4 @@ def peer_info(address: str) -> PeerInfo:
         raise ValueError(f"{address!r} is not a peer address like /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...") from exc
 
 
-__all__ = ["ID", "SYNC_PROTOCOL", "IHost", "key_pair", "listen_addrs", "new_secure_host", "peer_info"]
+__all__ = ["ID", "SYNC_PROTOCOL", "IHost", "PeerInfo", "key_pair", "listen_addrs", "new_secure_host", "peer_info"]
