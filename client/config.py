@@ -23,6 +23,7 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     bootstrap = ["/ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..."]         # peers to stay connected to
     announce_every = 5                 # seconds between checks for changes to announce
     mdns = false                       # LAN discovery (default: on, off with `node run --headless`)
+    discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ _ALLOWED = {
     "vault": {"key_store"},
     "log": {"level", "trace"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
-    "node": {"listen", "bootstrap", "announce_every", "mdns"},
+    "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every"},
 }
 
 
@@ -76,6 +77,7 @@ class Config:
     bootstrap: tuple[str, ...] = ()
     announce_every: float = 5.0
     mdns: bool | None = None
+    discover_every: float = 60.0
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -172,8 +174,10 @@ def load(
             )
         lists[key] = tuple(value)
     announce_every = node.get("announce_every", 5)
-    if not isinstance(announce_every, int | float) or announce_every <= 0:
-        raise ConfigError(f"{config_path}: node.announce_every must be a positive number of seconds.")
+    discover_every = node.get("discover_every", 60)
+    for key, value in (("announce_every", announce_every), ("discover_every", discover_every)):
+        if not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{config_path}: node.{key} must be a positive number of seconds.")
     mdns = node.get("mdns")
     if mdns is not None and not isinstance(mdns, bool):
         raise ConfigError(f"{config_path}: node.mdns must be true or false.")
@@ -192,4 +196,5 @@ def load(
         bootstrap=lists["bootstrap"],
         announce_every=float(announce_every),
         mdns=mdns,
+        discover_every=float(discover_every),
     )

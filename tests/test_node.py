@@ -64,12 +64,12 @@ class NodeProc:
         return ControlClient(self.cli.data_dir)
 
 
-def make_node(tmp_path: Path, name: str) -> NodeProc:
+def make_node(tmp_path: Path, name: str, datanet: str = "ward") -> NodeProc:
     env = clean_env(tmp_path / name)
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     env["DATANET_PASSPHRASE"] = PASSPHRASE
     cli = Cli(tmp_path / name / "data", tmp_path / name / "config", env)
-    cli.ok("create", "ward", "--task", "intent-classification")
+    cli.ok("create", datanet, "--task", "intent-classification")
     return NodeProc(cli, cli.ok("--json", "identity", "show").json()["peer_id"])
 
 
@@ -240,3 +240,27 @@ def test_mdns_is_on_for_desktops_off_for_headless_nodes_and_configurable() -> No
     assert _mdns(None, None, headless=True) is False
     assert _mdns(None, True, headless=True) is True  # [node] mdns = true
     assert _mdns(False, True, headless=False) is False  # --no-mdns wins
+
+
+def test_members_that_share_only_a_third_peer_find_each_other_and_sync(tmp_path: Path) -> None:
+    with nodes(tmp_path, 2) as (a, c):
+        hub = make_node(tmp_path, "hub", datanet="other")  # knows both; holds no "ward", relays no announcement
+        try:
+            for node in (a, c, hub):
+                node.cli.config_dir.mkdir(parents=True, exist_ok=True)
+                (node.cli.config_dir / "config.toml").write_text(
+                    "[node]\nannounce_every = 0.5\ndiscover_every = 1\nmdns = false\n"
+                )
+            a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(25))))
+            hub.start()
+            a.start("--bootstrap", hub.address)
+            c.start("--bootstrap", hub.address)
+            deadline = time.monotonic() + 90
+            while c.cli.ok("--json", "records", "ward", "count").json()["records"] < 25:
+                assert time.monotonic() < deadline, "no sync through DHT discovery"
+                time.sleep(0.5)
+            assert c.ids() == a.ids()
+            assert any(p["peer_id"] == a.peer_id and p["connected"] for p in c.cli.ok("--json", "peers").json())
+        finally:
+            if hub.proc is not None:
+                hub.stop(signal.SIGKILL)

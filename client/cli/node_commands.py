@@ -68,6 +68,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         bootstrap=tuple(args.bootstrap or ()) + ctx.config.bootstrap,
         announce_every=ctx.config.announce_every,
         mdns=_mdns(args.mdns, ctx.config.mdns, headless=args.headless),
+        discover_every=ctx.config.discover_every,
     )
     node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings)
 

@@ -78,6 +78,11 @@ class Announcer:
         self.received = 0
         self.published = 0
 
+    def poke(self) -> None:
+        """A new peer is connected: announce every Datanet again at the next round (rate limits still apply)."""
+        for state in self._announced.values():
+            state.records = -1
+
     def _state(self, name: str) -> tuple[int, str] | None:
         try:
             with self.vault.open_shard(name) as shard:

@@ -7,6 +7,7 @@ gracefully (a running sync is put back in the queue and resumes at the next star
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import signal
 import time
@@ -50,6 +51,7 @@ class NodeSettings:
     bootstrap: tuple[str, ...] = ()
     announce_every: float = 5.0  # seconds between checks for changed Datanets to announce
     mdns: bool = False  # find peers on the LAN (desktop default; off on headless nodes unless configured)
+    discover_every: float = 60.0  # seconds between DHT rounds (provide our Datanets, look up their providers)
 
 
 class Node:
@@ -172,18 +174,8 @@ class Node:
     async def _dial_discovered(self, receive: trio.MemoryReceiveChannel[PeerInfo]) -> None:
         """mDNS finds peers on a thread of its own and dials nobody: dial what it found, once each."""
         async for info in receive:
-            peer = str(info.peer_id)
-            if info.peer_id == self.host.get_id() or info.peer_id in self.host.get_network().connections:
-                continue
-            address = next((f"{a}/p2p/{peer}" for a in info.addrs if "/ws" not in str(a)), "")
-            self._note_peer(peer, address)
-            try:
-                with trio.fail_after(10):
-                    await self.host.connect(info)
-                logger.info("connected to %s, found on the LAN", peer)
-                self.events.publish({"type": "peer.up", "peer": peer, "via": "mdns"})
-            except Exception as exc:  # py-libp2p's dial errors share no base class
-                self._note_peer(peer, address, error=f"cannot connect ({type(exc).__name__})")
+            if info.peer_id != self.host.get_id() and info.peer_id not in self.host.get_network().connections:
+                await self._dial(PeerInfo(info.peer_id, [a for a in info.addrs if "/ws" not in str(a)]), "mdns")
 
     def _listen_for_mdns(self, nursery: trio.Nursery) -> None:
         from libp2p.discovery.events.peerDiscovery import peerDiscovery
@@ -197,6 +189,50 @@ class Node:
 
         peerDiscovery.register_peer_discovered_handler(found)
         nursery.start_soon(self._dial_discovered, receive)
+
+    async def _discover(self) -> None:
+        """Kademlia: every round, put each Datanet's provider record (key: a hash of its name) and dial the
+        providers found that are its members here; announcements then bring the sync."""
+        from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+        from libp2p.tools.anyio_service import background_trio_service
+
+        dht = KadDHT(self.host, DHTMode.SERVER)
+        async with background_trio_service(dht):
+            while True:
+                for peer in list(self.host.get_network().connections):
+                    with contextlib.suppress(Exception):  # a peer that went away meanwhile
+                        await dht.routing_table.add_peer(peer)
+                for item in self.vault.each_shard():
+                    if isinstance(item, BrokenShard):
+                        continue
+                    with item as shard:
+                        name, members = shard.info.name, set(shard.members())
+                    key = hashlib.sha256(f"datanet:{name}".encode()).hexdigest()
+                    try:
+                        with trio.move_on_after(20):
+                            await dht.provide(key)
+                            providers = await dht.find_providers(key)
+                    except Exception:  # the DHT is best effort: the next round tries again
+                        logger.debug("DHT round for %r failed", name, exc_info=True)
+                        continue
+                    for info in providers:
+                        if str(info.peer_id) in members and info.peer_id not in self.host.get_network().connections:
+                            await self._dial(info, "dht")
+                await trio.sleep(self.settings.discover_every)
+
+    async def _dial(self, info: PeerInfo, via: str) -> None:
+        peer = str(info.peer_id)
+        address = next((f"{a}" if "/p2p/" in str(a) else f"{a}/p2p/{peer}" for a in info.addrs), "")
+        self._note_peer(peer, address)
+        try:
+            with trio.fail_after(10):
+                await self.host.connect(info)
+        except Exception as exc:  # py-libp2p's dial errors share no base class
+            self._note_peer(peer, address, error=f"cannot connect ({type(exc).__name__})")
+            return
+        logger.info("connected to %s (found by %s)", peer, via)
+        self.events.publish({"type": "peer.up", "peer": peer, "via": via})
+        self.announcer.poke()
 
     async def _bootstrap(self) -> None:
         """Keep a connection to every bootstrap peer from the config (dialled at start, then every minute)."""
@@ -214,6 +250,7 @@ class Node:
                     with trio.fail_after(10):
                         await self.host.connect(info)
                     logger.info("connected to bootstrap peer %s", info.peer_id)
+                    self.announcer.poke()
                 except Exception as exc:  # py-libp2p's dial errors share no base class
                     self._note_peer(str(info.peer_id), address, error=f"cannot connect ({type(exc).__name__})")
             await trio.sleep(60)
@@ -283,6 +320,7 @@ class Node:
                 nursery.start_soon(self._bootstrap)
                 if self.settings.mdns:
                     self._listen_for_mdns(nursery)
+                nursery.start_soon(self._discover)
                 nursery.start_soon(self.announcer.run)
                 if ready is not None:
                     ready(self)
