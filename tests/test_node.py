@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,9 @@ def make_node(tmp_path: Path, name: str, datanet: str = "ward") -> NodeProc:
     env["DATANET_PASSPHRASE"] = PASSPHRASE
     cli = Cli(tmp_path / name / "data", tmp_path / name / "config", env)
     cli.ok("create", datanet, "--task", "intent-classification")
+    # By default the nodes of a test do not find each other or sync by themselves (tests that want it say so).
+    cli.config_dir.mkdir(parents=True, exist_ok=True)
+    (cli.config_dir / "config.toml").write_text("[node]\nmdns = false\nannounce_every = 3600\n")
     return NodeProc(cli, cli.ok("--json", "identity", "show").json()["peer_id"])
 
 
@@ -106,8 +110,25 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         socket_file = a.cli.data_dir / "node.sock"
         assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
 
+        events: list[dict[str, object]] = []
+
+        def collect() -> None:
+            for event in a.control().subscribe():
+                events.append(event)
+                if event.get("type") == "job" and event.get("state") == "done":
+                    return
+
+        listener = threading.Thread(target=collect, daemon=True)
+        listener.start()
+        time.sleep(0.3)
         first = a.cli.ok("--json", "sync", "ward", "--peer", b.address).json()
         assert (first["received"], first["sent"]) == (80, 100)
+        listener.join(timeout=10)
+        kinds = [e["type"] for e in events]
+        assert "sync.progress" in kinds and kinds[-1] == "job"
+        done = [e for e in events if e["type"] == "sync.progress" and e["phase"] == "done"]
+        assert done and done[-1]["records_done"] == 80 and done[-1]["records_left"] == 0
+        assert any(e["type"] == "records.received" and e["count"] == 80 for e in events)
         b.cli.ok("sync", "ward", "--peer", c.address)
         c.cli.ok("sync", "ward", "--peer", a.address)
         a.cli.ok("sync", "ward", "--peer", c.address)
@@ -195,13 +216,15 @@ def test_an_announcement_makes_a_member_sync_by_itself(tmp_path: Path) -> None:
     with nodes(tmp_path, 2) as (a, b):
         for node in (a, b):
             node.cli.config_dir.mkdir(parents=True, exist_ok=True)
-            (node.cli.config_dir / "config.toml").write_text("[node]\nannounce_every = 0.5\n")
+            (node.cli.config_dir / "config.toml").write_text("[node]\nannounce_every = 0.5\nmdns = false\n")
         a.start()
         b.start("--bootstrap", a.address)  # b stays connected to a; nobody asks for a sync
         deadline = time.monotonic() + 20
         while not any(p["peer_id"] == a.peer_id and p["connected"] for p in b.cli.ok("--json", "peers").json()):
             assert time.monotonic() < deadline, "b never connected to its bootstrap peer"
             time.sleep(0.2)
+        (seen,) = [p for p in b.cli.ok("--json", "peers").json() if p["peer_id"] == a.peer_id]
+        assert seen["transport"] == "direct" and 0 <= seen["latency_ms"] < 1000
 
         a.cli.ok("import", "ward", str(jsonl(tmp_path / "new.jsonl", range(50))))  # while both nodes run
         deadline = time.monotonic() + 60

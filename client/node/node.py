@@ -126,11 +126,18 @@ class Node:
         }
 
     async def _peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        connected = {str(p) for p in self.host.get_network().connections}
+        from libp2p.host.ping import PingService
+
+        connected = {str(p): p for p in self.host.get_network().connections}
         for peer in connected:
             self._note_peer(peer, None)
+        pinger = PingService(self.host)
         for state in self.peers.values():
             state.connected = state.peer_id in connected
+            if state.connected:  # latency: one libp2p ping, at most a second
+                with trio.move_on_after(1.0), contextlib.suppress(Exception):
+                    rtts = await pinger.ping(connected[state.peer_id], ping_amt=1)
+                    state.latency_ms = float(rtts[0]) if rtts else None
         return [asdict(p) for p in sorted(self.peers.values(), key=lambda p: p.peer_id)]
 
     async def _datanets(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -301,9 +308,9 @@ class Node:
         summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")
-        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
         if result.received:
             self.events.publish({"type": "records.received", "datanet": name, "peer": peer, "count": result.received})
+        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
 
     # --- main -----------------------------------------------------------------------------------------------
 
