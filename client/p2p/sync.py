@@ -62,6 +62,7 @@ class SyncProgress:
     records_done: int
     records_left: int
     bytes_done: int
+    bytes_left: int  # estimated from the mean size of the records received so far
     rate: float  # records per second so far
     eta: float | None  # seconds
 
@@ -226,8 +227,17 @@ class _Reporter:
         self.last = now
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
+        bytes_left = round(left * byte_count / done) if done else 0
         event = SyncProgress(
-            self.result.datanet, self.result.peer, phase, done, left, byte_count, rate, left / rate if rate else None
+            self.result.datanet,
+            self.result.peer,
+            phase,
+            done,
+            left,
+            byte_count,
+            bytes_left,
+            rate,
+            left / rate if rate else None,
         )
         self.result.progress.append(event)
         if self.on_progress is not None:
