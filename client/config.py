@@ -24,6 +24,7 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     announce_every = 5                 # seconds between checks for changes to announce
     mdns = false                       # LAN discovery (default: on, off with `node run --headless`)
     discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
+    membership_ttl = 30                # seconds an on-chain membership answer is reused (with an RPC chain)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ _ALLOWED = {
     "vault": {"key_store"},
     "log": {"level", "trace"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
-    "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every"},
+    "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl"},
 }
 
 
@@ -78,6 +79,7 @@ class Config:
     announce_every: float = 5.0
     mdns: bool | None = None
     discover_every: float = 60.0
+    membership_ttl: float = 30.0
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -175,7 +177,12 @@ def load(
         lists[key] = tuple(value)
     announce_every = node.get("announce_every", 5)
     discover_every = node.get("discover_every", 60)
-    for key, value in (("announce_every", announce_every), ("discover_every", discover_every)):
+    membership_ttl = node.get("membership_ttl", 30)
+    for key, value in (
+        ("announce_every", announce_every),
+        ("discover_every", discover_every),
+        ("membership_ttl", membership_ttl),
+    ):
         if not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{config_path}: node.{key} must be a positive number of seconds.")
     mdns = node.get("mdns")
@@ -197,4 +204,5 @@ def load(
         announce_every=float(announce_every),
         mdns=mdns,
         discover_every=float(discover_every),
+        membership_ttl=float(membership_ttl),
     )

@@ -287,3 +287,42 @@ def test_members_that_share_only_a_third_peer_find_each_other_and_sync(tmp_path:
         finally:
             if hub.proc is not None:
                 hub.stop(signal.SIGKILL)
+
+
+def test_members_on_a_shared_chain_sync_without_listing_each_other(tmp_path: Path) -> None:
+    from client.chain.anvil import running_anvil
+
+    with running_anvil() as anvil:
+        a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")  # no vault members on either side
+        accounts = {}
+        for node in (a, b):
+            node.cli.env["DATANET_RPC_URL"] = anvil.url
+            (node.cli.config_dir / "config.toml").write_text(
+                "[node]\nmdns = false\nannounce_every = 3600\nmembership_ttl = 0.5\n"
+            )
+            accounts[node.peer_id] = node.cli.ok("--json", "identity", "show").json()["evm_address"]
+            anvil.w3.provider.make_request("anvil_setBalance", [accounts[node.peer_id], hex(10**19)])  # type: ignore[arg-type]
+        a.cli.ok("chain", "deploy")
+        deployments = b.cli.data_dir / "chain" / "deployments"
+        deployments.mkdir(parents=True)
+        for file in (a.cli.data_dir / "chain" / "deployments").iterdir():
+            (deployments / file.name).write_bytes(file.read_bytes())
+        a.cli.ok("create", "ward", "--on-chain", "--private")  # registers a's local Datanet: allow-list policy
+        a.cli.ok("allow", "ward", accounts[b.peer_id])
+        b.cli.ok("join", "ward")
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(20))))
+        a.start()
+        try:
+            synced = b.cli.ok("--json", "sync", "ward", "--peer", a.address).json()
+            assert synced["received"] == 20 and b.ids() == a.ids()
+
+            a.cli.ok("allow", "ward", accounts[b.peer_id], "--remove")  # the owner ends b's membership on chain
+            time.sleep(1.0)  # a's cached answer expires
+            a.cli.ok("import", "ward", str(jsonl(tmp_path / "more.jsonl", range(100, 105))))
+            refused = b.cli.run("sync", "ward", "--peer", a.address)
+            assert refused.code == 1 and "not a member" in refused.stderr
+            assert len(b.ids()) == 20
+        finally:
+            a.stop()
+        log = (a.cli.data_dir / "logs" / "datanet.log").read_text()
+        assert f"admitted to Datanet 'ward' (chain account {accounts[b.peer_id]})" in log

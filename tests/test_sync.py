@@ -174,6 +174,7 @@ async def hostile_peer(tmp_path: Path, behave: Hostile) -> Node:
             frames = sync.FrameStream(stream, sync.Counters())
             await frames.expect(sync.HELLO)
             with contextlib.suppress(Exception):  # the honest side hangs up on it
+                await frames.send(sync.WELCOME)
                 await behave(frames)
 
         evil.set_stream_handler(SYNC_PROTOCOL, handler)
@@ -245,3 +246,41 @@ def test_peer_ids_are_the_identitys(tmp_path: Path) -> None:
     identity = Identity.generate()
     assert str(new_secure_host(identity).get_id()) == identity.public().peer_id
     assert json.dumps(identity.public().as_dict())  # the id shown to users is the one peers see
+
+
+def test_a_credential_proves_an_account_only_for_its_peer_and_datanet() -> None:
+    from client.p2p.admission import credential_account, make_credential
+
+    identity = Identity.generate()
+    account = identity.public().evm_address
+    credential = make_credential(identity.evm_private_key, "12D3KooWpeer", "ward")
+    assert credential_account(credential, "12D3KooWpeer", "ward") == account
+    assert credential_account(credential, "12D3KooWother", "ward") is None  # replayed by another peer
+    assert credential_account(credential, "12D3KooWpeer", "other") is None  # for another Datanet
+    forged = bytes.fromhex("11" * 20) + credential[20:]  # claims another account
+    assert credential_account(forged, "12D3KooWpeer", "ward") is None
+    assert credential_account(credential[:-1], "12D3KooWpeer", "ward") is None
+
+
+def test_on_chain_members_are_admitted_without_a_vault_entry(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(tmp_path, 3) as (a, b, outsider):
+            members_on_chain = {a.identity.public().evm_address, b.identity.public().evm_address}
+            asked: list[tuple[str, str]] = []
+
+            async def chain_member(name: str, account: str) -> bool:
+                asked.append((name, account))
+                return account in members_on_chain
+
+            for node in (a, b, outsider):
+                node.service.chain_member = chain_member
+            a.add([record(i) for i in range(40)])
+            result = await sync_pair(b, a)  # neither lists the other in its vault
+            assert result.received == 40 and b.ids() == a.ids()
+            assert (NAME, a.identity.public().evm_address) in asked  # b checked a's WELCOME
+            assert (NAME, b.identity.public().evm_address) in asked  # a checked b's HELLO
+            with pytest.raises(sync.Refused, match="not a member"):
+                await sync_pair(outsider, a)  # a valid credential, but not a member on chain
+            assert outsider.ids() == set()
+
+    trio.run(main)

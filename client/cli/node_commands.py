@@ -70,7 +70,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         mdns=_mdns(args.mdns, ctx.config.mdns, headless=args.headless),
         discover_every=ctx.config.discover_every,
     )
-    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings)
+    from client.node.chain_admission import chain_admission
+
+    admission = chain_admission(ctx.config, opened.identity.evm_private_key)
+    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, chain_member=admission)
 
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]
@@ -147,11 +150,13 @@ def _sync_here(ctx: Context, name: str, address: str) -> dict[str, Any]:
     """No node running: a host of our own for one session (it listens nowhere)."""
     import trio
 
+    from client.node.chain_admission import chain_admission
     from client.p2p.errors import P2PError
     from client.p2p.host import new_secure_host
     from client.p2p.service import SyncService
 
     opened = ctx.open(create=False)
+    admission = chain_admission(ctx.config, opened.identity.evm_private_key)
 
     def show(event: Any) -> None:
         if sys.stderr.isatty():
@@ -160,7 +165,7 @@ def _sync_here(ctx: Context, name: str, address: str) -> dict[str, Any]:
 
     async def main() -> dict[str, Any]:
         host = new_secure_host(opened.identity)
-        service = SyncService(opened.vault, opened.identity, host, on_progress=show)
+        service = SyncService(opened.vault, opened.identity, host, on_progress=show, chain_member=admission)
         failure: Exception | None = None
         async with host.run(listen_addrs=[]):
             try:

@@ -23,6 +23,7 @@ from client.node import control
 from client.node.announce import Announcer
 from client.node.journal import Journal
 from client.p2p import sync
+from client.p2p.admission import ChainMembership
 from client.p2p.errors import P2PError
 from client.p2p.host import PeerInfo, listen_addrs, new_secure_host, peer_info
 from client.p2p.service import SyncService
@@ -55,7 +56,15 @@ class NodeSettings:
 
 
 class Node:
-    def __init__(self, vault: Vault, identity: Identity, data_dir: Path, settings: NodeSettings) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        identity: Identity,
+        data_dir: Path,
+        settings: NodeSettings,
+        *,
+        chain_member: ChainMembership | None = None,
+    ) -> None:
         self.settings = settings
         listen = settings.listen
         self.vault = vault
@@ -65,7 +74,9 @@ class Node:
         self.host = new_secure_host(identity, self.listen, mdns=settings.mdns)
         self.events = control.Events()
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
-        self.service = SyncService(vault, identity, self.host, on_progress=self._progress, on_result=self._served)
+        self.service = SyncService(
+            vault, identity, self.host, on_progress=self._progress, on_result=self._served, chain_member=chain_member
+        )
         self.peers: dict[str, PeerState] = {}
         self.started = time.time()
         self._wake = trio.Event()

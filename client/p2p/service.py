@@ -9,7 +9,7 @@ from collections.abc import Callable
 import trio
 
 from client.identity import Identity
-from client.p2p import sync
+from client.p2p import admission, sync
 from client.p2p.errors import P2PError, ProtocolViolation
 from client.p2p.host import SYNC_PROTOCOL, IHost, peer_info
 from storage.errors import ShardNotFound
@@ -33,7 +33,9 @@ class SyncService:
         *,
         on_progress: sync.ProgressCallback | None = None,
         on_result: Callable[[sync.SyncResult], None] | None = None,
+        chain_member: admission.ChainMembership | None = None,
     ) -> None:
+        self.chain_member = chain_member  # on-chain admission (a shared chain); None: the vault's members only
         self.vault = vault
         self.identity = identity
         self.host = host
@@ -52,7 +54,14 @@ class SyncService:
         peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]  # authenticated by Noise
         try:
             async with self.lock:
-                result = await sync.respond(stream, peer, self._open, on_progress=self.on_progress)
+                result = await sync.respond(
+                    stream,
+                    peer,
+                    self._open,
+                    credential_for=self._credential,
+                    chain_member=self.chain_member,
+                    on_progress=self.on_progress,
+                )
             if self.on_result is not None:
                 self.on_result(result)
             logger.info("sync with %s: %d received, %d sent", peer, result.received, result.sent)
@@ -65,11 +74,19 @@ class SyncService:
         else:
             await _close(stream)
 
+    def _credential(self, name: str) -> bytes | None:
+        """Our proof of on-chain membership, sent only when on-chain admission is on (it names our account)."""
+        if self.chain_member is None:
+            return None
+        return admission.make_credential(self.identity.evm_private_key, str(self.host.get_id()), name)
+
     async def sync_with(self, address: str, name: str) -> sync.SyncResult:
-        """One session with the peer at `address` for Datanet `name`; the peer must be one of its members."""
+        """One session with the peer at `address` for Datanet `name`; the peer must be one of its members (in the
+        vault, or proven on chain when on-chain admission is on)."""
         info = peer_info(address)
         with self.vault.open_shard(name) as shard:
-            if not shard.is_member(str(info.peer_id)):
+            local_member = shard.is_member(str(info.peer_id))
+            if not local_member and self.chain_member is None:
                 raise NotAMember(
                     f"Peer {info.peer_id} is not a member of Datanet {name!r} here; add it with "
                     f"`datanet members {name} add {info.peer_id}` first."
@@ -80,8 +97,16 @@ class SyncService:
         try:
             async with self.lock:
                 with self.vault.open_shard(name) as shard:
-                    result = await sync.initiate(stream, shard, str(info.peer_id), on_progress=self.on_progress)
-        except ProtocolViolation:
+                    result = await sync.initiate(
+                        stream,
+                        shard,
+                        str(info.peer_id),
+                        local_member=local_member,
+                        credential=self._credential(name),
+                        chain_member=self.chain_member,
+                        on_progress=self.on_progress,
+                    )
+        except (ProtocolViolation, sync.Refused):
             await _reset(stream)
             raise
         await _close(stream)

@@ -4,15 +4,17 @@
 Frames (both directions): `length:u32 big-endian` then `type:u8` and a payload; a frame over `MAX_FRAME` bytes,
 an unknown type, or a read that stalls longer than `READ_TIMEOUT` seconds cuts the peer off.
 
-    HELLO      1  version:u8=1  datanet name (UTF-8)
+    HELLO      1  version:u8=1  name length:u8  Datanet name (UTF-8)  [credential: 85 bytes, admission.py]
     REFUSED    2  reason (UTF-8)
     RECONCILE  3  a reconciliation message (reconcile.py's wire format)
     TRANSFER   4  a WANT or RECORDS frame (transfer.py's wire format)
     FETCHED    5  (empty) "I have everything I wanted": the other side fetches next
+    WELCOME    6  [credential: 85 bytes]
 
 A session: the initiator sends HELLO; the responder refuses (REFUSED, then closes) unless the initiator's peer id
-is a member of that Datanet in its vault; the initiator checked the responder the same way before it sent HELLO,
-so neither side ever sends a record, an id or a fingerprint to a peer that is not a member. Then the two
+is a member of that Datanet in its vault, or its credential proves an account that is a member on chain; else it
+answers WELCOME. The initiator checked the responder's peer id before dialling, or checks the credential of the
+WELCOME, so neither side ever sends a record, an id or a fingerprint to a peer that is not a member. Then the two
 reconcile their record ids; then the initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep, each
 RECORDS frame verified record by record and committed to the vault in one transaction), sends FETCHED, and the
 responder fetches the other way. Records are never sent unasked, never stored unverified; an interrupted session
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from client.p2p import transfer
+from client.p2p import admission, transfer
 from client.p2p.errors import P2PError, ProtocolViolation
 from client.p2p.reconcile import Reconciler
 from storage.shard import NewRecord, Shard
@@ -37,7 +39,7 @@ from storage.shard import NewRecord, Shard
 logger = logging.getLogger(__name__)
 
 VERSION = 1
-HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED = 1, 2, 3, 4, 5
+HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME = 1, 2, 3, 4, 5, 6
 MAX_FRAME = transfer.MAX_FRAME + 64
 READ_TIMEOUT = 30.0
 WINDOW = 4  # WANT frames in flight
@@ -116,7 +118,7 @@ class FrameStream:
         if length > MAX_FRAME:
             raise ProtocolViolation(f"The peer announced a {length}-byte frame, over the {MAX_FRAME} limit.")
         frame = await self._read_exact(length)
-        if frame[0] not in (HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED):
+        if frame[0] not in (HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME):
             raise ProtocolViolation(f"The peer sent a frame of unknown type {frame[0]}.")
         return frame[0], frame[1:]
 
@@ -134,20 +136,40 @@ class FrameStream:
         self.counters.bytes_sent += len(data)
 
 
-def hello(datanet: str) -> bytes:
-    return bytes([VERSION]) + datanet.encode()
+def hello(datanet: str, credential: bytes | None = None) -> bytes:
+    name = datanet.encode()
+    return bytes([VERSION, len(name)]) + name + (credential or b"")
 
 
-def parse_hello(payload: bytes) -> str:
+def parse_hello(payload: bytes) -> tuple[str, bytes | None]:
+    """(Datanet name, credential or None)."""
     if not payload or payload[0] != VERSION:
         raise ProtocolViolation(f"The peer speaks sync version {payload[:1].hex() or '?'}, not {VERSION}.")
+    if len(payload) < 2 or len(payload) < 2 + payload[1]:
+        raise ProtocolViolation("The peer's HELLO names no valid Datanet.")
+    size = payload[1]
     try:
-        name = payload[1:].decode("utf-8")
+        name = payload[2 : 2 + size].decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolViolation("The peer's HELLO names no valid Datanet.") from None
     if not name or len(name) > 200:
         raise ProtocolViolation("The peer's HELLO names no valid Datanet.")
-    return name
+    rest = payload[2 + size :]
+    if rest and len(rest) != admission.CREDENTIAL_BYTES:
+        raise ProtocolViolation("The peer's HELLO carries a malformed credential.")
+    return name, rest or None
+
+
+async def _admitted(
+    peer: str, name: str, credential: bytes | None, chain_member: admission.ChainMembership | None
+) -> str | None:
+    """The on-chain account that admits `peer`, or None."""
+    if credential is None or chain_member is None:
+        return None
+    account = admission.credential_account(credential, peer, name)
+    if account is None:
+        return None
+    return account if await chain_member(name, account) else None
 
 
 async def _reconcile(frames: FrameStream, shard: Shard, *, initiator: bool) -> Reconciler:
@@ -245,15 +267,28 @@ class _Reporter:
 
 
 async def initiate(
-    stream: object, shard: Shard, peer: str, *, on_progress: ProgressCallback | None = None
+    stream: object,
+    shard: Shard,
+    peer: str,
+    *,
+    local_member: bool = True,
+    credential: bytes | None = None,
+    chain_member: admission.ChainMembership | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> SyncResult:
-    """Sync `shard` with the peer at the other end of `stream` (already checked to be a member)."""
+    """Sync `shard` with the peer at the other end of `stream`. A peer that is not `local_member` (in the vault)
+    must prove on-chain membership in its WELCOME before anything else is sent."""
     result = SyncResult(shard.info.name, peer)
     counters = Counters()
     frames = FrameStream(stream, counters)
     report = _Reporter(result, on_progress)
     started = time.perf_counter()
-    await frames.send(HELLO, hello(shard.info.name))
+    await frames.send(HELLO, hello(shard.info.name, credential))
+    welcome = await frames.expect(WELCOME)
+    if welcome and len(welcome) != admission.CREDENTIAL_BYTES:
+        raise ProtocolViolation("The peer's WELCOME carries a malformed credential.")
+    if not local_member and await _admitted(peer, shard.info.name, welcome or None, chain_member) is None:
+        raise Refused(f"Peer {peer} is neither a member here nor proves membership on chain; nothing was sent.")
     reconciler = await _reconcile(frames, shard, initiator=True)
     report("reconcile", 0, len(reconciler.need), 0, force=True)
     result.received = await _fetch(
@@ -270,18 +305,29 @@ async def respond(
     peer: str,
     open_shard: Callable[[str], Shard | None],
     *,
+    credential_for: Callable[[str], bytes | None] = lambda name: None,
+    chain_member: admission.ChainMembership | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SyncResult:
     """Answer a session: admission first (nothing is sent to a non-member), then reconcile, serve, fetch."""
     counters = Counters()
     frames = FrameStream(stream, counters)
-    name = parse_hello(await frames.expect(HELLO))
+    name, credential = parse_hello(await frames.expect(HELLO))
     shard = open_shard(name)
-    if shard is None or not shard.is_member(peer):
+    admitted = shard is not None and shard.is_member(peer)
+    how = "vault"
+    if shard is not None and not admitted:
+        account = await _admitted(peer, name, credential, chain_member)
+        admitted, how = account is not None, f"chain account {account}"
+    if shard is None or not admitted:
+        if shard is not None:
+            shard.close()
         logger.warning("refused sync of Datanet %r from peer %s: not a member", name, peer)
         await frames.send(REFUSED, b"not a member of this Datanet here")
         raise Refused(f"Refused peer {peer}: not a member of Datanet {name!r}.")
+    logger.info("peer %s admitted to Datanet %r (%s)", peer, name, how)
     with shard:
+        await frames.send(WELCOME, credential_for(name) or b"")
         result = SyncResult(name, peer)
         report = _Reporter(result, on_progress)
         started = time.perf_counter()
