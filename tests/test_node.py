@@ -205,6 +205,8 @@ def test_a_bad_or_dead_peer_address_is_one_sentence(tmp_path: Path, peer: str) -
 
 def test_members_are_checked_and_listed(tmp_path: Path) -> None:
     node = make_node(tmp_path, "solo")
+    alone = node.cli.run("sync", "ward")
+    assert alone.code == 1 and "--peer" in alone.stderr
     assert node.cli.run("members", "ward", "add", "bob").code == 1
     node.cli.ok("members", "ward", "add", node.peer_id)
     assert node.cli.ok("--json", "members", "ward").json()["members"] == [node.peer_id]
@@ -234,6 +236,9 @@ def test_an_announcement_makes_a_member_sync_by_itself(tmp_path: Path) -> None:
         assert b.ids() == a.ids()
         jobs = b.cli.ok("--json", "jobs").json()
         assert jobs and all(j["kind"] == "sync" and j["state"] in ("done", "queued", "running") for j in jobs)
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "more.jsonl", range(50, 53))))
+        every = b.cli.ok("--json", "sync", "ward").json()  # no --peer: every connected member
+        assert every["peers"] == 1 and b.ids() == a.ids() and len(b.ids()) == 53
         log = (b.cli.data_dir / "logs" / "datanet.log").read_text()
         assert "differs from ours: syncing" in log
         assert "note 7" not in log  # announcements and logs never carry record contents

@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sync", help="sync a Datanet with a peer now")
     p.add_argument("name")
     p.add_argument(
-        "--peer", required=True, metavar="MULTIADDR", help="the peer, e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3..."
+        "--peer",
+        metavar="MULTIADDR",
+        help="e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW... (default: every connected member, through the node)",
     )
     p.set_defaults(handler=cmd_sync)
     p = sub.add_parser("members", help="the peers allowed to sync a Datanet: list, add PEER_ID, remove PEER_ID")
@@ -132,16 +134,24 @@ def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     client = _client(ctx)
     if client.running():
-        job = client.call("sync", datanet=args.name, peer=args.peer, wait=True)
-        if job["state"] != "done":
-            raise ClientError(f"The sync failed: {job['error']}")
-        result = job["progress"]
+        answer = client.call("sync", datanet=args.name, peer=args.peer, wait=True)
+        jobs = [answer] if args.peer else answer["jobs"]
+        failed = [j for j in jobs if j["state"] != "done"]
+        if failed:
+            raise ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
+        results = [j["progress"] for j in jobs]
+    elif args.peer:
+        results = [_sync_here(ctx, args.name, args.peer)]
     else:
-        result = _sync_here(ctx, args.name, args.peer)
+        raise ClientError(
+            "No node is running to find this Datanet's members; give a peer with --peer, or start `datanet node run`."
+        )
+    received, sent = sum(r["received"] for r in results), sum(r["sent"] for r in results)
+    seconds = max(r["seconds"] for r in results)
     ctx.out.emit(
-        {"datanet": args.name, "peer": args.peer, **result},
-        f"Synced {args.name!r}: {result['received']} records received, {result['sent']} sent "
-        f"({result['seconds']:.1f} s).",
+        {"datanet": args.name, "peers": len(results), "received": received, "sent": sent, "seconds": seconds},
+        f"Synced {args.name!r} with {len(results)} peer(s): {received} records received, {sent} sent "
+        f"({seconds:.1f} s).",
     )
     return 0
 

@@ -168,6 +168,16 @@ class Announcer:
         logger.info("announcement from %s for %r differs from ours: syncing", peer, name)
         self.queue_sync(name, address)
 
+    def address_of(self, peer: str) -> str | None:
+        """A dialable address of a connected peer, or None."""
+        try:
+            peer_id = ID.from_base58(peer)
+        except Exception:
+            return None
+        if peer_id not in self.host.get_network().connections:
+            return None
+        return self._address(peer)
+
     def _address(self, peer: str) -> str | None:
         try:
             addresses = self.host.get_peerstore().addrs(ID.from_base58(peer))

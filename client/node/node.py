@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from client.errors import ClientError
 from client.identity import Identity
 from client.node import control
 from client.node.announce import Announcer
@@ -167,17 +168,29 @@ class Node:
         return self.journal.get(str(params["id"])).as_dict()
 
     async def _sync(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Queue a sync of `datanet` with `peer` (an address with /p2p/); `wait` returns once it ended."""
-        name, address = str(params["datanet"]), str(params["peer"])
-        peer_info(address)  # a clear error now for a malformed address
-        with self.vault.open_shard(name):
-            pass  # a clear error now for an unknown Datanet
-        job = self.journal.add("sync", {"datanet": name, "peer": address})
-        ended = self._ended[job.id] = trio.Event()
+        """Queue a sync of `datanet` with `peer` (an address with /p2p/), or with every connected peer that is one
+        of its members when no peer is given; `wait` returns once they ended."""
+        name = str(params["datanet"])
+        with self.vault.open_shard(name) as shard:  # a clear error now for an unknown Datanet
+            members = set(shard.members())
+        if params.get("peer"):
+            address = str(params["peer"])
+            peer_info(address)  # a clear error now for a malformed address
+            addresses = [address]
+        else:
+            addresses = [a for p in members if (a := self.announcer.address_of(p)) is not None]
+            if not addresses:
+                raise ClientError(
+                    f"No member of {name!r} is connected; give one with --peer, or add bootstrap peers to the config."
+                )
+        jobs = [self.journal.add("sync", {"datanet": name, "peer": a}) for a in addresses]
+        ended = [self._ended.setdefault(job.id, trio.Event()) for job in jobs]
         self._wake.set()
         if params.get("wait"):
-            await ended.wait()
-        return self.journal.get(job.id).as_dict()
+            for event in ended:
+                await event.wait()
+        results = [self.journal.get(job.id).as_dict() for job in jobs]
+        return results[0] if params.get("peer") else {"jobs": results}
 
     def _queue_sync(self, name: str, address: str) -> None:
         """An announcement says a member has something else: sync with it (unless one is queued already)."""
