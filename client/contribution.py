@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -64,6 +66,7 @@ def prove_pending(
     datanet_id: int | None = None,
     workers: int = 1,
     on_batch: Callable[[ProvedBatch, int, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[ProvedBatch]:
     """Prove the shard's pending records (at most `limit`), a batch of 16 at a time, on up to `workers` cores.
 
@@ -79,7 +82,12 @@ def prove_pending(
     pool = None
     if workers > 1 and len(chunks) > 2:
         # Proving is single-threaded: one process per core. Each worker loads the keys once (about 0.5 s).
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_follow_parent,
+            initargs=(os.getpid(),),
+        )
         results: Iterator[tuple[ContributionProof, float]] = pool.map(_prove_chunk, *zip(*args, strict=True))
     else:
         results = (_prove_chunk(*a) for a in args)
@@ -89,10 +97,24 @@ def prove_pending(
             done.append(proved)
             if on_batch is not None:
                 on_batch(proved, number, len(chunks))
+            if stop is not None and stop.is_set():  # the node is stopping: the rest waits for the next run
+                break
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return done
+
+
+def _follow_parent(parent: int) -> None:
+    """In a proving worker: exit when the process that started it is gone (a SIGKILLed node must not leave
+    workers behind, idle forever and holding its pipes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
 def _store(

@@ -97,7 +97,7 @@ def nodes(tmp_path: Path, count: int) -> Iterator[list[NodeProc]]:
         for node in made:
             if node.proc is not None:
                 node.proc.kill()
-                node.proc.communicate()
+                node.proc.communicate(timeout=30)
 
 
 def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None:
@@ -331,3 +331,41 @@ def test_members_on_a_shared_chain_sync_without_listing_each_other(tmp_path: Pat
             a.stop()
         log = (a.cli.data_dir / "logs" / "datanet.log").read_text()
         assert f"admitted to Datanet 'ward' (chain account {accounts[b.peer_id]})" in log
+
+
+def test_proving_and_training_run_as_node_jobs_and_a_killed_prove_resumes(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.env["DATANET_CACHE_DIR"] = str(tmp_path / "cache")
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(16 * 24))))
+        a.start()
+        job = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "2").json()
+        deadline = time.monotonic() + 120
+        while a.control().call("job", id=job["id"])["progress"].get("batches_done", 0) < 1:
+            assert time.monotonic() < deadline, "no batch proved"
+            time.sleep(0.1)
+        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+        left = a.cli.ok("--json", "batches", "ward").json()
+        assert 0 < len(left["batches"]) < 24  # killed in the middle; what was stored stays
+
+        a.start()  # the journal queues the job again; it proves the rest
+        deadline = time.monotonic() + 180
+        while (state := a.control().call("job", id=job["id"])["state"]) not in ("done", "failed"):
+            assert time.monotonic() < deadline, "the prove job did not resume"
+            time.sleep(0.2)
+        assert state == "done"
+        doc = a.cli.ok("--json", "batches", "ward").json()
+        assert len(doc["batches"]) == 24 and doc["pending"] == 0
+
+        trained = a.cli.ok("--json", "train", "ward", "--background", "--base", "tiny-classifier", "--threads", "1")
+        train_job = trained.json()["id"]
+        deadline = time.monotonic() + 300
+        while (state := a.control().call("job", id=train_job)["state"]) not in ("done", "failed"):
+            assert time.monotonic() < deadline, "the training job did not finish"
+            time.sleep(0.5)
+        finished = a.control().call("job", id=train_job)
+        assert state == "done", finished["error"]
+        adapters = a.cli.ok("--json", "adapters", "list").json()["adapters"]
+        assert len(adapters) == 1
+        assert finished["progress"]["adapter_id"] in json.dumps(adapters)
+        jobs = a.cli.ok("--json", "jobs").json()
+        assert {j["kind"] for j in jobs} == {"prove", "train"} and all(j["state"] == "done" for j in jobs)

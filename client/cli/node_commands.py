@@ -75,7 +75,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from client.node.chain_admission import chain_admission
 
     admission = chain_admission(ctx.config, opened.identity.evm_private_key)
-    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, chain_member=admission)
+    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, chain_member=admission, config=ctx.config)
 
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]
@@ -126,9 +126,23 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
     jobs = _client(ctx).call("jobs")
-    rows = [[j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), j["error"] or ""] for j in jobs]
-    ctx.out.emit(jobs, table(rows, ["ID", "KIND", "STATE", "DATANET", "ERROR"]) if rows else "No jobs yet.")
+    rows = [
+        [j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), _progress(j), j["error"] or ""] for j in jobs
+    ]
+    headers = ["ID", "KIND", "STATE", "DATANET", "PROGRESS", "ERROR"]
+    ctx.out.emit(jobs, table(rows, headers) if rows else "No jobs yet.")
     return 0
+
+
+def _progress(job: dict[str, Any]) -> str:
+    p = job["progress"]
+    if "batches_done" in p:
+        return f"batch {p['batches_done']}/{p['batches']}"
+    if "step" in p:
+        return f"step {p['step']}/{p.get('total_steps', '?')}"
+    if "received" in p:
+        return f"{p['received']} received, {p['sent']} sent"
+    return ""
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:

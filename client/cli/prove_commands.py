@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--jobs", type=_positive, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)"
     )
+    p.add_argument(
+        "--background", action="store_true", help="queue it as a job of the running node (`datanet jobs` follows it)"
+    )
     p.set_defaults(handler=cmd_prove)
     p = sub.add_parser("batches", help="a Datanet's proven contribution batches")
     p.add_argument("name", help="Datanet name")
@@ -41,6 +44,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
+    if args.background:
+        from client.node.control import ControlClient
+
+        job = ControlClient(ctx.config.data_dir).call(
+            "prove", datanet=args.name, workers=args.jobs, datanet_id=args.datanet_id
+        )
+        ctx.out.emit(job, f"Queued job {job['id']}: proving {args.name!r} on the node (`datanet jobs` shows it).")
+        return 0
     opened = ctx.open(create=False)
 
     def report(batch: ProvedBatch, number: int, total: int) -> None:

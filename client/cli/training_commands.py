@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--eval", type=Path, help="public evaluation split (JSONL/CSV); default: a held-out 20%%")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an interrupted run")
     p.add_argument("--progress", action="store_true", help="print progress lines even without a terminal")
+    p.add_argument(
+        "--background", action="store_true", help="queue it as a job of the running node (`datanet jobs` follows it)"
+    )
     p.set_defaults(handler=cmd_train)
 
     a = sub.add_parser("adapters", help="trained LoRA adapters: list, show, export, merge")
@@ -72,7 +75,27 @@ def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
     return show
 
 
+def _train_in_background(ctx: Context, args: argparse.Namespace) -> int:
+    from client.node.control import ControlClient
+
+    settings = {
+        "base": args.base,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "threads": args.threads,
+        "dp_epsilon": args.dp_epsilon,
+        "eval": str(args.eval.absolute()) if args.eval else None,
+    }
+    job = ControlClient(ctx.config.data_dir).call("train", datanet=args.name, **settings)
+    ctx.out.emit(job, f"Queued job {job['id']}: training on {args.name!r} on the node (`datanet jobs` shows it).")
+    return 0
+
+
 def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    if args.background:
+        return _train_in_background(ctx, args)
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("peft") is None:
         raise TrainingError("Training needs the `train` extra: pip install 'datanet-client[train]' (see packaging/).")
     opened = ctx.open(create=False)

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import trio
 
+from client.config import Config
 from client.errors import ClientError
 from client.identity import Identity
 from client.node import control
@@ -33,7 +35,9 @@ from storage.vault import BrokenShard, Vault
 
 logger = logging.getLogger(__name__)
 
-RESUMABLE = {"sync"}  # kinds a restart queues again (a sync keeps what it committed and asks for the rest)
+# Kinds a restart queues again: a sync keeps what it committed and asks for the rest; proving keeps every batch
+# it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs).
+RESUMABLE = {"sync", "prove", "train"}
 
 
 @dataclass
@@ -65,7 +69,9 @@ class Node:
         settings: NodeSettings,
         *,
         chain_member: ChainMembership | None = None,
+        config: Config | None = None,
     ) -> None:
+        self.config = config
         self.settings = settings
         listen = settings.listen
         self.vault = vault
@@ -124,6 +130,8 @@ class Node:
             "jobs": self._jobs,
             "job": self._job,
             "sync": self._sync,
+            "prove": self._prove,
+            "train": self._train,
         }
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +199,37 @@ class Node:
                 await event.wait()
         results = [self.journal.get(job.id).as_dict() for job in jobs]
         return results[0] if params.get("peer") else {"jobs": results}
+
+    async def _queue(self, kind: str, params: dict[str, Any], wait: bool) -> dict[str, Any]:
+        job = self.journal.add(kind, params)
+        ended = self._ended.setdefault(job.id, trio.Event())
+        self.events.publish({"type": "job", "id": job.id, "state": "queued", "kind": kind, "params": params})
+        self._wake.set()
+        if wait:
+            await ended.wait()
+        return self.journal.get(job.id).as_dict()
+
+    async def _prove(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue proving the pending records of `datanet` (a long job: it resumes after a restart)."""
+        name = str(params["datanet"])
+        with self.vault.open_shard(name):
+            pass  # a clear error now for an unknown Datanet
+        job: dict[str, Any] = {"datanet": name, "workers": int(params.get("workers") or 1)}
+        if params.get("datanet_id") is not None:
+            job["datanet_id"] = int(params["datanet_id"])
+        return await self._queue("prove", job, bool(params.get("wait")))
+
+    async def _train(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue training a LoRA adapter on `datanet` (resumes from its checkpoint after a restart)."""
+        name = str(params["datanet"])
+        with self.vault.open_shard(name):
+            pass
+        allowed = {"base", "epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon", "eval"}
+        unknown = set(params) - allowed - {"datanet", "wait"}
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        job = {k: v for k, v in params.items() if k in allowed and v is not None}
+        return await self._queue("train", {"datanet": name, **job}, bool(params.get("wait")))
 
     def _queue_sync(self, name: str, address: str) -> None:
         """An announcement says a member has something else: sync with it (unless one is queued already)."""
@@ -291,16 +330,110 @@ class Node:
     async def _run_jobs(self) -> None:
         while True:
             for job in self.journal.queued():
-                await self._run_job(job.id, job.params)
+                await self._run_job(job.id, job.kind, job.params)
             self._wake = trio.Event()
             with trio.move_on_after(1.0):
                 await self._wake.wait()
 
-    async def _run_job(self, job_id: str, params: dict[str, Any]) -> None:
+    async def _run_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
         try:
-            await self._sync_job(job_id, params)
+            if kind == "sync":
+                await self._sync_job(job_id, params)
+            else:
+                await self._local_job(job_id, kind, params)
         finally:
             self._ended.pop(job_id, trio.Event()).set()
+
+    async def _local_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
+        """Proving or training: blocking work in a worker thread (the heavy part in child processes), told to
+        stop at its next batch or checkpoint when the node stops; back in the queue then, to resume."""
+        self.journal.set_state(job_id, "running")
+        self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": kind, "params": params})
+        stop = threading.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def progress(update: dict[str, Any]) -> None:  # from the worker thread
+            def publish() -> None:
+                self.journal.set_progress(job_id, update)
+                self.events.publish({"type": f"{kind}.progress", "id": job_id, **update})
+
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(publish)
+
+        work = self._prove_work if kind == "prove" else self._train_work
+        summary: dict[str, Any] | None = None
+        interrupted = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_set_on_cancel, stop)
+                summary = await trio.to_thread.run_sync(work, params, stop, progress)
+                interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            known = isinstance(exc, ClientError | StorageError | OSError)
+            message = str(exc) if known else f"unexpected error ({type(exc).__name__}); see the node's log"
+            if not known:
+                logger.exception("%s job %s failed", kind, job_id)
+            self.journal.set_state(job_id, "failed", error=message)
+            self.events.publish({"type": "job", "id": job_id, "state": "failed", "error": message})
+            return
+        finally:
+            stopped = summary is None or interrupted  # the node is stopping: the job resumes at the next start
+            if stopped and self.journal.get(job_id).state == "running":
+                self.journal.set_state(job_id, "queued")
+        if stopped:
+            return
+        self.journal.set_progress(job_id, summary)
+        self.journal.set_state(job_id, "done")
+        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
+
+    def _prove_work(
+        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        from client.contribution import prove_pending
+
+        with self.vault.open_shard(params["datanet"]) as shard:
+            done = prove_pending(
+                shard,
+                self.identity,
+                self.data_dir,
+                limit=None,
+                datanet_id=params.get("datanet_id"),
+                workers=int(params.get("workers", 1)),
+                on_batch=lambda batch, n, total: progress({"batches_done": n, "batches": total}),
+                stop=stop,
+            )
+            pending = len(shard.pending())
+        return {"batches": len(done), "records": sum(b.count for b in done), "pending": pending}
+
+    def _train_work(
+        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        from client.training.base_models import DEFAULT_FOR_TASK
+        from client.training.job import make_request, run
+        from client.training.settings import Cancelled, TrainConfig
+
+        if self.config is None:
+            raise ClientError("This node was started without a configuration; it cannot train.")
+        with self.vault.open_shard(params["datanet"]) as shard:
+            base = params.get("base") or DEFAULT_FOR_TASK.get(shard.info.task)
+            if base is None:
+                raise ClientError(f"No base model serves the {shard.info.task!r} task yet.")
+            settings = {
+                k: params[k]
+                for k in ("epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon")
+                if k in params
+            }
+            request = make_request(self.config, shard, TrainConfig(base=base, **settings), _path(params.get("eval")))
+        try:
+            result = run(
+                request,
+                lambda event: progress({k: event[k] for k in ("step", "total_steps", "loss") if k in event}),
+                stop=stop,
+            )
+        except Cancelled:
+            return {}
+        return {"adapter_id": result.adapter_id, "reused": result.reused, "training_job": result.job_id}
 
     async def _sync_job(self, job_id: str, params: dict[str, Any]) -> None:
         self.journal.set_state(job_id, "running")
@@ -367,3 +500,14 @@ def _offer(send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:
     # A burst of discoveries may fill the queue: such a peer is announced again soon.
     with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
         send.send_nowait(info)
+
+
+async def _set_on_cancel(stop: threading.Event) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        stop.set()
+
+
+def _path(value: Any) -> Path | None:
+    return None if value is None else Path(str(value))

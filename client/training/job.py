@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -248,8 +249,15 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
 # -- the parent --------------------------------------------------------------------------------------------
 
 
-def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, fresh: bool = False) -> JobResult:
-    """Run (or resume) a training job in a child process; Ctrl-C cancels it with a checkpoint."""
+def run(
+    request: JobRequest,
+    on_progress: Callable[[dict[str, Any]], None],
+    *,
+    fresh: bool = False,
+    stop: threading.Event | None = None,
+) -> JobResult:
+    """Run (or resume) a training job in a child process; Ctrl-C (in the main thread) or `stop` (from any thread,
+    the node's) cancels it with a checkpoint."""
     check_task(request)
     job_dir = request.job_dir
     job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -287,9 +295,12 @@ def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, f
             raise KeyboardInterrupt
         cancel.set()  # the child checkpoints at its next step and reports "cancelled"
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
     try:
         while outcome is None:
+            if stop is not None and stop.is_set():
+                cancel.set()
             try:
                 if not parent_conn.poll(0.5):
                     if not process.is_alive():
@@ -305,7 +316,8 @@ def run(request: JobRequest, on_progress: Callable[[dict[str, Any]], None], *, f
             else:
                 outcome = message
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         process.join(timeout=60)
         if process.is_alive():
             process.kill()
