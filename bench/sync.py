@@ -87,6 +87,18 @@ def serve(folder: Path, allowed: str) -> None:
     trio.run(main)
 
 
+def start_server(folder: Path, allowed: str) -> tuple[subprocess.Popen[str], str]:
+    """The serving node in its own process, and its address once it listens."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(folder), "--allow", allowed],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdin is not None
+    return server, server.stdout.readline().strip()
+
+
 def tcp_copy(path: Path) -> float:
     data = path.read_bytes()
     server = socket.create_server(("127.0.0.1", 0))
@@ -146,14 +158,7 @@ def main() -> None:
         with receiver.create_shard(NAME, "intent-classification") as shard:
             shard.set_member(str(new_secure_host(identity_for(sender_dir)).get_id()), True)
         me_id = str(new_secure_host(me).get_id())
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(sender_dir), "--allow", me_id],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None and server.stdin is not None
-        address = server.stdout.readline().strip()
+        server, address = start_server(sender_dir, me_id)
 
         async def sync_once() -> tuple[float, int, int]:
             host = new_secure_host(me)
@@ -169,6 +174,7 @@ def main() -> None:
         assert received == args.records, received
 
         # Incremental: 1% new records on the sender (the serving process is stopped while its vault changes).
+        assert server.stdin is not None
         server.stdin.close()
         server.wait()
         changed_file = tmp / "changed.jsonl"
@@ -177,15 +183,9 @@ def main() -> None:
         with open_vault(sender_dir).open_shard(NAME) as shard:
             import_path(shard, changed_file)
             changed_bytes = sum(len(body) for _, body in shard.iter_bodies() if b'"n":"2-' in body)
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(sender_dir), "--allow", me_id],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None and server.stdin is not None
-        address = server.stdout.readline().strip()
+        server, address = start_server(sender_dir, me_id)
         inc_s, inc_received, inc_wire = trio.run(sync_once)
+        assert server.stdin is not None
         server.stdin.close()
         server.wait()
         assert inc_received == changed_n, inc_received
