@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import trio
 
@@ -154,6 +154,36 @@ class NodeNotRunning(ClientError):
     pass
 
 
+class NodeStatus(TypedDict):
+    peer_id: str
+    addresses: list[str]
+    uptime_s: float
+    datanets: int
+    peers_connected: int
+    jobs: dict[str, int]
+
+
+class PeerInfo(TypedDict):
+    peer_id: str
+    address: str
+    transport: str  # "direct" or "relayed"
+    connected: bool
+    last_sync: float | None
+    last_error: str | None
+    latency_ms: float | None
+
+
+class JobInfo(TypedDict):
+    id: str
+    kind: str  # "sync" | "prove" | "train"
+    params: dict[str, Any]
+    state: str  # "queued" | "running" | "done" | "failed"
+    progress: dict[str, Any]
+    error: str | None
+    created_ms: int
+    updated_ms: int
+
+
 class ControlClient:
     """A blocking client of the control API (the CLI, scripts); the TUI can use it from a worker thread."""
 
@@ -184,6 +214,33 @@ class ControlClient:
         if "error" in reply:
             raise ClientError(str(reply["error"]["message"]))
         return reply["result"]
+
+    # typed calls --------------------------------------------------------------------------------------------
+
+    def status(self) -> NodeStatus:
+        return cast(NodeStatus, self.call("status"))
+
+    def peers(self) -> list[PeerInfo]:
+        return cast(list[PeerInfo], self.call("peers"))
+
+    def datanets(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.call("datanets"))
+
+    def jobs(self, limit: int = 50) -> list[JobInfo]:
+        return cast(list[JobInfo], self.call("jobs", limit=limit))
+
+    def job(self, job_id: str) -> JobInfo:
+        return cast(JobInfo, self.call("job", id=job_id))
+
+    def sync(self, datanet: str, peer: str | None = None, *, wait: bool = False) -> Any:
+        """One job (with `peer`) or {"jobs": [...]} (every connected member)."""
+        return self.call("sync", datanet=datanet, peer=peer, wait=wait)
+
+    def prove(self, datanet: str, *, workers: int = 1, wait: bool = False) -> JobInfo:
+        return cast(JobInfo, self.call("prove", datanet=datanet, workers=workers, wait=wait))
+
+    def train(self, datanet: str, *, wait: bool = False, **settings: Any) -> JobInfo:
+        return cast(JobInfo, self.call("train", datanet=datanet, wait=wait, **settings))
 
     def subscribe(self) -> Iterator[dict[str, Any]]:
         """Events as they happen, until the node stops (or the caller stops iterating)."""
