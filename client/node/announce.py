@@ -73,6 +73,7 @@ class Announcer:
         )
         self.pubsub = Pubsub(host, self.gossipsub)
         self._announced: dict[str, Announced] = {}
+        self._own: dict[str, tuple[int, str, float]] = {}  # name -> (count, fingerprint, when computed)
         self._topics: dict[str, str] = {}  # topic -> Datanet name
         self._last_sync: dict[tuple[str, str], float] = {}
         self.received = 0
@@ -84,13 +85,21 @@ class Announcer:
             state.records = -1
 
     def _state(self, name: str) -> tuple[int, str] | None:
+        """(record count, fingerprint of every id). The fingerprint reads every id, so it is computed again only
+        when the count changed or the last one is older than `refresh` (this runs every few seconds)."""
         try:
             with self.vault.open_shard(name) as shard:
+                count = shard.count()
+                known = self._own.get(name)
+                if known is not None and known[0] == count and time.monotonic() - known[2] < self.refresh:
+                    return known[0], known[1]
                 ids = shard.ids()
         except Exception:  # a shard that vanished or cannot be read now: try again next round
             logger.debug("cannot read Datanet %r for an announcement", name, exc_info=True)
             return None
-        return len(ids), fingerprint(ids).hex()
+        fp = fingerprint(ids).hex()
+        self._own[name] = (len(ids), fp, time.monotonic())
+        return len(ids), fp
 
     def _names(self) -> list[str]:
         names = []

@@ -71,6 +71,9 @@ class SyncService:
         except ProtocolViolation as exc:
             logger.warning("peer %s cut off: %s", peer, exc)
             await _reset(stream)
+        except Exception:  # a storage or stream failure ends this session only; the node goes on
+            logger.exception("sync session with %s failed", peer)
+            await _reset(stream)
         else:
             await _close(stream)
 

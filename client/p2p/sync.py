@@ -103,6 +103,8 @@ class FrameStream:
                 raise ProtocolViolation(f"The peer sent nothing for {self.read_timeout:.0f} s.") from None
             except EOFError:
                 chunk = b""
+            except Exception as exc:
+                raise _broken(exc) from None
             if not chunk:
                 raise ProtocolViolation("The peer closed the stream in the middle of the session.")
             self._buffer += chunk
@@ -132,8 +134,18 @@ class FrameStream:
 
     async def send(self, kind: int, payload: bytes = b"") -> None:
         data = (len(payload) + 1).to_bytes(4, "big") + bytes([kind]) + payload
-        await self._stream.write(data)  # type: ignore[attr-defined]
+        try:
+            await self._stream.write(data)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise _broken(exc) from None
         self.counters.bytes_sent += len(data)
+
+
+def _broken(exc: Exception) -> Exception:
+    """A reset or closed libp2p stream is the peer going away: one ProtocolViolation; anything else as it is."""
+    if type(exc).__module__.startswith("libp2p"):
+        return ProtocolViolation(f"The stream to the peer broke ({type(exc).__name__}).")
+    return exc
 
 
 def hello(datanet: str, credential: bytes | None = None) -> bytes:
