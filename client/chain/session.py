@@ -170,8 +170,12 @@ def _fund_from_faucet(devnet: Devnet, deployment: Deployment, address: str) -> N
     """On the devnet only: top the user's account up from the public faucet so gas is never a question."""
     if devnet.w3.eth.get_balance(address) >= DEVNET_FUNDING // 10:  # type: ignore[arg-type]
         return
-    faucet = Web3Chain(devnet.w3, deployment, FAUCET_KEY, rpc="the embedded devnet")
-    faucet.transfer(address, DEVNET_FUNDING)
+    faucet_transfer(devnet, deployment, address, DEVNET_FUNDING)
+
+
+def faucet_transfer(devnet: Devnet, deployment: Deployment, address: str, wei: int) -> None:
+    """Send `wei` from the devnet's public faucet to `address` (`datanet chain fund`, first use)."""
+    Web3Chain(devnet.w3, deployment, FAUCET_KEY, rpc="the embedded devnet").transfer(address, wei)
     logger.info("funded %s from the devnet faucet", address)
 
 

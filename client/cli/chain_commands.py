@@ -15,7 +15,6 @@ from client.cli.output import table
 from client.datanet import TASKS
 from client.errors import ClientError
 from client.unlock import Opened
-from storage.vault import BrokenShard
 
 if TYPE_CHECKING:  # web3 takes about a second to import: only the chain commands pay for it
     from client.chain.client import ChainStatus, DatanetInfo
@@ -180,11 +179,9 @@ def cmd_fund(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
     with _session(ctx, opened) as session:
         assert session.devnet is not None
-        from client.chain.client import Web3Chain
-        from client.chain.devnet import FAUCET_KEY
+        from client.chain.session import faucet_transfer
 
-        faucet = Web3Chain(session.devnet.w3, session.client.deployment, FAUCET_KEY, rpc="the embedded devnet")
-        faucet.transfer(session.client.address, args.ether * ETHER)
+        faucet_transfer(session.devnet, session.client.deployment, session.client.address, args.ether * ETHER)
         balance = session.client.status().balance
     ctx.out.emit(
         {"account": session.client.address, "balance_wei": balance},
@@ -246,12 +243,7 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def local_names(opened: Opened) -> list[str]:
-    names = []
-    for item in opened.vault.each_shard():
-        if not isinstance(item, BrokenShard):
-            with item as shard:
-                names.append(shard.info.name)
-    return names
+    return [info.name for info in opened.vault.list_shards()]
 
 
 def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import trio
 
 from client.p2p.host import ID, IHost  # imports libp2p the project's way (warnings, logging) first
 from client.p2p.reconcile import fingerprint
-from storage.vault import BrokenShard, Vault
+from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE = 256
@@ -102,12 +102,7 @@ class Announcer:
         return len(ids), fp
 
     def _names(self) -> list[str]:
-        names = []
-        for item in self.vault.each_shard():
-            if not isinstance(item, BrokenShard):
-                with item as shard:
-                    names.append(shard.info.name)
-        return names
+        return [info.name for info in self.vault.list_shards()]
 
     async def run(self) -> None:
         from libp2p.tools.anyio_service import background_trio_service
