@@ -1,8 +1,11 @@
-"""The Groth16 backend: groth16py (arkworks, BN254) over the committed snarkjs ceremony keys.
+"""The Groth16 backend over the committed snarkjs ceremony keys: two provers, one verifier.
 
-Keys are loaded once per process and kept warm (a running node proves many batches). groth16py computes the
-witness from the circuit in-process and does not check the circuit's constraints itself: a wrong input gives a
-proof that fails verification. So `prove` always verifies before it returns (FACTS.md).
+    native     (default) prover.native: the circuit's wasm witness in wasmtime, MSMs in mcl on both cores
+    groth16py  arkworks, single-threaded; the fallback where mcl cannot load (it ships for Linux x86_64 only)
+
+`DATANET_PROVER=native|groth16py` picks one. Keys are loaded once per process and kept warm (a running node
+proves many batches). Neither prover checks every constraint itself: a wrong input can give a proof that fails
+verification. So `prove` always verifies with groth16py's verifier before it returns (FACTS.md).
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import groth16py
 import platformdirs
 
-from prover import artifacts
+from prover import artifacts, native
 from prover.artifacts import Circuit
 from prover.errors import ProofInvalid
+from prover.wasm_witness import WitnessCalculator, WitnessRejected
+
+Backend = Literal["native", "groth16py"]
+BACKENDS: tuple[Backend, ...] = ("native", "groth16py")
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -74,23 +81,72 @@ def _load_proving_key(found: artifacts.Artifacts) -> Any:
     return pk
 
 
+def requested_backend() -> Backend | None:
+    """The backend DATANET_PROVER names, or None for the default (native where mcl loads)."""
+    name = os.environ.get("DATANET_PROVER", "").strip()
+    if not name:
+        return None
+    if name not in BACKENDS:
+        raise ProofInvalid(f"DATANET_PROVER={name!r} names no prover; use 'native' or 'groth16py'.")
+    return name
+
+
+class _Native:
+    """The native prover's warm state for one circuit; the wasm instance is not re-entrant, hence the lock."""
+
+    def __init__(self, found: artifacts.Artifacts) -> None:
+        native.load_library()
+        self.key = native.load_zkey(found.zkey)
+        self.witness = WitnessCalculator(found.wasm)
+        self.lock = threading.Lock()
+        native.warm_up(self.key)
+
+    def prove(self, circuit: Circuit, inputs: dict[str, Any], public_signals: list[int]) -> bytes:
+        with self.lock:
+            try:
+                witness = self.witness.calculate(inputs)
+            except WitnessRejected as exc:
+                raise ProofInvalid(f"The {circuit} circuit rejected the inputs ({exc.reason}).") from exc
+        if witness[1 : 1 + self.key.n_public] != public_signals:
+            raise ProofInvalid(
+                f"The {circuit} circuit computes other public values than the ones given; the inputs are inconsistent."
+            )
+        return native.prove(self.key, witness)
+
+
 @cache
-def _keys(circuit: Circuit) -> tuple[Any, Any]:
+def _keys(circuit: Circuit, backend: Backend | None) -> tuple[Backend, Any, Any]:
     found = artifacts.load(circuit)
     logger.info("loading the %s proving key (%d constraints)", circuit, found.constraints)
-    pk = _load_proving_key(found)
     vk = groth16py.VerifyingKey.from_snarkjs_file(str(found.verification_key))
-    return pk, groth16py.Verifier(vk)
+    prover: Any = None
+    if backend in (None, "native"):
+        try:
+            prover = _Native(found)
+            chosen: Backend = "native"
+        except native.NativeUnavailable as exc:
+            if backend == "native":
+                raise ProofInvalid(f"The native prover cannot run here ({exc}); unset DATANET_PROVER.") from exc
+            logger.info("native prover unavailable (%s); proving with groth16py", exc)
+    if prover is None:
+        prover = _load_proving_key(found)
+        chosen = "groth16py"
+    return chosen, prover, groth16py.Verifier(vk)
+
+
+def backend(circuit: Circuit) -> Backend:
+    """The prover this process uses for `circuit` (loads its keys)."""
+    return _keys(circuit, requested_backend())[0]
 
 
 def warm(circuit: Circuit) -> None:
-    """Load a circuit's keys now (about a second) so the first proof is not slower than the rest."""
+    """Load a circuit's keys now (about half a second) so the first proof is not slower than the rest."""
     with _lock:
-        _keys(circuit)
+        _keys(circuit, requested_backend())
 
 
 def verify(circuit: Circuit, proof: bytes, public_signals: list[int]) -> bool:
-    _, verifier = _keys(circuit)
+    _, _, verifier = _keys(circuit, requested_backend())
     try:
         return bool(verifier.verify(proof, public_signals))
     except (groth16py.VerificationError, groth16py.EncodingError, ValueError):
@@ -99,11 +155,14 @@ def verify(circuit: Circuit, proof: bytes, public_signals: list[int]) -> bool:
 
 def prove(circuit: Circuit, inputs: dict[str, Any], public_signals: list[int]) -> bytes:
     """A proof for `inputs`, checked against the expected public signals before it is returned."""
-    pk, _ = _keys(circuit)
-    try:
-        proof: bytes = groth16py.prove(pk, inputs)
-    except groth16py.WitnessError as exc:
-        raise ProofInvalid(f"The {circuit} circuit rejected the inputs ({exc}).") from exc
+    chosen, prover, _ = _keys(circuit, requested_backend())
+    if chosen == "native":
+        proof: bytes = prover.prove(circuit, inputs, public_signals)
+    else:
+        try:
+            proof = groth16py.prove(prover, inputs)
+        except groth16py.WitnessError as exc:
+            raise ProofInvalid(f"The {circuit} circuit rejected the inputs ({exc}).") from exc
     if not verify(circuit, proof, public_signals):
         raise ProofInvalid(
             f"The {circuit} proof did not verify: the private inputs do not satisfy the circuit for these public "
