@@ -128,11 +128,13 @@ def _sections(data: bytes, path: Path) -> dict[int, tuple[int, int]]:
     found: dict[int, tuple[int, int]] = {}
     pos = 12
     for _ in range(count):
+        if pos + 12 > len(data):
+            break
         section, size = struct.unpack_from("<IQ", data, pos)
         pos += 12
         found[section] = (pos, size)
         pos += size
-    if pos != len(data):
+    if pos != len(data) or not set(range(1, 10)) <= set(found):
         raise ArtifactMismatch(f"{path} is truncated or padded; reinstall datanet.")
     return found
 
@@ -154,6 +156,13 @@ def _msm_bases(data: bytes, start: int, count: int, raw_size: int, convert: Call
 def load_zkey(path: Path) -> ProvingKey:
     """Parse a snarkjs Groth16 zkey (its sha256 was checked by prover.artifacts)."""
     data = path.read_bytes()
+    try:
+        return _parse_zkey(data, path)
+    except (struct.error, KeyError, IndexError, ValueError) as exc:
+        raise ArtifactMismatch(f"{path} is a malformed zkey file; reinstall datanet.") from exc
+
+
+def _parse_zkey(data: bytes, path: Path) -> ProvingKey:
     sections = _sections(data, path)
     start, _ = sections[1]
     if struct.unpack_from("<I", data, start)[0] != 1:

@@ -32,6 +32,10 @@ class WitnessRejected(ProofInvalid):
         self.reason = reason
 
 
+class _CircuitException(Exception):
+    """Raised by the exception handler the wasm calls; wasmtime hands it back from the call that trapped."""
+
+
 def fnv1a64(name: str) -> int:
     h = 0xCBF29CE484222325
     for ch in name:
@@ -59,7 +63,7 @@ class WitnessCalculator:
 
         def exception_handler(code: int) -> None:
             self._error.append(_CODES.get(code, f"error {code}"))
-            raise RuntimeError("circuit exception")
+            raise _CircuitException(code)
 
         def print_error() -> None:
             self._messages.append(self._message())
@@ -155,7 +159,7 @@ class WitnessCalculator:
             if given < self._call("getInputSize"):
                 raise WitnessRejected("some of its inputs were not given")
             return self._read_witness()
-        except wasmtime.WasmtimeError as exc:
+        except (wasmtime.WasmtimeError, _CircuitException) as exc:
             reason = self._error[0] if self._error else "it trapped"
             detail = f": {self._messages[0].strip()}" if self._messages else ""
             raise WitnessRejected(f"{reason}{detail}") from exc

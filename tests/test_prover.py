@@ -1,16 +1,19 @@
 """Groth16 proofs with the committed ceremony artefacts: valid proofs verify, every tampering fails, each bad
-input gets its own error, and snarkjs (the reference) accepts our proofs with the committed verification key."""
+input gets its own error, and snarkjs (the reference) accepts our proofs with the committed verification key.
+
+The whole module runs once per prover (prover.groth16.BACKENDS: the native default and the groth16py fallback)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from prover import artifacts
+from prover import artifacts, groth16
 from prover.commitment import identity_commitment, nullifier, record_digest
 from prover.errors import ArtifactMismatch, CountMismatch, NotInTree, ProofInvalid, WrongSecret
 from prover.merkle import IncrementalTree
@@ -38,8 +41,16 @@ def _records(n: int) -> list[BatchRecord]:
     return [BatchRecord(record_digest(bytes([i]) * 32), 1000 + i) for i in range(n)]
 
 
+@pytest.fixture(scope="module", params=groth16.BACKENDS, autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[groth16.Backend]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATANET_PROVER", request.param)
+        assert groth16.backend("contribution") == request.param
+        yield request.param
+
+
 @pytest.fixture(scope="module")
-def contribution() -> ContributionProof:
+def contribution(backend: groth16.Backend) -> ContributionProof:
     return prove_contribution(
         secret=SECRET,
         commitment=identity_commitment(SECRET),
@@ -59,7 +70,7 @@ def tree() -> IncrementalTree:
 
 
 @pytest.fixture(scope="module")
-def membership(tree: IncrementalTree) -> Proof:
+def membership(backend: groth16.Backend, tree: IncrementalTree) -> Proof:
     return prove_membership(secret=SECRET, member=tree.proof(3), root=tree.root, scope=7, recipient=RECIPIENT)
 
 
