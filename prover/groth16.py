@@ -92,7 +92,7 @@ def requested_backend() -> Backend | None:
 
 
 class _Native:
-    """The native prover's warm state for one circuit; the wasm instance is not re-entrant, hence the lock."""
+    """The native prover's warm state for one circuit (the wasm instance is not re-entrant)."""
 
     def __init__(self, found: artifacts.Artifacts) -> None:
         native.load_library()
@@ -102,16 +102,17 @@ class _Native:
         native.warm_up(self.key)
 
     def prove(self, circuit: Circuit, inputs: dict[str, Any], public_signals: list[int]) -> bytes:
-        with self.lock:
+        with self.lock:  # one proof at a time per process: each already uses both cores
             try:
                 witness = self.witness.calculate(inputs)
             except WitnessRejected as exc:
                 raise ProofInvalid(f"The {circuit} circuit rejected the inputs ({exc.reason}).") from exc
-        if witness[1 : 1 + self.key.n_public] != public_signals:
-            raise ProofInvalid(
-                f"The {circuit} circuit computes other public values than the ones given; the inputs are inconsistent."
-            )
-        return native.prove(self.key, witness)
+            if witness[1 : 1 + self.key.n_public] != public_signals:
+                raise ProofInvalid(
+                    f"The {circuit} circuit computes other public values than the ones given; the inputs are "
+                    "inconsistent."
+                )
+            return native.prove(self.key, witness)
 
 
 @cache

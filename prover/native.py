@@ -368,26 +368,19 @@ def _submit_msm(msm: _Msm, witness: list[bytes], parts: int) -> list[Future[byte
     return _submit(msm.bases, msm.point_bytes, b"".join([witness[i] for i in msm.indices]), parts)
 
 
-def _g1_op(name: str, *args: bytes) -> bytes:
-    lib = load_library()
-    out = _G1()
-    pointers = [ctypes.byref(_G1.from_buffer_copy(a)) for a in args]
-    getattr(lib, name)(ctypes.byref(out), *pointers)
-    return bytes(out)
-
-
-def _g2_op(name: str, *args: bytes) -> bytes:
-    lib = load_library()
-    out = _G2()
-    pointers = [ctypes.byref(_G2.from_buffer_copy(a)) for a in args]
-    getattr(lib, name)(ctypes.byref(out), *pointers)
+def _add(p: bytes, q: bytes, g2: bool) -> bytes:
+    kind = _G2 if g2 else _G1
+    out = kind()
+    (load_library().mclBnG2_add if g2 else load_library().mclBnG1_add)(
+        ctypes.byref(out), ctypes.byref(kind.from_buffer_copy(p)), ctypes.byref(kind.from_buffer_copy(q))
+    )
     return bytes(out)
 
 
 def _sum(futures: list[Future[bytes]], g2: bool) -> bytes:
     total = bytes(_G2_BYTES if g2 else _G1_BYTES)  # z = 0: the point at infinity
     for f in futures:
-        total = _g2_op("mclBnG2_add", total, f.result()) if g2 else _g1_op("mclBnG1_add", total, f.result())
+        total = _add(total, f.result(), g2)
     return total
 
 
@@ -428,9 +421,9 @@ def warm_up(key: ProvingKey) -> None:
                 future.result()
 
 
-def prove(key: ProvingKey, witness: Sequence[int], randomness: tuple[int, int] | None = None) -> bytes:
+def prove(key: ProvingKey, witness: Sequence[int]) -> bytes:
     """A Groth16 proof of `witness` as the 256-byte calldata of the snarkjs Solidity verifier (snarkjs's
-    algorithm: groth16_prove.js). `randomness` (r, s) is for tests; proofs are randomised by default."""
+    algorithm, groth16_prove.js), randomised with fresh r and s."""
     if len(witness) != key.n_vars:
         raise ProofInvalid(f"The witness has {len(witness)} values; the circuit has {key.n_vars} wires.")
     # The witness-only MSMs start at once on the pool; this thread computes H meanwhile.
@@ -454,17 +447,17 @@ def prove(key: ProvingKey, witness: Sequence[int], randomness: tuple[int, int] |
     h = odd_coset_h(a_evals, b_evals, c_evals, key.log_domain)
     pending_h = _submit(key.h, _G1_BYTES, b"".join(_montgomery(h)), 2)
 
-    r, s = randomness if randomness is not None else (secrets.randbelow(R), secrets.randbelow(R))
-    pi_a = _g1_op("mclBnG1_add", _sum(pending_a, False), key.alpha1)
-    pi_a = _g1_op("mclBnG1_add", pi_a, _mul(key.delta1, r, False))
-    pi_b = _g2_op("mclBnG2_add", _sum(pending_b2, True), key.beta2)
-    pi_b = _g2_op("mclBnG2_add", pi_b, _mul(key.delta2, s, True))
-    pib1 = _g1_op("mclBnG1_add", _sum(pending_b1, False), key.beta1)
-    pib1 = _g1_op("mclBnG1_add", pib1, _mul(key.delta1, s, False))
-    pi_c = _g1_op("mclBnG1_add", _sum(pending_c, False), _sum(pending_h, False))
-    pi_c = _g1_op("mclBnG1_add", pi_c, _mul(pi_a, s, False))
-    pi_c = _g1_op("mclBnG1_add", pi_c, _mul(pib1, r, False))
-    pi_c = _g1_op("mclBnG1_add", pi_c, _mul(key.delta1, (-r * s) % R, False))
+    r, s = secrets.randbelow(R), secrets.randbelow(R)
+    pi_a = _add(_sum(pending_a, False), key.alpha1, False)
+    pi_a = _add(pi_a, _mul(key.delta1, r, False), False)
+    pi_b = _add(_sum(pending_b2, True), key.beta2, True)
+    pi_b = _add(pi_b, _mul(key.delta2, s, True), True)
+    pib1 = _add(_sum(pending_b1, False), key.beta1, False)
+    pib1 = _add(pib1, _mul(key.delta1, s, False), False)
+    pi_c = _add(_sum(pending_c, False), _sum(pending_h, False), False)
+    pi_c = _add(pi_c, _mul(pi_a, s, False), False)
+    pi_c = _add(pi_c, _mul(pib1, r, False), False)
+    pi_c = _add(pi_c, _mul(key.delta1, (-r * s) % R, False), False)
 
     ax, ay = _affine(pi_a, False)
     bx0, bx1, by0, by1 = _affine(pi_b, True)
