@@ -65,6 +65,16 @@ class NodeProc:
         return ControlClient(self.cli.data_dir)
 
 
+def records(node: NodeProc, datanet: str = "ward") -> int:
+    return next((d["records"] for d in node.control().datanets() if d["name"] == datanet), 0)
+
+
+def wait_for_records(node: NodeProc, count: int, what: str, timeout: float) -> None:
+    """Until the node holds `count` records, re-checked on each records or job event (no polling)."""
+    reached = node.control().wait(lambda _: records(node) >= count, timeout=timeout, on=("records.received", "job"))
+    assert reached, what
+
+
 def make_node(tmp_path: Path, name: str, datanet: str = "ward") -> NodeProc:
     env = clean_env(tmp_path / name)
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
@@ -111,16 +121,18 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
 
         events: list[dict[str, object]] = []
+        subscribed = threading.Event()
 
-        def collect() -> None:
-            for event in a.control().subscribe():
-                events.append(event)
-                if event.get("type") == "job" and event.get("state") == "done":
-                    return
+        def record(event: dict[str, object] | None) -> bool:
+            if event is None:
+                subscribed.set()
+                return False
+            events.append(event)
+            return event.get("type") == "job" and event.get("state") == "done"
 
-        listener = threading.Thread(target=collect, daemon=True)
+        listener = threading.Thread(target=lambda: a.control().wait(record, timeout=30), daemon=True)
         listener.start()
-        time.sleep(0.3)
+        assert subscribed.wait(timeout=10)
         first = a.cli.ok("--json", "sync", "ward", "--peer", b.address).json()
         assert (first["received"], first["sent"]) == (80, 100)
         listener.join(timeout=10)
@@ -144,6 +156,8 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         assert {p["peer_id"] for p in peers} >= {b.peer_id, c.peer_id}
         jobs = a.cli.ok("--json", "jobs").json()
         assert [j["state"] for j in jobs] == ["done", "done"]
+        missing = a.cli.run("jobs", "--wait", "no-such-job", "--timeout", "5")
+        assert missing.code == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 
         stopped = a.stop(signal.SIGTERM)  # graceful
         assert stopped == 0 and not socket_file.exists()
@@ -171,26 +185,14 @@ def test_a_node_killed_mid_sync_resumes_from_its_journal_and_ends_identical(tmp_
         a.start()
         b.start()
         job = b.control().call("sync", datanet="ward", peer=a.address)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until records are arriving
-            count = b.cli.ok("--json", "records", "ward", "count").json()["records"]
-            if count > 0:
-                break
-            time.sleep(0.05)
-        assert b.control().call("job", id=job["id"])["state"] == "running"
+        arriving = b.control().wait(lambda _: records(b) > 0, timeout=60, on=("sync.progress",))
+        assert arriving and b.control().job(job["id"])["state"] == "running"
         assert b.stop(signal.SIGKILL) == -signal.SIGKILL
         partial = b.cli.ok("--json", "records", "ward", "count").json()["records"]
         assert 0 < partial < 40_000, partial  # killed in the middle: what was committed stays
 
         b.start()  # the journal finds the job "running", queues it again, and it finishes
-        deadline = time.monotonic() + 120
-        state = ""
-        while time.monotonic() < deadline:
-            state = b.control().call("job", id=job["id"])["state"]
-            if state in ("done", "failed"):
-                break
-            time.sleep(0.2)
-        assert state == "done"
+        assert b.control().wait_job(job["id"], timeout=120)["state"] == "done"
         assert b.ids() == a.ids()
         check = b.cli.run("vault", "check")
         assert check.code == 0, check.stderr
@@ -225,18 +227,17 @@ def test_an_announcement_makes_a_member_sync_by_itself(tmp_path: Path) -> None:
             (node.cli.config_dir / "config.toml").write_text("[node]\nannounce_every = 0.5\nmdns = false\n")
         a.start()
         b.start("--bootstrap", a.address)  # b stays connected to a; nobody asks for a sync
-        deadline = time.monotonic() + 20
-        while not any(p["peer_id"] == a.peer_id and p["connected"] for p in b.cli.ok("--json", "peers").json()):
-            assert time.monotonic() < deadline, "b never connected to its bootstrap peer"
-            time.sleep(0.2)
+        connected = b.control().wait(
+            lambda _: any(p["peer_id"] == a.peer_id and p["connected"] for p in b.control().peers()),
+            timeout=20,
+            on=("peer.up",),
+        )
+        assert connected, "b never connected to its bootstrap peer"
         (seen,) = [p for p in b.cli.ok("--json", "peers").json() if p["peer_id"] == a.peer_id]
         assert seen["transport"] == "direct" and 0 <= seen["latency_ms"] < 1000
 
         a.cli.ok("import", "ward", str(jsonl(tmp_path / "new.jsonl", range(50))))  # while both nodes run
-        deadline = time.monotonic() + 60
-        while b.cli.ok("--json", "records", "ward", "count").json()["records"] < 50:
-            assert time.monotonic() < deadline, "the announcement did not lead to a sync"
-            time.sleep(0.3)
+        wait_for_records(b, 50, "the announcement did not lead to a sync", timeout=60)
         assert b.ids() == a.ids()
         jobs = b.cli.ok("--json", "jobs").json()
         assert jobs and all(j["kind"] == "sync" and j["state"] in ("done", "queued", "running") for j in jobs)
@@ -256,10 +257,7 @@ def test_nodes_on_the_same_lan_find_each_other_with_mdns_and_sync(tmp_path: Path
         a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(30))))
         a.start("--mdns")
         b.start("--headless", "--mdns")  # a headless node has mDNS off unless asked for it
-        deadline = time.monotonic() + 60
-        while b.cli.ok("--json", "records", "ward", "count").json()["records"] < 30:
-            assert time.monotonic() < deadline, "no sync after mDNS discovery"
-            time.sleep(0.3)
+        wait_for_records(b, 30, "no sync after mDNS discovery", timeout=60)
         assert b.ids() == a.ids()
         peers = b.cli.ok("--json", "peers").json()
         assert any(p["peer_id"] == a.peer_id and p["transport"] == "direct" for p in peers)
@@ -287,10 +285,7 @@ def test_members_that_share_only_a_third_peer_find_each_other_and_sync(tmp_path:
             hub.start()
             a.start("--bootstrap", hub.address)
             c.start("--bootstrap", hub.address)
-            deadline = time.monotonic() + 90
-            while c.cli.ok("--json", "records", "ward", "count").json()["records"] < 25:
-                assert time.monotonic() < deadline, "no sync through DHT discovery"
-                time.sleep(0.5)
+            wait_for_records(c, 25, "no sync through DHT discovery", timeout=90)
             assert c.ids() == a.ids()
             assert any(p["peer_id"] == a.peer_id and p["connected"] for p in c.cli.ok("--json", "peers").json())
         finally:
@@ -343,31 +338,27 @@ def test_proving_and_training_run_as_node_jobs_and_a_killed_prove_resumes(tmp_pa
         a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(16 * 24))))
         a.start()
         job = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "2").json()
-        deadline = time.monotonic() + 120
-        while a.control().call("job", id=job["id"])["progress"].get("batches_done", 0) < 1:
-            assert time.monotonic() < deadline, "no batch proved"
-            time.sleep(0.1)
+        proved = a.control().wait(
+            lambda _: a.control().job(job["id"])["progress"].get("batches_done", 0) >= 1,
+            timeout=120,
+            on=("prove.progress", "job"),
+        )
+        assert proved, "no batch proved"
         assert a.stop(signal.SIGKILL) == -signal.SIGKILL
         left = a.cli.ok("--json", "batches", "ward").json()
         assert 0 < len(left["batches"]) < 24  # killed in the middle; what was stored stays
 
         a.start()  # the journal queues the job again; it proves the rest
-        deadline = time.monotonic() + 180
-        while (state := a.control().call("job", id=job["id"])["state"]) not in ("done", "failed"):
-            assert time.monotonic() < deadline, "the prove job did not resume"
-            time.sleep(0.2)
-        assert state == "done"
+        assert a.control().wait_job(job["id"], timeout=180)["state"] == "done", "the prove job did not resume"
         doc = a.cli.ok("--json", "batches", "ward").json()
         assert len(doc["batches"]) == 24 and doc["pending"] == 0
 
         trained = a.cli.ok("--json", "train", "ward", "--background", "--base", "tiny-classifier", "--threads", "1")
         train_job = trained.json()["id"]
-        deadline = time.monotonic() + 300
-        while (state := a.control().call("job", id=train_job)["state"]) not in ("done", "failed"):
-            assert time.monotonic() < deadline, "the training job did not finish"
-            time.sleep(0.5)
-        finished = a.control().call("job", id=train_job)
-        assert state == "done", finished["error"]
+        waited = a.cli.run("--json", "jobs", "--wait", train_job, "--timeout", "300", timeout=320)  # as a script would
+        finished = a.control().job(train_job)
+        assert waited.code == 0 and finished["state"] == "done", finished["error"]
+        assert waited.json()["id"] == train_job
         adapters = a.cli.ok("--json", "adapters", "list").json()["adapters"]
         assert len(adapters) == 1
         assert finished["progress"]["adapter_id"] in json.dumps(adapters)

@@ -36,7 +36,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
         handler=cmd_peers
     )
-    sub.add_parser("jobs", help="the node's jobs (syncs) and their state").set_defaults(handler=cmd_jobs)
+    p = sub.add_parser("jobs", help="the node's jobs (sync, prove, train) and their state")
+    p.add_argument("--wait", metavar="JOB_ID", help="wait until this job is done or failed (exit 1 if it failed)")
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS", help="how long --wait waits")
+    p.set_defaults(handler=cmd_jobs)
     p = sub.add_parser("sync", help="sync a Datanet with a peer now")
     p.add_argument("name")
     p.add_argument(
@@ -125,6 +128,12 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
+    if args.wait:
+        job = _client(ctx).wait_job(args.wait, timeout=args.timeout)
+        if job["state"] == "failed":
+            raise ClientError(f"Job {job['id']} ({job['kind']}) failed: {job['error']}")
+        ctx.out.emit(job, f"Job {job['id']} ({job['kind']}) is done: {_progress(job) or 'nothing left to do'}.")
+        return 0
     jobs = _client(ctx).call("jobs")
     rows = [
         [j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), _progress(j), j["error"] or ""] for j in jobs

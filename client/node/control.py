@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -97,17 +98,21 @@ async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], ev
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 reply, subscribe = await _answer(line, methods)
+                # Subscribed before the acknowledgement leaves: a client that checks its condition once
+                # acknowledged (ControlClient.wait) misses no event published after that check.
+                channel = events.subscribe() if subscribe else None
                 try:
                     await stream.send_all(json.dumps(reply).encode() + b"\n")
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    if channel is not None:
+                        await channel.aclose()
                     return
-                if subscribe:
-                    await _stream_events(stream, events)
+                if channel is not None:
+                    await _stream_events(stream, channel)
                     return
 
 
-async def _stream_events(stream: trio.SocketStream, events: Events) -> None:
-    channel = events.subscribe()
+async def _stream_events(stream: trio.SocketStream, channel: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
     async with channel:
         async for event in channel:
             note = {"jsonrpc": "2.0", "method": "event", "params": event}
@@ -252,6 +257,40 @@ class ControlClient:
             reader.readline()  # the subscription's acknowledgement
             for line in reader:
                 yield json.loads(line)["params"]
+
+    def wait(
+        self, condition: Callable[[dict[str, Any] | None], bool], *, timeout: float, on: Collection[str] = ()
+    ) -> bool:
+        """Block until `condition` holds, without polling: it is called with None once the subscription stands
+        (so no event is missed in between), then with each event the node publishes (only events whose type is
+        in `on`, when given). False once `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        with self._connect() as sock:
+            sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
+            reader = sock.makefile("rb")
+            reader.readline()  # the subscription's acknowledgement
+            if condition(None):
+                return True
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                try:
+                    line = reader.readline()
+                except TimeoutError:
+                    return False
+                if not line:
+                    raise ClientError("The node stopped while this command waited for it.")
+                event = json.loads(line)["params"]
+                if (not on or event.get("type") in on) and condition(event):
+                    return True
+        return False
+
+    def wait_job(self, job_id: str, *, timeout: float) -> JobInfo:
+        """The job once it is done or failed."""
+        if not self.wait(lambda _: self.job(job_id)["state"] in ("done", "failed"), timeout=timeout, on=("job",)):
+            raise ClientError(
+                f"Job {job_id} has not finished after {timeout:g} s; it goes on in the node (see `datanet jobs`)."
+            )
+        return self.job(job_id)
 
     def running(self) -> bool:
         try:

@@ -1,0 +1,90 @@
+"""The control API's waiting, against the real server on a real Unix socket (a trio thread): a condition is
+checked once subscribed and again on each matching event, never on a timer; a timeout is one sentence."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from client.errors import ClientError
+from client.node.control import ControlClient, Events, serve, socket_path
+
+Publish = Callable[..., None]
+
+
+@contextmanager
+def control_server(data_dir: Path) -> Iterator[Publish]:
+    job: dict[str, Any] = {"id": "j1", "kind": "prove", "state": "running", "progress": {}, "error": None}
+    events = Events()
+    ready = threading.Event()
+    held: dict[str, Any] = {}
+
+    async def job_method(params: dict[str, Any]) -> dict[str, Any]:
+        if params["id"] != job["id"]:
+            raise ClientError(f"There is no job {params['id']}.")
+        return dict(job)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, socket_path(data_dir), {"job": job_method}, events)
+            held["token"], held["scope"] = trio.lowlevel.current_trio_token(), nursery.cancel_scope
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+
+    def publish(event: dict[str, Any], **job_changes: Any) -> None:
+        def apply() -> None:
+            job.update(job_changes)
+            events.publish(event)
+
+        trio.from_thread.run_sync(apply, trio_token=held["token"])
+
+    try:
+        yield publish
+    finally:
+        trio.from_thread.run_sync(held["scope"].cancel, trio_token=held["token"])
+        thread.join(10)
+
+
+def test_a_condition_is_checked_once_subscribed_then_on_each_matching_event(tmp_path: Path) -> None:
+    with control_server(tmp_path) as publish:
+        client = ControlClient(tmp_path)
+        seen: list[dict[str, Any] | None] = []
+
+        def done(event: dict[str, Any] | None) -> bool:
+            seen.append(event)
+            if event is None:  # subscribed: whatever happens now arrives as an event
+                publish({"type": "sync.progress"})
+                publish({"type": "job", "id": "j1", "state": "running"})
+                publish({"type": "job", "id": "j1", "state": "done"}, state="done")
+                return False
+            return bool(event["state"] == "done")
+
+        assert client.wait(done, timeout=10, on=("job",))
+        assert client.job("j1")["state"] == "done"
+        assert seen == [
+            None,
+            {"type": "job", "id": "j1", "state": "running"},
+            {"type": "job", "id": "j1", "state": "done"},
+        ]
+
+
+def test_wait_job_returns_the_ended_job_and_a_timeout_is_one_sentence(tmp_path: Path) -> None:
+    with control_server(tmp_path) as publish:
+        client = ControlClient(tmp_path)
+        assert not client.wait(lambda _: False, timeout=0.3)
+        with pytest.raises(ClientError, match=r"^Job j1 has not finished after 0.3 s; it goes on in the node"):
+            client.wait_job("j1", timeout=0.3)
+        publish({"type": "job", "id": "j1", "state": "failed"}, state="failed", error="The shard is locked.")
+        ended = client.wait_job("j1", timeout=10)  # already ended: answered at once
+        assert (ended["state"], ended["error"]) == ("failed", "The shard is locked.")
+        with pytest.raises(ClientError, match="There is no job nope"):
+            client.wait_job("nope", timeout=5)
