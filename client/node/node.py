@@ -313,16 +313,8 @@ class Node:
                 except ValueError as exc:
                     logger.warning("bootstrap peer skipped: %s", exc)
                     continue
-                if info.peer_id in self.host.get_network().connections:
-                    continue
-                self._note_peer(str(info.peer_id), address)
-                try:
-                    with trio.fail_after(10):
-                        await self.host.connect(info)
-                    logger.info("connected to bootstrap peer %s", info.peer_id)
-                    self.announcer.poke()
-                except Exception as exc:  # py-libp2p's dial errors share no base class
-                    self._note_peer(str(info.peer_id), address, error=f"cannot connect ({type(exc).__name__})")
+                if info.peer_id not in self.host.get_network().connections:
+                    await self._dial(info, "bootstrap")
             await trio.sleep(60)
 
     # --- jobs -----------------------------------------------------------------------------------------------
