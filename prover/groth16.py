@@ -26,7 +26,7 @@ import platformdirs
 
 from prover import artifacts, native
 from prover.artifacts import Circuit
-from prover.errors import ProofInvalid
+from prover.errors import ArtifactMismatch, ProofInvalid
 from prover.wasm_witness import WitnessCalculator, WitnessRejected
 
 Backend = Literal["native", "groth16py"]
@@ -98,6 +98,8 @@ class _Native:
         native.load_library()
         self.key = native.load_zkey(found.zkey)
         self.witness = WitnessCalculator(found.wasm)
+        if self.witness.prime != native.R:
+            raise ArtifactMismatch(f"{found.wasm} computes over another field than BN254; reinstall datanet.")
         self.lock = threading.Lock()
         native.warm_up(self.key)
 
@@ -116,47 +118,48 @@ class _Native:
 
 
 @cache
-def _keys(circuit: Circuit, backend: Backend | None) -> tuple[Backend, Any, Any]:
+def _prover(circuit: Circuit, backend: Backend | None) -> tuple[Backend, Any]:
     found = artifacts.load(circuit)
     logger.info("loading the %s proving key (%d constraints)", circuit, found.constraints)
-    vk = groth16py.VerifyingKey.from_snarkjs_file(str(found.verification_key))
-    prover: Any = None
     if backend in (None, "native"):
         try:
-            prover = _Native(found)
-            chosen: Backend = "native"
+            return "native", _Native(found)
         except native.NativeUnavailable as exc:
             if backend == "native":
                 raise ProofInvalid(f"The native prover cannot run here ({exc}); unset DATANET_PROVER.") from exc
             logger.info("native prover unavailable (%s); proving with groth16py", exc)
-    if prover is None:
-        prover = _load_proving_key(found)
-        chosen = "groth16py"
-    return chosen, prover, groth16py.Verifier(vk)
+    return "groth16py", _load_proving_key(found)
+
+
+@cache
+def _verifier(circuit: Circuit) -> Any:
+    """Verifying needs only the verification key: no proving key is loaded for it."""
+    found = artifacts.load(circuit)
+    return groth16py.Verifier(groth16py.VerifyingKey.from_snarkjs_file(str(found.verification_key)))
 
 
 def backend(circuit: Circuit) -> Backend:
     """The prover this process uses for `circuit` (loads its keys)."""
-    return _keys(circuit, requested_backend())[0]
+    return _prover(circuit, requested_backend())[0]
 
 
 def warm(circuit: Circuit) -> None:
     """Load a circuit's keys now (about half a second) so the first proof is not slower than the rest."""
     with _lock:
-        _keys(circuit, requested_backend())
+        _prover(circuit, requested_backend())
+        _verifier(circuit)
 
 
 def verify(circuit: Circuit, proof: bytes, public_signals: list[int]) -> bool:
-    _, _, verifier = _keys(circuit, requested_backend())
     try:
-        return bool(verifier.verify(proof, public_signals))
+        return bool(_verifier(circuit).verify(proof, public_signals))
     except (groth16py.VerificationError, groth16py.EncodingError, ValueError):
         return False
 
 
 def prove(circuit: Circuit, inputs: dict[str, Any], public_signals: list[int]) -> bytes:
     """A proof for `inputs`, checked against the expected public signals before it is returned."""
-    chosen, prover, _ = _keys(circuit, requested_backend())
+    chosen, prover = _prover(circuit, requested_backend())
     if chosen == "native":
         proof: bytes = prover.prove(circuit, inputs, public_signals)
     else:

@@ -192,7 +192,8 @@ def _parse_zkey(data: bytes, path: Path) -> ProvingKey:
     delta1 = _g1_from_zkey(take(64))
     delta2 = _g2_from_zkey(take(128))
 
-    # Coefficients: snarkjs stores each value times R^2 in Montgomery form (value * R), so value * R^2 * R.
+    # snarkjs writes each coefficient as value * R^2 (its Montgomery product with a plain witness value is then
+    # in Montgomery form); the value is the stored number times R^-2.
     pos, _ = sections[4]
     (n_coefs,) = struct.unpack_from("<I", data, pos)
     pos += 4
@@ -277,8 +278,9 @@ def _domain(log_n: int) -> _Domain:
 
 
 def _ntt(values: Sequence[Any], twiddles: list[list[Any]], reverse: list[int]) -> list[Any]:
-    """Iterative radix-2 transform, natural order in and out. Sums are left unreduced (below 2^9 R) and only
-    products are reduced; the first twiddle of every block is 1 and costs no product."""
+    """Iterative radix-2 transform, natural order in and out, of values below R. Sums are left unreduced (each
+    stage adds at most R: below (log n + 1) R at the end) and only products are reduced; the first twiddle of
+    every block is 1 and costs no product."""
     a = [values[i] for i in reverse]
     n = len(a)
     r = _R

@@ -106,6 +106,7 @@ class WitnessCalculator:
         self._call("getRawPrime")
         self.prime = int.from_bytes(self._read(self._shared, self._n8), "little")
         self.size = self._call("getWitnessSize")
+        self._get_witness = _unchecked_i32_call(self._store, self._fn["getWitness"])
 
     def _call(self, name: str, *args: int) -> int:
         result = self._fn[name](self._store, *args)
@@ -118,7 +119,7 @@ class WitnessCalculator:
         """Every wire through getWitness(i) and the shared memory. wasmtime's checked call costs about 15 us,
         five times the work, so the loop calls the exported function unchecked (its type, i32 -> (), was
         checked once) and reads the shared memory through a pointer (the memory does not grow here)."""
-        get = _unchecked_i32_call(self._store, self._fn["getWitness"])
+        get = self._get_witness
         address = ctypes.cast(self._memory.data_ptr(self._store), ctypes.c_void_p).value
         assert address is not None
         address += self._shared
