@@ -240,6 +240,11 @@ def test_doctor_reports_the_machine_without_unlocking(headless_cli: Cli, cli: Cl
     assert bare.code == 1 and doc["ok"] is False  # no keyring and no passphrase: a headless node could not unlock
     assert "set DATANET_PASSPHRASE_FILE" in by_name["keyring"]["detail"]
     assert by_name["prover contribution"]["status"] == "ok" and by_name["sqlcipher"]["status"] == "ok"
+    assert by_name["prover"]["status"] == "ok" and by_name["prover"]["detail"].startswith("native")
+    fallback = headless_cli.run("--json", "doctor", env={"DATANET_PROVER": "groth16py"}).json()
+    assert {c["name"]: c["detail"] for c in fallback["checks"]}["prover"].startswith("groth16py (DATANET_PROVER)")
+    unknown = headless_cli.run("--json", "doctor", env={"DATANET_PROVER": "fast"}).json()
+    assert {c["name"]: c["status"] for c in unknown["checks"]}["prover"] == "FAIL"
     ready = cli.ok("--json", "doctor").json()
     assert ready["ok"] is True
     assert {c["name"]: c["status"] for c in ready["checks"]}["keyring"] == "warn"  # a passphrase, not a keyring

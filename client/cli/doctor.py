@@ -117,6 +117,7 @@ def _checks(ctx: Context) -> list[Check]:
                 checks.append(Check(f"model {name}", OK, f"{MODELS[name].source}, hash matches its pin"))
             except ClientError as exc:
                 checks.append(Check(f"model {name}", WARN, str(exc)))
+    checks.append(_prover_check())
     from prover import artifacts
 
     for circuit in artifacts.CIRCUITS:
@@ -130,6 +131,25 @@ def _checks(ctx: Context) -> list[Check]:
         Check("node", OK if node else WARN, node or "not found (needed only for the test suite's snarkjs cross-checks)")
     )
     return checks
+
+
+def _prover_check() -> Check:
+    """Which prover `datanet prove` would use here (DATANET_PROVER, or native where mcl loads)."""
+    from prover import groth16, native
+    from prover.errors import ProverError
+
+    try:
+        requested = groth16.requested_backend()
+    except ProverError as exc:
+        return Check("prover", FAIL, str(exc))
+    if requested == "groth16py":
+        return Check("prover", OK, "groth16py (DATANET_PROVER), single-threaded")
+    try:
+        native.load_library()
+    except native.NativeUnavailable as exc:
+        status = FAIL if requested == "native" else WARN
+        return Check("prover", status, f"groth16py, single-threaded: the native prover cannot run here ({exc})")
+    return Check("prover", OK, f"native (mcl MSMs on 2 threads), {os.cpu_count()} cores")
 
 
 def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
