@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,15 @@ import trio
 from client.errors import ClientError
 from client.node.control import ControlClient, Events, serve, socket_path
 
-Publish = Callable[..., None]
+
+@dataclass
+class Server:
+    publish: Callable[..., None]  # (event, **changes to job j1), run in the server's trio thread
+    stop: Callable[[], None]
 
 
 @contextmanager
-def control_server(data_dir: Path) -> Iterator[Publish]:
+def control_server(data_dir: Path) -> Iterator[Server]:
     job: dict[str, Any] = {"id": "j1", "kind": "prove", "state": "running", "progress": {}, "error": None}
     events = Events()
     ready = threading.Event()
@@ -47,15 +52,20 @@ def control_server(data_dir: Path) -> Iterator[Publish]:
 
         trio.from_thread.run_sync(apply, trio_token=held["token"])
 
+    def stop() -> None:
+        if thread.is_alive():
+            trio.from_thread.run_sync(held["scope"].cancel, trio_token=held["token"])
+            thread.join(10)
+
     try:
-        yield publish
+        yield Server(publish, stop)
     finally:
-        trio.from_thread.run_sync(held["scope"].cancel, trio_token=held["token"])
-        thread.join(10)
+        stop()
 
 
 def test_a_condition_is_checked_once_subscribed_then_on_each_matching_event(tmp_path: Path) -> None:
-    with control_server(tmp_path) as publish:
+    with control_server(tmp_path) as server:
+        publish = server.publish
         client = ControlClient(tmp_path)
         seen: list[dict[str, Any] | None] = []
 
@@ -78,7 +88,8 @@ def test_a_condition_is_checked_once_subscribed_then_on_each_matching_event(tmp_
 
 
 def test_wait_job_returns_the_ended_job_and_a_timeout_is_one_sentence(tmp_path: Path) -> None:
-    with control_server(tmp_path) as publish:
+    with control_server(tmp_path) as server:
+        publish = server.publish
         client = ControlClient(tmp_path)
         assert not client.wait(lambda _: False, timeout=0.3)
         with pytest.raises(ClientError, match=r"^Job j1 has not finished after 0.3 s; it goes on in the node"):
@@ -88,3 +99,14 @@ def test_wait_job_returns_the_ended_job_and_a_timeout_is_one_sentence(tmp_path: 
         assert (ended["state"], ended["error"]) == ("failed", "The shard is locked.")
         with pytest.raises(ClientError, match="There is no job nope"):
             client.wait_job("nope", timeout=5)
+
+
+def test_a_node_that_stops_ends_the_wait_with_one_sentence(tmp_path: Path) -> None:
+    with control_server(tmp_path) as server:
+
+        def stop_it(event: dict[str, Any] | None) -> bool:
+            server.stop()  # the node goes away while the client waits
+            return False
+
+        with pytest.raises(ClientError, match=r"^The node stopped while this command waited for it\.$"):
+            ControlClient(tmp_path).wait(stop_it, timeout=30)

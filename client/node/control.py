@@ -8,12 +8,13 @@ sync progress, peer up/down, records received, job state changes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -247,16 +248,34 @@ class ControlClient:
     def train(self, datanet: str, *, wait: bool = False, **settings: Any) -> JobInfo:
         return cast(JobInfo, self.call("train", datanet=datanet, wait=wait, **settings))
 
-    def subscribe(self) -> Iterator[dict[str, Any]]:
-        """Events as they happen, until the node stops (or the caller stops iterating)."""
-        sock = self._connect()
-        sock.settimeout(None)
-        with sock:
+    def _events(self, deadline: float | None) -> Generator[dict[str, Any] | None]:
+        """None once the subscription stands, then each event the node publishes; ends at `deadline` (a
+        time.monotonic() value) or when the node closes the connection."""
+        with self._connect() as sock:
             sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
             reader = sock.makefile("rb")
             reader.readline()  # the subscription's acknowledgement
-            for line in reader:
+            yield None
+            while True:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    sock.settimeout(remaining)
+                else:
+                    sock.settimeout(None)
+                try:
+                    line = reader.readline()
+                except TimeoutError:
+                    return
+                if not line:
+                    return
                 yield json.loads(line)["params"]
+
+    def subscribe(self) -> Iterator[dict[str, Any]]:
+        """Events as they happen, until the node stops (or the caller stops iterating)."""
+        with contextlib.closing(self._events(None)) as events:
+            yield from (event for event in events if event is not None)
 
     def wait(
         self, condition: Callable[[dict[str, Any] | None], bool], *, timeout: float, on: Collection[str] = ()
@@ -265,23 +284,12 @@ class ControlClient:
         (so no event is missed in between), then with each event the node publishes (only events whose type is
         in `on`, when given). False once `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
-        with self._connect() as sock:
-            sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
-            reader = sock.makefile("rb")
-            reader.readline()  # the subscription's acknowledgement
-            if condition(None):
-                return True
-            while (remaining := deadline - time.monotonic()) > 0:
-                sock.settimeout(remaining)
-                try:
-                    line = reader.readline()
-                except TimeoutError:
-                    return False
-                if not line:
-                    raise ClientError("The node stopped while this command waited for it.")
-                event = json.loads(line)["params"]
-                if (not on or event.get("type") in on) and condition(event):
+        with contextlib.closing(self._events(deadline)) as events:
+            for event in events:
+                if (event is None or not on or event.get("type") in on) and condition(event):
                     return True
+        if time.monotonic() < deadline:
+            raise ClientError("The node stopped while this command waited for it.")
         return False
 
     def wait_job(self, job_id: str, *, timeout: float) -> JobInfo:
