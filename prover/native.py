@@ -418,8 +418,7 @@ def warm_up(key: ProvingKey) -> None:
     for msm in (key.a, key.b2):
         count = min(16, len(msm.indices))
         if count:
-            ones = b"".join(_montgomery([1] * count))
-            for future in _submit(msm.bases, msm.point_bytes, ones[: count * 32], 1):
+            for future in _submit(msm.bases, msm.point_bytes, b"".join(_montgomery([1] * count)), 1):
                 future.result()
 
 
