@@ -25,7 +25,8 @@ from sqlcipher3 import dbapi2 as sqlcipher
 from client.records import make_record
 from storage import sqlcipher_db
 from storage.key_file import Argon2Params, KeyFile
-from storage.shard import NewRecord, Shard, migrate
+from storage.shard import NewRecord, Shard
+from storage.shard_schema import migrate
 from storage.vault import Vault
 
 BATCH = 1000

@@ -6,8 +6,11 @@ Groth16 proof bound to (Datanet id, recipient), snarkjs `proof.json`/`public.jso
 shard, committed together with the records' batch membership (one transaction per batch, so an interrupted run
 loses at most the batch in progress and re-running resumes).
 
-Until the Datanet is registered on chain (Chain issue), its id is derived locally from its uuid; the chain's
-submission proves again for the on-chain id (the batch root and membership stay the same).
+Proofs are bound to the shard's on-chain Datanet id once the shard is bound (`create --on-chain`, `join`);
+until then to an id derived locally from its uuid. Binding proves every earlier batch again, once, for the bound
+id (`prove_for_binding`: same root, same records), replacing the stored proof first and then its files, which are
+always rewritten from the shard (`refresh_proof_files`), so they are never left stale. Only own records (imported
+here) are ever proven: received records are someone else's contribution.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from pathlib import Path
 from client.identity import Identity
 from prover.commitment import record_digest
 from prover.poseidon import FIELD
-from prover.proofs import BATCH_CAPACITY, BatchRecord, ContributionProof, prove_contribution
+from prover.proofs import BATCH_CAPACITY, BatchRecord, ContributionProof, Proof, prove_contribution
+from storage.errors import StorageError
 from storage.key_file import write_private_file
 from storage.shard import Batch, Shard
 
@@ -36,6 +40,12 @@ PROOFS_DIR = "proofs"
 
 def local_datanet_id(shard_uuid: str) -> int:
     return int.from_bytes(hashlib.sha256(f"datanet:{shard_uuid}".encode()).digest(), "big") % FIELD
+
+
+def bound_datanet_id(shard: Shard) -> int:
+    """The Datanet id proofs of this shard are bound to: the on-chain id once bound, else a local one."""
+    binding = shard.binding()
+    return local_datanet_id(shard.info.uuid) if binding is None else binding.datanet_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,7 @@ def prove_pending(
     """
     pending = shard.pending(limit)
     public = identity.public()
-    chosen_id = local_datanet_id(shard.info.uuid) if datanet_id is None else datanet_id
+    chosen_id = bound_datanet_id(shard) if datanet_id is None else datanet_id
     recipient = int(public.evm_address, 16)
     chunks = [pending[i : i + BATCH_CAPACITY] for i in range(0, len(pending), BATCH_CAPACITY)]
     args = [(identity.zk_secret, public.identity_commitment, chunk, chosen_id, recipient) for chunk in chunks]
@@ -127,7 +137,7 @@ def _store(
     seconds: float,
 ) -> ProvedBatch:
     root_bytes = result.batch_root.to_bytes(32, "big")
-    folder = data_dir / PROOFS_DIR / shard.info.uuid / root_bytes.hex()
+    folder = proof_folder(data_dir, shard, root_bytes)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, content in result.proof.files().items():
         write_private_file(folder / name, content)
@@ -146,3 +156,53 @@ def _store(
     )
     logger.info("batch %s of %d records proved in %.2fs", root_bytes.hex()[:16], result.count, seconds)
     return ProvedBatch(result.batch_root, result.count, folder, seconds)
+
+
+def proof_folder(data_dir: Path, shard: Shard, root: bytes) -> Path:
+    return data_dir / PROOFS_DIR / shard.info.uuid / root.hex()
+
+
+def refresh_proof_files(shard: Shard, data_dir: Path) -> int:
+    """Rewrite every own batch's proof.json/public.json that is missing or differs from the shard (the source of
+    truth); returns how many folders were rewritten."""
+    rewritten = 0
+    for batch in shard.batches():
+        files = Proof("contribution", batch.proof, batch.public_signals).files()
+        folder = proof_folder(data_dir, shard, batch.root)
+        if all((folder / name).is_file() and (folder / name).read_bytes() == data for name, data in files.items()):
+            continue
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_private_file(folder / name, data)
+        rewritten += 1
+    return rewritten
+
+
+def prove_for_binding(shard: Shard, identity: Identity, data_dir: Path) -> int:
+    """Prove again, once, every own batch whose proof is bound to another Datanet id or recipient than the shard's
+    binding and this identity's account (a batch proved before the Datanet was on chain). The proof in the shard
+    is replaced first, then its files. Returns how many batches were proved again."""
+    datanet_id = bound_datanet_id(shard)
+    recipient = int(identity.public().evm_address, 16)
+    commitment = identity.public().identity_commitment
+    again = 0
+    for batch in shard.batches():
+        if batch.datanet_id == datanet_id and batch.recipient == recipient:
+            continue
+        members = shard.batch_members(batch.root)
+        result = prove_contribution(
+            secret=identity.zk_secret,
+            commitment=commitment,
+            records=[BatchRecord(record_digest(record_id), salt) for record_id, salt in members],
+            datanet_id=datanet_id,
+            recipient=recipient,
+        )
+        if result.batch_root.to_bytes(32, "big") != batch.root:
+            raise StorageError(
+                f"Batch {batch.root.hex()[:16]}'s records no longer hash to its root; run `datanet vault check`."
+            )
+        shard.replace_proof(batch.root, datanet_id, recipient, result.proof.proof, result.proof.public_signals)
+        again += 1
+        logger.info("batch %s proved again for the bound Datanet id", batch.root.hex()[:16])
+    refresh_proof_files(shard, data_dir)
+    return again

@@ -4,8 +4,9 @@ chain does not have yet.
 A batch is marked submitted in the shard only after the chain confirms it (a receipt, or on a re-run the
 chain's own record of the batch); an interrupted run, a chain that goes away mid-submission or a lost receipt
 leave nothing marked, and running the command again resumes: batches already on chain are recognised, the rest
-are sent. Batches proved earlier for a local id or another account are proved again for the on-chain id (the
-root and the records stay the same).
+are sent. The shard must be bound to the Datanet (`create --on-chain`, `join`): proofs are made for the bound id,
+and batches proved before the binding were proved again when it was made (`contribution.prove_for_binding`, which
+this repeats only for a binding made by an older version). Submission only submits: it never re-proves a batch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from pathlib import Path
 
 from client.chain.client import ChainClient, DatanetInfo
 from client.chain.errors import ChainError
-from client.contribution import prove_pending
+from client.contribution import prove_for_binding, prove_pending
 from client.identity import Identity
-from prover.commitment import record_digest
-from prover.proofs import BatchRecord, prove_contribution
-from storage.shard import Batch, Shard
+from storage.shard import Shard
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,6 @@ class Submitted:
     count: int
     tx_hash: str | None  # None: found already on chain (an earlier run's receipt was lost)
     gas_used: int
-    reproved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +66,14 @@ def submit_pending(
     per_batch = datanet.batch_stake if stake is None else stake
     if per_batch < datanet.batch_stake:
         raise ChainError(f"Datanet {datanet.name!r} needs a stake of at least {datanet.batch_stake} wei per batch.")
+    binding = shard.binding()
+    if binding is None or binding.datanet_id != datanet.id:
+        raise ChainError(
+            f"Datanet {shard.info.name!r} here is not bound to Datanet {datanet.id} on this chain; bind it with "
+            f"`datanet join {shard.info.name}` (or `datanet create {shard.info.name} --on-chain` as its owner)."
+        )
+    if prove_for_binding(shard, identity, data_dir) and on_progress is not None:
+        on_progress("proved earlier batches again for the bound Datanet id")
     proved = prove_pending(shard, identity, data_dir, limit=limit, datanet_id=datanet.id, workers=workers)
     if proved and on_progress is not None:
         on_progress(f"proved {len(proved)} batch(es) of pending records")
@@ -84,32 +90,17 @@ def submit_pending(
             if on_chain.contributor.lower() != me.lower():
                 raise ChainError(f"Batch {root:#x} is on chain under another account ({on_chain.contributor}).")
             shard.mark_submitted(batch.root, chain_key, None, None)  # a re-run after a lost receipt
-            done.append(Submitted(root, batch.count, None, 0, False))
+            done.append(Submitted(root, batch.count, None, 0))
             continue
-        proof, reproved = _proof_for(shard, identity, batch, datanet.id, recipient)
-        result = chain.submit_batch(datanet.id, root, batch.count, commitment, proof, per_batch)
+        if batch.datanet_id != datanet.id or batch.recipient != recipient:
+            raise ChainError(
+                f"Batch {batch.root.hex()[:16]} is proved for another Datanet or account; run `datanet prove "
+                f"{shard.info.name}`  again (it proves earlier batches for the bound Datanet)."
+            )
+        result = chain.submit_batch(datanet.id, root, batch.count, commitment, batch.proof, per_batch)
         shard.mark_submitted(batch.root, chain_key, result.tx_hash, result.block)
-        done.append(Submitted(root, batch.count, result.tx_hash, result.gas_used, reproved))
+        done.append(Submitted(root, batch.count, result.tx_hash, result.gas_used))
         logger.info("batch %s submitted in %s (%d gas)", batch.root.hex()[:16], result.tx_hash, result.gas_used)
         if on_progress is not None:
             on_progress(f"submitted batch {number}/{len(todo)}")
     return SubmitReport(datanet, len(proved), done, already, time.perf_counter() - started)
-
-
-def _proof_for(shard: Shard, identity: Identity, batch: Batch, datanet_id: int, recipient: int) -> tuple[bytes, bool]:
-    if batch.datanet_id == datanet_id and batch.recipient == recipient:
-        return batch.proof, False
-    members = shard.batch_members(batch.root)
-    result = prove_contribution(
-        secret=identity.zk_secret,
-        commitment=identity.public().identity_commitment,
-        records=[BatchRecord(record_digest(record_id), salt) for record_id, salt in members],
-        datanet_id=datanet_id,
-        recipient=recipient,
-    )
-    if result.batch_root.to_bytes(32, "big") != batch.root:
-        raise ChainError(
-            f"Batch {batch.root.hex()[:16]}'s records no longer hash to its root; run `datanet vault check`."
-        )
-    shard.replace_proof(batch.root, datanet_id, recipient, result.proof.proof, result.proof.public_signals)
-    return result.proof.proof, True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 import sqlite3
@@ -19,59 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected, StorageError
+from storage.provenance import ProvenanceStore
+from storage.shard_schema import migrate
 
 logger = logging.getLogger(__name__)
 
 # Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
 BN254_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
-
-SCHEMA_VERSION = 4
-_MIGRATIONS: dict[int, str] = {
-    1: """
-        CREATE TABLE meta (
-            key   TEXT PRIMARY KEY,
-            value TEXT NOT NULL
-        );
-        CREATE TABLE records (
-            seq         INTEGER PRIMARY KEY,
-            id          BLOB NOT NULL UNIQUE CHECK (length(id) = 32),
-            body        BLOB NOT NULL,
-            source      TEXT NOT NULL,
-            imported_at INTEGER NOT NULL,
-            size        INTEGER NOT NULL,
-            salt        BLOB NOT NULL CHECK (length(salt) = 32)
-        );
-    """,
-    # Contribution batches: which records went into which proven batch (prover/), and the proof.
-    2: """
-        ALTER TABLE records ADD COLUMN batch_root BLOB;
-        CREATE INDEX records_pending ON records (batch_root, seq);
-        CREATE TABLE batches (
-            root        BLOB PRIMARY KEY CHECK (length(root) = 32),
-            count       INTEGER NOT NULL,
-            created_at  INTEGER NOT NULL,
-            datanet_id  TEXT NOT NULL,
-            recipient   TEXT NOT NULL,
-            proof       BLOB NOT NULL,
-            public      TEXT NOT NULL,
-            status      TEXT NOT NULL DEFAULT 'proved'
-        );
-    """,
-    # Submission to a chain: which chain (chain id, genesis hash, ledger address) took the batch, in which
-    # transaction. A batch is 'submitted' only for that chain; a reset devnet or another network takes it again.
-    3: """
-        ALTER TABLE batches ADD COLUMN chain TEXT;
-        ALTER TABLE batches ADD COLUMN tx_hash TEXT;
-        ALTER TABLE batches ADD COLUMN block INTEGER;
-    """,
-    # Peers allowed to sync this Datanet (libp2p peer ids); everyone else is refused before any record is sent.
-    4: """
-        CREATE TABLE members (
-            peer_id   TEXT PRIMARY KEY,
-            added_at  INTEGER NOT NULL
-        );
-    """,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +38,27 @@ class NewRecord:
     source: str
 
 
+OWN, PEER = "own", "peer"  # a record's origin: imported here, or received from a peer by sync
+
+
 @dataclass(frozen=True, slots=True)
 class RecordMeta:
     record_id: bytes
     source: str
     imported_at_ms: int
     size: int
+    origin: str = OWN
+    received_from: str | None = None  # the peer id it came from (origin PEER)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBinding:
+    """The on-chain Datanet a shard belongs to: proofs are made for `datanet_id`, and sync admission by chain
+    asks this registry on this chain, and no other."""
+
+    chain_id: int
+    registry: str  # 0x address, lower case
+    datanet_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,28 +109,6 @@ def new_salt() -> bytes:
     return secrets.randbelow(BN254_SCALAR_FIELD).to_bytes(32, "big")
 
 
-def migrate(connection: sqlite3.Connection) -> None:
-    """Bring a shard's schema to SCHEMA_VERSION, one transaction per step."""
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"This shard uses schema version {version}, newer than this datanet understands "
-            f"({SCHEMA_VERSION}); upgrade datanet to open it."
-        )
-    for step in range(version + 1, SCHEMA_VERSION + 1):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {step}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        logger.info("shard schema migrated to version %d", step)
-
-
 class ShardWriter:
     """Adds records inside one open transaction (see `Shard.transaction`)."""
 
@@ -170,23 +118,51 @@ class ShardWriter:
         self.now_ms = now_ms
         self.added = 0
         self.duplicates = 0
+        self.already_received = 0  # duplicates that this holder had received from a peer (they stay received)
 
-    def add(self, records: Iterable[NewRecord]) -> int:
-        """Store records not already present; returns how many were new. Raises RecordRejected on a bad id."""
+    def add(self, records: Iterable[NewRecord], *, received_from: str | None = None) -> int:
+        """Store records not already present; returns how many were new. Raises RecordRejected on a bad id.
+
+        With `received_from` (a peer id) the records are stored as received, never as this holder's own. A record
+        already held keeps its origin: one imported here that arrives again from a peer stays own, and one
+        received earlier that is imported here stays received (counted in `already_received`), so a partner's
+        records can never be made one's own contribution by exporting and re-importing them."""
         rows = []
+        origin = OWN if received_from is None else PEER
         for record in records:
             if hashlib.sha256(record.body).digest() != record.record_id:
                 raise RecordRejected(
                     f"Record {record.record_id.hex()[:16]} does not match its content hash; it was not stored."
                 )
-            rows.append((record.record_id, record.body, record.source, self._now_ms, len(record.body), new_salt()))
+            rows.append(
+                (
+                    record.record_id,
+                    record.body,
+                    record.source,
+                    self._now_ms,
+                    len(record.body),
+                    new_salt(),
+                    origin,
+                    received_from,
+                )
+            )
         cursor = self._connection.executemany(
-            "INSERT OR IGNORE INTO records (id, body, source, imported_at, size, salt) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO records (id, body, source, imported_at, size, salt, origin, received_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         added = cursor.rowcount
         self.added += added
         self.duplicates += len(rows) - added
+        if origin == OWN and added < len(rows):
+            for start in range(0, len(rows), 500):
+                part = [row[0] for row in rows[start : start + 500]]
+                marks = ",".join("?" * len(part))
+                (n,) = self._connection.execute(
+                    f"SELECT count(*) FROM records WHERE origin = 'peer' AND id IN ({marks})",  # noqa: S608
+                    part,
+                ).fetchone()
+                self.already_received += int(n)
         return added
 
 
@@ -238,11 +214,49 @@ class Shard:
             raise
         self._connection.execute("COMMIT")
 
-    def add_records(self, records: Iterable[NewRecord]) -> tuple[int, int]:
-        """Store records in one transaction; returns (added, duplicates)."""
+    def add_records(self, records: Iterable[NewRecord], *, received_from: str | None = None) -> tuple[int, int]:
+        """Store records in one transaction; returns (added, duplicates). See `ShardWriter.add`."""
         with self.transaction() as writer:
-            writer.add(records)
+            writer.add(records, received_from=received_from)
         return writer.added, writer.duplicates
+
+    @property
+    def provenance(self) -> ProvenanceStore:
+        """Contributors' batches carried by sync, and every record's provenance (storage/provenance.py)."""
+        return ProvenanceStore(self._connection)
+
+    # -- the on-chain Datanet ------------------------------------------------------------------------
+
+    def binding(self) -> ChainBinding | None:
+        row = self._connection.execute("SELECT value FROM meta WHERE key = 'chain_binding'").fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return ChainBinding(int(data["chain_id"]), str(data["registry"]), int(data["datanet_id"]))
+
+    def bind(self, binding: ChainBinding) -> None:
+        """Bind this shard to its on-chain Datanet (`create --on-chain`, `join`). A shard bound to one Datanet is
+        never silently re-bound to another: that is a StorageError (unbind first)."""
+        current = self.binding()
+        if current == binding:
+            return
+        if current is not None:
+            raise StorageError(
+                f"Datanet {self.info.name!r} is already bound to Datanet {current.datanet_id} of registry "
+                f"{current.registry} on chain {current.chain_id}; it cannot be bound to another."
+            )
+        value = json.dumps(
+            {"chain_id": binding.chain_id, "registry": binding.registry.lower(), "datanet_id": binding.datanet_id},
+            sort_keys=True,
+        )
+        with self.transaction():
+            self._connection.execute("INSERT INTO meta (key, value) VALUES ('chain_binding', ?)", (value,))
+
+    def unbind(self) -> bool:
+        """Forget the on-chain binding (a reset devnet); True if there was one."""
+        with self.transaction():
+            cursor = self._connection.execute("DELETE FROM meta WHERE key = 'chain_binding'")
+        return cursor.rowcount > 0
 
     def delete(self, record_ids: Iterable[bytes]) -> int:
         with self.transaction():
@@ -285,11 +299,11 @@ class Shard:
     ) -> list[RecordMeta]:
         clauses, params = self._filters(source_glob, None)
         rows = self._connection.execute(
-            f"SELECT id, source, imported_at, size FROM records WHERE {' AND '.join(clauses)} "  # noqa: S608
-            "ORDER BY seq LIMIT ? OFFSET ?",
+            "SELECT id, source, imported_at, size, origin, received_from FROM records "  # noqa: S608
+            f"WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ? OFFSET ?",
             [*params, -1 if limit is None else limit, offset],
         ).fetchall()
-        return [RecordMeta(bytes(r[0]), r[1], r[2], r[3]) for r in rows]
+        return [RecordMeta(bytes(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def resolve(self, id_prefix: str) -> bytes:
         """The full id of the one record whose hex id starts with `id_prefix` (at least 8 hex digits)."""
@@ -309,11 +323,14 @@ class Shard:
 
     def get(self, record_id: bytes) -> StoredRecord:
         row = self._connection.execute(
-            "SELECT id, source, imported_at, size, body, salt FROM records WHERE id = ?", (record_id,)
+            "SELECT id, source, imported_at, size, body, salt, origin, received_from FROM records WHERE id = ?",
+            (record_id,),
         ).fetchone()
         if row is None:
             raise RecordNotFound(f"No record with id {record_id.hex()} in Datanet {self.info.name!r}.")
-        return StoredRecord(RecordMeta(bytes(row[0]), row[1], row[2], row[3]), bytes(row[4]), int.from_bytes(row[5]))
+        return StoredRecord(
+            RecordMeta(bytes(row[0]), row[1], row[2], row[3], row[6], row[7]), bytes(row[4]), int.from_bytes(row[5])
+        )
 
     def iter_bodies(self, batch: int = 1000) -> Iterator[tuple[bytes, bytes]]:
         """(id, body) of every record in import order, read in batches."""
@@ -362,10 +379,18 @@ class Shard:
                 cursor = self._connection.execute("DELETE FROM members WHERE peer_id = ?", (peer_id,))
         return cursor.rowcount > 0
 
+    def count_by_origin(self) -> dict[str, int]:
+        """How many records are own (imported here) and received (from peers)."""
+        counts = {OWN: 0, PEER: 0}
+        for origin, n in self._connection.execute("SELECT origin, count(*) FROM records GROUP BY origin"):
+            counts[origin] = int(n)
+        return counts
+
     def pending(self, limit: int | None = None) -> list[tuple[bytes, int]]:
-        """(id, salt) of records in no batch yet, in import order."""
+        """(id, salt) of this holder's own records in no batch yet, in import order. Received records are never
+        pending: they are someone else's contribution."""
         rows = self._connection.execute(
-            "SELECT id, salt FROM records WHERE batch_root IS NULL ORDER BY seq LIMIT ?",
+            "SELECT id, salt FROM records WHERE origin = 'own' AND batch_root IS NULL ORDER BY seq LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
         return [(bytes(r[0]), int.from_bytes(r[1], "big")) for r in rows]
@@ -388,11 +413,13 @@ class Shard:
                 ),
             )
             cursor = self._connection.executemany(
-                "UPDATE records SET batch_root = ? WHERE id = ? AND batch_root IS NULL",
+                "UPDATE records SET batch_root = ? WHERE id = ? AND batch_root IS NULL AND origin = 'own'",
                 [(batch.root, record_id) for record_id in record_ids],
             )
             if cursor.rowcount != len(record_ids):
-                raise StorageError("Some records of the batch were deleted or batched meanwhile; nothing was changed.")
+                raise StorageError(
+                    "Some records of the batch were deleted, batched meanwhile or are not your own; nothing changed."
+                )
 
     def batch_roots(self, record_ids: set[bytes]) -> list[bytes]:
         """The roots of the proven batches that hold any of these records (sorted)."""

@@ -36,7 +36,8 @@ from storage.errors import (
 from storage.key_file import Argon2Params, KeyFile
 from storage.keystore import KeyStore
 from storage.recovery_code import new_recovery_code
-from storage.shard import Shard, ShardInfo, migrate
+from storage.shard import Shard, ShardInfo
+from storage.shard_schema import migrate
 
 logger = logging.getLogger(__name__)
 
@@ -315,17 +316,24 @@ class Vault:
         return self.scan_shards()[0]
 
     def open_shard(self, name: str) -> Shard:
+        """The shard named exactly `name` (names are matched exactly: sync admission relies on it; no two shards
+        of a vault differ only in case, `create_shard` sees to that)."""
         broken = 0
+        near: str | None = None
         for item in self.each_shard():
             if isinstance(item, BrokenShard):
                 broken += 1
-            elif item.info.name.lower() == name.lower():
+            elif item.info.name == name:
                 return item  # the generator is left unfinished: shards after this one are never opened
             else:
+                if item.info.name.lower() == name.lower():
+                    near = item.info.name
                 item.close()
         hint = (
             f" ({broken} shard file(s) could not be opened: `datanet vault check` says why)"
             if broken
+            else f"; did you mean {near!r}?"
+            if near is not None
             else "; `datanet list` shows them"
         )
         raise ShardNotFound(f"There is no Datanet named {name!r} in this vault{hint}.")

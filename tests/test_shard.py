@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected, StorageError
-from storage.shard import BN254_SCALAR_FIELD, SCHEMA_VERSION, NewRecord, Shard, migrate
+from storage.shard import BN254_SCALAR_FIELD, NewRecord, Shard
+from storage.shard_schema import SCHEMA_VERSION, migrate
 from storage.vault import Vault
 from tests.conftest import FAST_ARGON2
 
@@ -152,7 +153,7 @@ def test_migrations_bring_an_empty_database_to_the_current_version(tmp_path: Pat
 def test_a_version_1_shard_is_migrated_keeping_its_records(tmp_path: Path) -> None:
     import sqlite3
 
-    from storage import shard as shard_module
+    from storage import shard_schema as shard_module
 
     connection = sqlite3.connect(tmp_path / "v1.db", isolation_level=None)
     for statement in shard_module._MIGRATIONS[1].split(";"):

@@ -31,7 +31,7 @@ from client.p2p.reconcile import Reconciler
 from client.p2p.service import NotAMember, SyncService
 from client.records import canonical_bytes
 from storage.key_file import Argon2Params
-from storage.shard import NewRecord
+from storage.shard import ChainBinding, NewRecord
 from storage.vault import Vault
 
 FAST = Argon2Params(time_cost=1, memory_kib=1024, parallelism=1)
@@ -248,37 +248,46 @@ def test_peer_ids_are_the_identitys(tmp_path: Path) -> None:
     assert json.dumps(identity.public().as_dict())  # the id shown to users is the one peers see
 
 
-def test_a_credential_proves_an_account_only_for_its_peer_and_datanet() -> None:
+def test_a_credential_proves_an_account_only_for_its_peer_and_bound_datanet() -> None:
     from client.p2p.admission import credential_account, make_credential
 
     identity = Identity.generate()
     account = identity.public().evm_address
-    credential = make_credential(identity.evm_private_key, "12D3KooWpeer", "ward")
-    assert credential_account(credential, "12D3KooWpeer", "ward") == account
-    assert credential_account(credential, "12D3KooWother", "ward") is None  # replayed by another peer
-    assert credential_account(credential, "12D3KooWpeer", "other") is None  # for another Datanet
+    ward = ChainBinding(31337, "0x" + "ab" * 20, 7)
+    credential = make_credential(identity.evm_private_key, "12D3KooWpeer", ward)
+    assert credential_account(credential, "12D3KooWpeer", ward) == account
+    assert credential_account(credential, "12D3KooWother", ward) is None  # replayed by another peer
+    for other in (  # the same name elsewhere is another Datanet: another id, registry or chain
+        ChainBinding(31337, ward.registry, 8),
+        ChainBinding(31337, "0x" + "cd" * 20, 7),
+        ChainBinding(1, ward.registry, 7),
+    ):
+        assert credential_account(credential, "12D3KooWpeer", other) is None
     forged = bytes.fromhex("11" * 20) + credential[20:]  # claims another account
-    assert credential_account(forged, "12D3KooWpeer", "ward") is None
-    assert credential_account(credential[:-1], "12D3KooWpeer", "ward") is None
+    assert credential_account(forged, "12D3KooWpeer", ward) is None
+    assert credential_account(credential[:-1], "12D3KooWpeer", ward) is None
 
 
 def test_on_chain_members_are_admitted_without_a_vault_entry(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(tmp_path, 3) as (a, b, outsider):
             members_on_chain = {a.identity.public().evm_address, b.identity.public().evm_address}
-            asked: list[tuple[str, str]] = []
+            asked: list[tuple[ChainBinding, str]] = []
+            ward = ChainBinding(31337, "0x" + "ab" * 20, 7)
 
-            async def chain_member(name: str, account: str) -> bool:
-                asked.append((name, account))
+            async def chain_member(binding: ChainBinding, account: str) -> bool:
+                asked.append((binding, account))
                 return account in members_on_chain
 
             for node in (a, b, outsider):
                 node.service.chain_member = chain_member
+                with node.vault.open_shard(NAME) as shard:
+                    shard.bind(ward)
             a.add([record(i) for i in range(40)])
             result = await sync_pair(b, a)  # neither lists the other in its vault
             assert result.received == 40 and b.ids() == a.ids()
-            assert (NAME, a.identity.public().evm_address) in asked  # b checked a's WELCOME
-            assert (NAME, b.identity.public().evm_address) in asked  # a checked b's HELLO
+            assert (ward, a.identity.public().evm_address) in asked  # b checked a's WELCOME
+            assert (ward, b.identity.public().evm_address) in asked  # a checked b's HELLO
             with pytest.raises(sync.Refused, match="not a member"):
                 await sync_pair(outsider, a)  # a valid credential, but not a member on chain
             assert outsider.ids() == set()

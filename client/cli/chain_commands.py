@@ -15,6 +15,7 @@ from client.cli.output import table
 from client.datanet import TASKS
 from client.errors import ClientError
 from client.unlock import Opened
+from storage.vault import Vault
 
 if TYPE_CHECKING:  # web3 takes about a second to import: only the chain commands pay for it
     from client.chain.client import ChainStatus, DatanetInfo
@@ -162,9 +163,17 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
             "Resetting throws away everything recorded on the embedded devnet (Datanets, batches, stakes); "
             "re-run with --yes to do it. Your local records are not touched."
         )
+    from client.chain.devnet import DEVNET_CHAIN_ID
     from client.chain.session import reset_devnet
 
     reset_devnet(ctx.config)
+    if Vault.exists(ctx.config.data_dir):  # shards bound to the devnet's Datanets are bound to nothing now
+        opened = ctx.open(create=False)
+        for info in opened.vault.list_shards():
+            with opened.vault.open_shard(info.name) as shard:
+                binding = shard.binding()
+                if binding is not None and binding.chain_id == DEVNET_CHAIN_ID:
+                    shard.unbind()
     ctx.out.emit(
         {"reset": True},
         "The embedded devnet was reset; the next chain command starts a new one. `datanet submit` submits your "
@@ -215,7 +224,20 @@ def create_on_chain(ctx: Context, opened: Opened, name: str, task: str, args: ar
             join_stake=args.join_stake,
             batch_stake=args.batch_stake,
         )
-    return _datanet_json(info)
+        reproved = bind_shard(ctx, opened, session, name, info)
+    return {**_datanet_json(info), "batches_proved_again": reproved}
+
+
+def bind_shard(ctx: Context, opened: Opened, session: ChainSession, name: str, info: DatanetInfo) -> int:
+    """Bind the local shard `name` to the on-chain Datanet `info` and prove its earlier batches again for it (once);
+    returns how many were proved again."""
+    from client.contribution import prove_for_binding
+    from storage.shard import ChainBinding
+
+    binding = ChainBinding(session.client.status().chain_id, session.client.deployment.registry.lower(), info.id)
+    with opened.vault.open_shard(name) as shard:
+        shard.bind(binding)
+        return prove_for_binding(shard, opened.identity, ctx.config.data_dir)
 
 
 def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
@@ -230,14 +252,18 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
                 "with --pay-stake to deposit it."
             )
         result = session.client.join(info.id)
-    task = task_of(info.schema_hash)
-    created = False
-    if task is not None and args.name not in {s for s in local_names(opened)}:
-        with opened.vault.create_shard(args.name, task):
-            created = True
+        task = task_of(info.schema_hash)
+        created = False
+        if task is not None and args.name not in set(local_names(opened)):
+            with opened.vault.create_shard(args.name, task):
+                created = True
+        bound = args.name in set(local_names(opened))
+        reproved = bind_shard(ctx, opened, session, args.name, info) if bound else 0
     ctx.out.emit(
-        {**_datanet_json(info), "tx": result.tx_hash, "local_shard_created": created},
-        f"Joined Datanet {args.name!r} (id {info.id})." + (f" Created its local shard ({task})." if created else ""),
+        {**_datanet_json(info), "tx": result.tx_hash, "local_shard_created": created, "bound": bound},
+        f"Joined Datanet {args.name!r} (id {info.id})."
+        + (f" Created its local shard ({task})." if created else "")
+        + (f" Proved {reproved} earlier batch(es) again for it." if reproved else ""),
     )
     return 0
 

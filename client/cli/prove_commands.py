@@ -9,7 +9,8 @@ import time
 
 from client.cli.context import Context
 from client.cli.output import table
-from client.contribution import ProvedBatch, prove_pending
+from client.contribution import ProvedBatch, prove_for_binding, prove_pending
+from client.errors import ClientError
 from prover.poseidon import FIELD
 
 
@@ -38,8 +39,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--background", action="store_true", help="queue it as a job of the running node (`datanet jobs` follows it)"
     )
     p.set_defaults(handler=cmd_prove)
-    p = sub.add_parser("batches", help="a Datanet's proven contribution batches")
+    p = sub.add_parser("batches", help="a Datanet's proven contribution batches (--received: other contributors')")
     p.add_argument("name", help="Datanet name")
+    p.add_argument(
+        "--received", action="store_true", help="the verified batches of other contributors that peers carried here"
+    )
     p.set_defaults(handler=cmd_batches)
 
 
@@ -61,6 +65,13 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     with opened.vault.open_shard(args.name) as shard:
+        binding = shard.binding()
+        if binding is not None and args.datanet_id not in (None, binding.datanet_id):
+            raise ClientError(
+                f"Datanet {args.name!r} is bound to on-chain Datanet {binding.datanet_id}: its proofs are made for "
+                "that id; leave out --datanet-id."
+            )
+        prove_for_binding(shard, opened.identity, ctx.config.data_dir)
         done = prove_pending(
             shard,
             opened.identity,
@@ -95,6 +106,8 @@ def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_batches(ctx: Context, args: argparse.Namespace) -> int:
+    if args.received:
+        return _received_batches(ctx, args)
     opened = ctx.open(create=False)
     with opened.vault.open_shard(args.name) as shard:
         batches = shard.batches()
@@ -108,5 +121,40 @@ def cmd_batches(ctx: Context, args: argparse.Namespace) -> int:
             "pending": left,
         },
         text + f"\n{left} records not in any batch yet.",
+    )
+    return 0
+
+
+def _received_batches(ctx: Context, args: argparse.Namespace) -> int:
+    opened = ctx.open(create=False)
+    with opened.vault.open_shard(args.name) as shard:
+        received = shard.provenance.received_batches()
+        waiting = shard.provenance.counts()["unverified"]
+    rows = [
+        [c.root.hex()[:16], str(c.count), f"{c.commitment:064x}"[:16], "on chain" if c.chain else ""] for c in received
+    ]
+    text = (
+        table(rows, ["ROOT", "RECORDS", "CONTRIBUTOR", "ON CHAIN (THEIR CLAIM)"])
+        if rows
+        else "No verified batches of other contributors yet (they arrive with sync)."
+    )
+    ctx.out.emit(
+        {
+            "datanet": args.name,
+            "received_batches": [
+                {
+                    "root": c.root.hex(),
+                    "count": c.count,
+                    "contributor_commitment": f"{c.commitment:#066x}",
+                    "datanet_id": str(c.datanet_id),
+                    "records": [record_id.hex() for record_id, _ in c.records],
+                    "chain_claimed": c.chain,
+                    "tx_claimed": c.tx_hash,
+                }
+                for c in received
+            ],
+            "unverified": waiting,
+        },
+        text + (f"\n{waiting} carried batch(es) not checked yet." if waiting else ""),
     )
     return 0

@@ -15,7 +15,8 @@ from client.datanet import DEFAULT_TASK, TASKS
 from client.errors import ClientError, ImportRejected
 from client.importers import ImportSummary, ProgressCallback, import_path
 from storage.key_file import write_private_file
-from storage.shard import RecordMeta
+from storage.provenance import Provenance
+from storage.shard import OWN, RecordMeta
 from storage.vault import BrokenShard
 
 
@@ -80,7 +81,45 @@ def _meta(meta: RecordMeta) -> dict[str, object]:
         "source": meta.source,
         "imported_at": _when(meta.imported_at_ms),
         "size": meta.size,
+        "origin": meta.origin,
+        "received_from": meta.received_from,
     }
+
+
+def _provenance(items: list[Provenance], leaves: dict[bytes, list[tuple[bytes, int]]]) -> list[dict[str, object]]:
+    from client.provenance import merkle_path
+
+    return [
+        {
+            "contributor_commitment": f"{p.commitment:#066x}",
+            "batch_root": p.root.hex(),
+            "position": p.position,
+            "count": p.count,
+            "salt": f"{p.salt:#066x}",
+            "merkle_path": [f"{h:#066x}" for h in merkle_path(leaves[p.root], p.commitment, p.position)],
+            "datanet_id": str(p.datanet_id),
+            "recipient": f"{p.recipient:#042x}",
+            "own": p.own,
+            "carried_by": p.from_peer,
+            "chain": p.chain,
+            "tx": p.tx_hash,
+        }
+        for p in items
+    ]
+
+
+def _provenance_text(items: list[Provenance]) -> str:
+    if not items:
+        return "provenance  none known: not in a proven batch here, and no verified batch of it was received\n"
+    lines = []
+    for p in items:
+        who = "you (proved here)" if p.own else f"contributor {p.commitment:#066x}"
+        lines.append(
+            f"provenance  {who}\n            batch {p.root.hex()} (record {p.position + 1} of {p.count})"
+            + ("" if p.own else f", carried by peer {p.from_peer}, proof verified here")
+            + (f"\n            submitted on chain {p.chain.split(':')[0]} in {p.tx_hash}" if p.chain and p.own else "")
+        )
+    return "\n".join(lines) + "\n"
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
@@ -185,7 +224,12 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     lines = []
     for summary in summaries:
         bad = f", {len(summary.skipped)} bad lines skipped" if summary.skipped else ""
-        lines.append(f"{summary.path}: {summary.added} added, {summary.duplicates} duplicates skipped{bad}")
+        theirs = (
+            f" ({summary.already_received} of them received from peers earlier: they stay received, not yours)"
+            if summary.already_received
+            else ""
+        )
+        lines.append(f"{summary.path}: {summary.added} added, {summary.duplicates} duplicates skipped{theirs}{bad}")
         lines += [f"  skipped {problem}" for problem in summary.skipped]
     for refusal in rejected:
         lines.append(str(refusal))
@@ -208,8 +252,8 @@ def cmd_list_records(ctx: Context, args: argparse.Namespace) -> int:
     with opened.vault.open_shard(args.name) as shard:
         metas = shard.list_records(limit=args.limit, offset=args.offset, source_glob=args.source)
         total = shard.count()
-    rows = [[m.record_id.hex()[:16], m.source, _when(m.imported_at_ms), human_bytes(m.size)] for m in metas]
-    text = table(rows, ["ID", "SOURCE", "IMPORTED (UTC)", "SIZE"]) if rows else "No records."
+    rows = [[m.record_id.hex()[:16], m.source, _when(m.imported_at_ms), human_bytes(m.size), m.origin] for m in metas]
+    text = table(rows, ["ID", "SOURCE", "IMPORTED (UTC)", "SIZE", "ORIGIN"]) if rows else "No records."
     if len(metas) < total:
         text += f"\n{len(metas)} of {total} shown (--limit, --offset)."
     ctx.out.emit({"datanet": args.name, "total": total, "records": [_meta(m) for m in metas]}, text)
@@ -220,11 +264,15 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
     with opened.vault.open_shard(args.name) as shard:
         record = shard.get(shard.resolve(args.id))
+        known = shard.provenance.of_record(record.meta.record_id)
+        leaves = {p.root: shard.provenance.leaves_of(p.root) for p in known}
     content = json.loads(record.body)
+    origin = "imported here (own)" if record.meta.origin == OWN else f"received from peer {record.meta.received_from}"
     ctx.out.emit(
-        {**_meta(record.meta), "record": content},
-        f"id        {record.meta.record_id.hex()}\nsource    {record.meta.source}\n"
+        {**_meta(record.meta), "provenance": _provenance(known, leaves), "record": content},
+        f"id        {record.meta.record_id.hex()}\nsource    {record.meta.source}\norigin    {origin}\n"
         f"imported  {_when(record.meta.imported_at_ms)} UTC\nsize      {record.meta.size} bytes\n"
+        + _provenance_text(known)
         + json.dumps(content, indent=2, ensure_ascii=False),
     )
     return 0

@@ -1,7 +1,8 @@
-"""On-chain admission for sync: is this account a member of the Datanet in the registry? Asked of the configured
-shared chain (`--rpc-url` / [chain]), in a worker thread, with answers cached for `ttl` seconds so a busy node does
-not ask for every session. An unreachable chain admits nobody (and says so in the log). The embedded devnet is
-nobody else's chain, so admission by chain is on only with a JSON-RPC endpoint.
+"""On-chain admission for sync: is this account a member of the shard's bound Datanet in the registry? Asked of
+the configured shared chain (`--rpc-url` / [chain]), in a worker thread, with answers cached for `ttl` seconds so
+a busy node does not ask for every session. The configured chain must be the binding's chain (same chain id, same
+registry address): otherwise, and when the chain is unreachable, nobody is admitted by chain (the log says why).
+The embedded devnet is nobody else's chain, so admission by chain is on only with a JSON-RPC endpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import trio
 
 from client.chain.errors import ChainError
 from client.config import Config
+from storage.shard import ChainBinding
 
 logger = logging.getLogger(__name__)
 
@@ -22,26 +24,37 @@ class ChainAdmission:
         self.config = config
         self.key = evm_private_key
         self.ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._cache: dict[tuple[ChainBinding, str], tuple[bool, float]] = {}
 
-    async def __call__(self, datanet: str, account: str) -> bool:
-        key = (datanet, account.lower())
+    async def __call__(self, binding: ChainBinding, account: str) -> bool:
+        key = (binding, account.lower())
         cached = self._cache.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        member = await trio.to_thread.run_sync(self._ask, datanet, account)
+        member = await trio.to_thread.run_sync(self._ask, binding, account)
         self._cache[key] = (member, time.monotonic() + self.ttl)
         return member
 
-    def _ask(self, datanet: str, account: str) -> bool:
+    def _ask(self, binding: ChainBinding, account: str) -> bool:
         from client.chain.session import open_chain
 
         try:
             with open_chain(self.config, self.key) as session:
-                info = session.client.find_datanet(datanet)
-                return info is not None and session.client.is_member(info.id, account)
+                chain_id = session.client.status().chain_id
+                registry = session.client.deployment.registry.lower()
+                if (chain_id, registry) != (binding.chain_id, binding.registry.lower()):
+                    logger.warning(
+                        "a shard is bound to registry %s on chain %d, but the configured chain is %s on %d: "
+                        "nobody is admitted by chain for it",
+                        binding.registry,
+                        binding.chain_id,
+                        registry,
+                        chain_id,
+                    )
+                    return False
+                return session.client.is_member(binding.datanet_id, account)
         except ChainError as exc:
-            logger.warning("cannot check on-chain membership of %s in %r: %s", account, datanet, exc)
+            logger.warning("cannot check on-chain membership of %s in Datanet %d: %s", account, binding.datanet_id, exc)
             return False
 
 

@@ -382,15 +382,17 @@ class Node:
     def _prove_work(
         self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any]:
-        from client.contribution import prove_pending
+        from client.contribution import prove_for_binding, prove_pending
 
         with self.vault.open_shard(params["datanet"]) as shard:
+            bound = shard.binding() is not None  # a bound shard proves for its on-chain id, whatever was asked
+            prove_for_binding(shard, self.identity, self.data_dir)
             done = prove_pending(
                 shard,
                 self.identity,
                 self.data_dir,
                 limit=None,
-                datanet_id=params.get("datanet_id"),
+                datanet_id=None if bound else params.get("datanet_id"),
                 workers=int(params.get("workers", 1)),
                 on_batch=lambda batch, n, total: progress({"batches_done": n, "batches": total}),
                 stop=stop,

@@ -47,7 +47,8 @@ _libp2p_logger = logging.getLogger("libp2p")
 _libp2p_logger.setLevel(logging.WARNING)
 _libp2p_logger.propagate = True
 
-SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")
+SYNC_PROTOCOL = TProtocol("/datanet/sync/1.1.0")
+LEGACY_SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")  # answered only to say "upgrade" (sync.refuse_legacy)
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 
 
@@ -83,4 +84,14 @@ def peer_info(address: str) -> PeerInfo:
         raise ValueError(f"{address!r} is not a peer address like /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...") from exc
 
 
-__all__ = ["ID", "SYNC_PROTOCOL", "IHost", "PeerInfo", "key_pair", "listen_addrs", "new_secure_host", "peer_info"]
+__all__ = [
+    "ID",
+    "LEGACY_SYNC_PROTOCOL",
+    "SYNC_PROTOCOL",
+    "IHost",
+    "PeerInfo",
+    "key_pair",
+    "listen_addrs",
+    "new_secure_host",
+    "peer_info",
+]

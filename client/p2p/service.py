@@ -1,27 +1,48 @@
-"""The sync service of a node: answers `/datanet/sync/1.0.0` streams for every Datanet in the vault, and starts
-sessions with peers. Admission is checked on both ends against the Datanet's members (peer ids) in the vault."""
+"""The sync service of a node: answers `/datanet/sync/1.1.0` streams for every Datanet in the vault (and
+`/datanet/sync/1.0.0` ones with one sentence saying to upgrade), and starts sessions with peers.
+
+Admission (a shard of exactly the HELLO's name; the peer in its member list, or proven a member of its bound
+on-chain Datanet) happens before any lock is taken. Sessions of one Datanet run one at a time (one SQLCipher
+connection each, one writer); sessions of different Datanets never wait for each other. A peer may hold at most
+`MAX_SESSIONS_PER_PEER` sessions with us at once.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import trio
 
+from client.datanet import check_record
 from client.identity import Identity
 from client.p2p import admission, sync
 from client.p2p.errors import P2PError, ProtocolViolation
-from client.p2p.host import SYNC_PROTOCOL, IHost, peer_info
+from client.p2p.frames import Counters, FrameStream, Limits
+from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, IHost, peer_info
 from storage.errors import ShardNotFound
 from storage.shard import Shard
 from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
+MAX_SESSIONS_PER_PEER = 4
 
 
 class NotAMember(P2PError):
     pass
+
+
+def record_check(shard: Shard) -> sync.RecordCheck:
+    """What a record received for this shard must look like: its Datanet's task (client.datanet)."""
+    task = shard.info.task
+
+    def check(body: bytes) -> None:  # transfer.Fetcher has checked it is a canonical record already
+        check_record(task, json.loads(body))
+
+    return check
 
 
 class SyncService:
@@ -34,6 +55,7 @@ class SyncService:
         on_progress: sync.ProgressCallback | None = None,
         on_result: Callable[[sync.SyncResult], None] | None = None,
         chain_member: admission.ChainMembership | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.chain_member = chain_member  # on-chain admission (a shared chain); None: the vault's members only
         self.vault = vault
@@ -41,8 +63,14 @@ class SyncService:
         self.host = host
         self.on_progress = on_progress
         self.on_result = on_result
-        self.lock = trio.Lock()  # one session at a time touches the vault (SQLCipher connections are not shared)
+        self.limits = limits or Limits()
+        self._locks: dict[str, trio.Lock] = {}  # shard uuid -> its one session at a time
+        self._sessions: Counter[str] = Counter()  # peer -> sessions open now
         host.set_stream_handler(SYNC_PROTOCOL, self._handle)
+        host.set_stream_handler(LEGACY_SYNC_PROTOCOL, self._handle_legacy)
+
+    def _lock(self, shard: Shard) -> trio.Lock:
+        return self._locks.setdefault(shard.info.uuid, trio.Lock())
 
     def _open(self, name: str) -> Shard | None:
         try:
@@ -50,18 +78,41 @@ class SyncService:
         except ShardNotFound:
             return None
 
+    def _credential(self, shard: Shard) -> bytes | None:
+        """Our proof of on-chain membership, sent only when on-chain admission is on (it names our account)."""
+        if self.chain_member is None:
+            return None
+        return sync.credential_for(shard, self.identity.evm_private_key, str(self.host.get_id()))
+
+    async def _handle_legacy(self, stream: object) -> None:
+        peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]
+        try:
+            await sync.refuse_legacy(stream)
+            logger.warning("peer %s speaks /datanet/sync/1.0.0 only: told to upgrade", peer)
+        except (P2PError, ProtocolViolation) as exc:
+            logger.warning("legacy session of peer %s: %s", peer, exc)
+        await _close(stream)
+
     async def _handle(self, stream: object) -> None:
         peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]  # authenticated by Noise
+        if self._sessions[peer] >= MAX_SESSIONS_PER_PEER:
+            logger.warning("peer %s already holds %d sync sessions: stream refused", peer, MAX_SESSIONS_PER_PEER)
+            await _reset(stream)
+            return
+        self._sessions[peer] += 1
         try:
-            async with self.lock:
-                result = await sync.respond(
-                    stream,
-                    peer,
-                    self._open,
-                    credential_for=self._credential,
-                    chain_member=self.chain_member,
-                    on_progress=self.on_progress,
-                )
+            frames = FrameStream(stream, Counters(), self.limits)
+            shard, _ = await sync.admit(frames, peer, self._open, self.chain_member)
+            with shard:
+                async with self._lock(shard):
+                    result = await sync.respond(
+                        frames,
+                        shard,
+                        peer,
+                        credential=self._credential(shard),
+                        on_progress=self.on_progress,
+                        check_record=record_check(shard),
+                    )
             if self.on_result is not None:
                 self.on_result(result)
             logger.info("sync with %s: %d received, %d sent", peer, result.received, result.sent)
@@ -76,20 +127,18 @@ class SyncService:
             await _reset(stream)
         else:
             await _close(stream)
-
-    def _credential(self, name: str) -> bytes | None:
-        """Our proof of on-chain membership, sent only when on-chain admission is on (it names our account)."""
-        if self.chain_member is None:
-            return None
-        return admission.make_credential(self.identity.evm_private_key, str(self.host.get_id()), name)
+        finally:
+            self._sessions[peer] -= 1
+            if not self._sessions[peer]:
+                del self._sessions[peer]
 
     async def sync_with(self, address: str, name: str) -> sync.SyncResult:
         """One session with the peer at `address` for Datanet `name`; the peer must be one of its members (in the
-        vault, or proven on chain when on-chain admission is on)."""
+        vault, or proven a member of the shard's bound on-chain Datanet when on-chain admission is on)."""
         info = peer_info(address)
         with self.vault.open_shard(name) as shard:
             local_member = shard.is_member(str(info.peer_id))
-            if not local_member and self.chain_member is None:
+            if not local_member and (self.chain_member is None or shard.binding() is None):
                 raise NotAMember(
                     f"Peer {info.peer_id} is not a member of Datanet {name!r} here; add it with "
                     f"`datanet members {name} add {info.peer_id}` first."
@@ -98,16 +147,18 @@ class SyncService:
             await self.host.connect(info)
             stream = await self.host.new_stream(info.peer_id, [SYNC_PROTOCOL])
         try:
-            async with self.lock:
-                with self.vault.open_shard(name) as shard:
+            with self.vault.open_shard(name) as shard:
+                async with self._lock(shard):
                     result = await sync.initiate(
                         stream,
                         shard,
                         str(info.peer_id),
                         local_member=local_member,
-                        credential=self._credential(name),
+                        credential=self._credential(shard),
                         chain_member=self.chain_member,
                         on_progress=self.on_progress,
+                        check_record=record_check(shard),
+                        limits=self.limits,
                     )
         except (ProtocolViolation, sync.Refused):
             await _reset(stream)

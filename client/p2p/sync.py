@@ -1,24 +1,33 @@
-"""`/datanet/sync/1.0.0`: one sync session over one libp2p stream, a thin shell around the sans-I/O
-`reconcile.Reconciler` and `transfer.Fetcher`.
+"""`/datanet/sync/1.1.0`: one sync session over one libp2p stream, a thin shell around the sans-I/O
+`reconcile.Reconciler`, `transfer.Fetcher` and `claims.ClaimFetcher`. Framing and the limits that bound a hostile
+peer are in frames.py.
 
-Frames (both directions): `length:u32 big-endian` then `type:u8` and a payload; a frame over `MAX_FRAME` bytes,
-an unknown type, or a read that stalls longer than `READ_TIMEOUT` seconds cuts the peer off.
-
-    HELLO      1  version:u8=1  name length:u8  Datanet name (UTF-8)  [credential: 85 bytes, admission.py]
+    HELLO      1  version:u8=2  name length:u8  Datanet name (UTF-8)  [credential: 85 bytes, admission.py]
     REFUSED    2  reason (UTF-8)
     RECONCILE  3  a reconciliation message (reconcile.py's wire format)
     TRANSFER   4  a WANT or RECORDS frame (transfer.py's wire format)
     FETCHED    5  (empty) "I have everything I wanted": the other side fetches next
     WELCOME    6  [credential: 85 bytes]
+    BATCHES    7  a WANT or BATCHES frame of batch claims (claims.py's wire format)
 
-A session: the initiator sends HELLO; the responder refuses (REFUSED, then closes) unless the initiator's peer id
-is a member of that Datanet in its vault, or its credential proves an account that is a member on chain; else it
-answers WELCOME. The initiator checked the responder's peer id before dialling, or checks the credential of the
-WELCOME, so neither side ever sends a record, an id or a fingerprint to a peer that is not a member. Then the two
-reconcile their record ids; then the initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep, each
-RECORDS frame verified record by record and committed to the vault in one transaction), sends FETCHED, and the
-responder fetches the other way. Records are never sent unasked, never stored unverified; an interrupted session
-keeps every committed frame, and the next one asks only for what is still missing.
+A session: the initiator sends HELLO; the responder refuses (REFUSED, then closes) unless it has a Datanet of
+exactly that name and the initiator's peer id is one of its members in the vault, or the shard is bound to an
+on-chain Datanet and the credential proves an account that is a member of that Datanet on that registry and
+chain; else it answers WELCOME. The initiator checked the responder's peer id before dialling, or checks the
+credential of the WELCOME against its own binding, so neither side ever sends a record, an id or a fingerprint
+to a peer that is not a member.
+
+Then, twice (first the record ids, then the roots of the batches each side may carry): the two reconcile; the
+initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep), sends FETCHED, and the responder fetches
+the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task) and each
+RECORDS frame is committed in one transaction, as received from this peer: never the receiver's own. Every batch
+claim is stored unverified, then checked in its own lane once the session's data is in (`verify_carried`: off the
+event loop, its root recomputed from the records held here, its Groth16 proof verified); a claim that does not
+check out cuts the peer off, and nothing of that peer's unchecked claims is kept. A WANT for a
+record that reconciliation did not show the peer lacks is a violation too. An interrupted session keeps every
+committed frame, and the next one asks only for what is still missing.
+
+A `/datanet/sync/1.0.0` peer (no provenance) is answered with one REFUSED frame saying to upgrade (`refuse_legacy`).
 """
 
 from __future__ import annotations
@@ -26,34 +35,63 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import trio
 
-from client.p2p import admission, transfer
-from client.p2p.errors import P2PError, ProtocolViolation
+from client.p2p import admission, claims, transfer
+from client.p2p.errors import ProtocolViolation
+from client.p2p.frames import (
+    BATCHES,
+    FETCHED,
+    HELLO,
+    RECONCILE,
+    REFUSED,
+    TRANSFER,
+    WELCOME,
+    Counters,
+    FrameStream,
+    Limits,
+    Refused,
+)
 from client.p2p.reconcile import Reconciler
+from client.provenance import claim_problem
+from storage.provenance import BatchClaim
 from storage.shard import NewRecord, Shard
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
-HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME = 1, 2, 3, 4, 5, 6
-MAX_FRAME = transfer.MAX_FRAME + 64
-READ_TIMEOUT = 30.0
+VERSION = 2  # the HELLO's version byte of /datanet/sync/1.1.0
 WINDOW = 4  # WANT frames in flight
 PARTS = 8  # the need is split across this many sequential fetchers, interleaved to keep WINDOW frames in flight
+UPGRADE = "this node speaks /datanet/sync/1.1.0, which carries provenance; upgrade datanet to sync with it"
 
+RecordCheck = Callable[[bytes], None]  # raises client.records.RecordError for a record the Datanet does not take
 
-class Refused(P2PError):
-    """The peer refused the session (not a member, no such Datanet)."""
-
-
-@dataclass
-class Counters:
-    bytes_sent: int = 0
-    bytes_received: int = 0
+__all__ = [
+    "BATCHES",
+    "FETCHED",
+    "HELLO",
+    "RECONCILE",
+    "REFUSED",
+    "TRANSFER",
+    "WELCOME",
+    "Counters",
+    "FrameStream",
+    "Limits",
+    "Refused",
+    "SyncProgress",
+    "SyncResult",
+    "admit",
+    "credential_for",
+    "hello",
+    "initiate",
+    "parse_hello",
+    "refuse_legacy",
+    "respond",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,73 +117,14 @@ class SyncResult:
     bytes_received: int = 0
     seconds: float = 0.0
     rounds: int = 0
+    batches_carried: int = 0  # batch claims the peer carried (stored unverified)
+    batches_received: int = 0  # carried batch claims that verified and were kept
+    batches_sent: int = 0
+    verify_seconds: float = 0.0  # spent checking carried batches after the session (off the event loop)
     progress: list[SyncProgress] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[SyncProgress], None]
-
-
-class FrameStream:
-    """Length-prefixed frames over a libp2p stream (anything with async `read(n)`, `write(data)`)."""
-
-    def __init__(self, stream: object, counters: Counters, *, read_timeout: float = READ_TIMEOUT) -> None:
-        self._stream = stream
-        self._buffer = bytearray()
-        self.counters = counters
-        self.read_timeout = read_timeout
-
-    async def _read_exact(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            try:
-                with trio.fail_after(self.read_timeout):
-                    chunk = await self._stream.read(max(n - len(self._buffer), 1 << 16))  # type: ignore[attr-defined]
-            except trio.TooSlowError:
-                raise ProtocolViolation(f"The peer sent nothing for {self.read_timeout:.0f} s.") from None
-            except EOFError:
-                chunk = b""
-            except Exception as exc:
-                raise _broken(exc) from None
-            if not chunk:
-                raise ProtocolViolation("The peer closed the stream in the middle of the session.")
-            self._buffer += chunk
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        self.counters.bytes_received += n
-        return data
-
-    async def receive(self) -> tuple[int, bytes]:
-        length = int.from_bytes(await self._read_exact(4), "big")
-        if length == 0:
-            raise ProtocolViolation("The peer sent an empty frame.")
-        if length > MAX_FRAME:
-            raise ProtocolViolation(f"The peer announced a {length}-byte frame, over the {MAX_FRAME} limit.")
-        frame = await self._read_exact(length)
-        if frame[0] not in (HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME):
-            raise ProtocolViolation(f"The peer sent a frame of unknown type {frame[0]}.")
-        return frame[0], frame[1:]
-
-    async def expect(self, kind: int) -> bytes:
-        got, payload = await self.receive()
-        if got == REFUSED and kind != REFUSED:
-            raise Refused(f"The peer refused: {payload[:200].decode('utf-8', 'replace')}")
-        if got != kind:
-            raise ProtocolViolation(f"The peer sent a frame of type {got} where {kind} was expected.")
-        return payload
-
-    async def send(self, kind: int, payload: bytes = b"") -> None:
-        data = (len(payload) + 1).to_bytes(4, "big") + bytes([kind]) + payload
-        try:
-            await self._stream.write(data)  # type: ignore[attr-defined]
-        except Exception as exc:
-            raise _broken(exc) from None
-        self.counters.bytes_sent += len(data)
-
-
-def _broken(exc: Exception) -> Exception:
-    """A reset or closed libp2p stream is the peer going away: one ProtocolViolation; anything else as it is."""
-    if type(exc).__module__.startswith("libp2p"):
-        return ProtocolViolation(f"The stream to the peer broke ({type(exc).__name__}).")
-    return exc
 
 
 def hello(datanet: str, credential: bytes | None = None) -> bytes:
@@ -173,19 +152,53 @@ def parse_hello(payload: bytes) -> tuple[str, bytes | None]:
 
 
 async def _admitted(
-    peer: str, name: str, credential: bytes | None, chain_member: admission.ChainMembership | None
+    peer: str, shard: Shard, credential: bytes | None, chain_member: admission.ChainMembership | None
 ) -> str | None:
-    """The on-chain account that admits `peer`, or None."""
-    if credential is None or chain_member is None:
+    """The on-chain account that admits `peer` to this bound shard, or None (never for an unbound shard)."""
+    binding = shard.binding()
+    if credential is None or chain_member is None or binding is None:
         return None
-    account = admission.credential_account(credential, peer, name)
+    account = admission.credential_account(credential, peer, binding)
     if account is None:
         return None
-    return account if await chain_member(name, account) else None
+    return account if await chain_member(binding, account) else None
 
 
-async def _reconcile(frames: FrameStream, shard: Shard, *, initiator: bool) -> Reconciler:
-    reconciler = Reconciler(shard.ids())
+async def verify_carried(shard: Shard, peer: str, result: SyncResult) -> None:
+    """The verification lane, after a session: check every claim `peer` carried that is not checked yet (this
+    session's, and any an interrupted one left) off the event loop, each root recomputed from the records held
+    here and each proof verified; keep them all, or, at the first that does not check out, none of that peer's
+    unchecked claims, and cut the peer off (ProtocolViolation)."""
+    store = shard.provenance
+    pending = [claim for claim, sender in store.unverified(limit=1_000_000) if sender == peer]
+    if not pending:
+        return
+    held = store.held(record_id for claim in pending for record_id, _ in claim.records)
+    started = time.perf_counter()
+    problems = await trio.to_thread.run_sync(lambda: [claim_problem(claim, held) for claim in pending])
+    result.verify_seconds += time.perf_counter() - started
+    for claim, problem in zip(pending, problems, strict=True):
+        if problem is not None:
+            store.drop_unverified_from(peer)
+            raise ProtocolViolation(
+                f"The peer carried batch {claim.root.hex()[:16]} that does not check out ({problem}); none of its "
+                "batches were kept."
+            )
+    for claim in pending:
+        store.settle(claim.root, True)
+    result.batches_received += len(pending)
+
+
+def credential_for(shard: Shard, evm_private_key: bytes | None, peer_id: str) -> bytes | None:
+    """Our on-chain membership proof for a bound shard (it names our account), when chain admission is on."""
+    binding = shard.binding()
+    if evm_private_key is None or binding is None:
+        return None
+    return admission.make_credential(evm_private_key, peer_id, binding)
+
+
+async def _reconcile(frames: FrameStream, ids: list[bytes], *, initiator: bool) -> Reconciler:
+    reconciler = Reconciler(ids)
     if initiator:
         await frames.send(RECONCILE, reconciler.initiate())
     while True:
@@ -197,54 +210,185 @@ async def _reconcile(frames: FrameStream, shard: Shard, *, initiator: bool) -> R
             return reconciler
 
 
-async def _fetch(
-    frames: FrameStream, shard: Shard, need: set[bytes], source: str, report: Callable[[int, int, int], None]
-) -> int:
-    """Fetch `need` from the peer with WANT frames pipelined WINDOW deep; commit each verified RECORDS frame."""
-    ordered = sorted(need)
-    fetchers = [transfer.Fetcher(ordered[i::PARTS]) for i in range(PARTS) if ordered[i::PARTS]]
-    in_flight: deque[transfer.Fetcher] = deque()
-    waiting = deque(fetchers)
-    received = 0
-    total = len(ordered)
-    byte_count = 0
+class _Fetcher(Protocol):
+    def next_request(self) -> bytes | None: ...
+    def receive(self, frame: bytes) -> Any: ...
 
-    async def top_up() -> None:
-        while len(in_flight) < WINDOW and waiting:
-            fetcher = waiting.popleft()
-            request = fetcher.next_request()
-            if request is None:
+
+class _Session:
+    """The two phases (records, then batch claims) of one session, from one side."""
+
+    def __init__(
+        self,
+        frames: FrameStream,
+        shard: Shard,
+        peer: str,
+        result: SyncResult,
+        report: _Reporter,
+        check_record: RecordCheck | None,
+    ) -> None:
+        self.frames = frames
+        self.shard = shard
+        self.peer = peer
+        self.result = result
+        self.report = report
+        self.check_record = check_record
+
+    async def run(self, *, initiator: bool) -> None:
+        """Records, then batch claims. The frames are pumped (read ahead) meanwhile, so neither side ever waits
+        on the other's writing; a violation anywhere ends the session with it."""
+        error: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.frames.pump)
+            try:
+                await self._records(initiator=initiator)
+                await self._batches(initiator=initiator)
+            except Exception as exc:  # raised below, outside the nursery (not wrapped in an ExceptionGroup)
+                error = exc
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _records(self, *, initiator: bool) -> None:
+        """Reconcile record ids and fetch what we lack at the same time: every id reconciliation shows we lack
+        is asked for at once (WINDOW WANTs in flight), while the peer's WANTs are answered as they come. Each
+        side sends FETCHED once reconciliation is over and it holds everything it asked for; the phase ends when
+        both have."""
+        reconciler = Reconciler(self.shard.ids())
+        limits = self.frames.limits
+        wanted: deque[bytes] = deque()
+        retry: deque[transfer.Fetcher] = deque()
+        in_flight: deque[transfer.Fetcher] = deque()
+        sent_fetched = got_fetched = False
+        received = byte_count = 0
+        if initiator:
+            await self.frames.send(RECONCILE, reconciler.initiate())
+        while not (sent_fetched and got_fetched):
+            while len(in_flight) < WINDOW and (retry or wanted):
+                if retry:
+                    fetcher = retry.popleft()
+                else:
+                    chunk = [wanted.popleft() for _ in range(min(transfer.CHUNK_IDS, len(wanted)))]
+                    fetcher = transfer.Fetcher(chunk, check=self.check_record)
+                request = fetcher.next_request()
+                if request is not None:
+                    await self.frames.send(TRANSFER, request)
+                    in_flight.append(fetcher)
+            if reconciler.done and not (in_flight or retry or wanted or sent_fetched):
+                await self.frames.send(FETCHED)
+                sent_fetched = True
                 continue
-            await frames.send(TRANSFER, request)
-            in_flight.append(fetcher)
+            kind, payload = await self.frames.receive()
+            if kind == RECONCILE:
+                reply = reconciler.receive(payload)
+                if len(reconciler.need) > limits.max_need:
+                    raise ProtocolViolation(
+                        f"The peer claims {len(reconciler.need)} records we lack, over the {limits.max_need} a "
+                        "session takes."
+                    )
+                wanted.extend(reconciler.take_new_need())
+                if reply is not None:
+                    await self.frames.send(RECONCILE, reply)
+                self.result.rounds = reconciler.rounds
+            elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
+                reply = transfer.serve(payload, self._lookup(reconciler.offered))
+                self.result.sent += len(transfer.decode_records(reply))
+                await self.frames.send(TRANSFER, reply)
+            elif kind == TRANSFER:
+                if not in_flight:
+                    raise ProtocolViolation("The peer sent records that were not asked for.")
+                fetcher = in_flight.popleft()
+                records = fetcher.receive(payload)
+                if records:
+                    added, _ = self.shard.add_records(
+                        (NewRecord(i, body, f"peer {self.peer}") for i, body in records), received_from=self.peer
+                    )
+                    received += added
+                    byte_count += sum(len(body) for _, body in records)
+                if fetcher.progress.records_left:
+                    retry.append(fetcher)
+                self.report("fetch", received, len(reconciler.need) - received, byte_count)
+            elif kind == FETCHED and not got_fetched and reconciler.done:
+                got_fetched = True
+            else:
+                raise ProtocolViolation(f"The peer sent a frame of type {kind} out of turn.")
+        self.result.received = received
 
-    await top_up()
-    while in_flight:
-        fetcher = in_flight.popleft()
-        records = fetcher.receive(await frames.expect(TRANSFER))
-        if records:
-            added, _ = shard.add_records(NewRecord(i, body, source) for i, body in records)
-            received += added
-            byte_count += sum(len(body) for _, body in records)
-        waiting.append(fetcher)
+    async def _batches(self, *, initiator: bool) -> None:
+        store = self.shard.provenance
+        mine = store.shareable_roots()
+        roots = await _reconcile(self.frames, mine, initiator=initiator)
+        need = roots.need - store.known_roots()
+        if len(need) > self.frames.limits.max_claims:
+            raise ProtocolViolation(f"The peer claims {len(need)} batches we lack, over the session's limit.")
+        carried = set(mine) & roots.offered
+        if initiator:
+            await self._fetch_claims(need)
+            self.result.batches_sent = await self._serve(BATCHES, lambda p: claims.serve(p, self._claims(carried)))
+        else:
+            self.result.batches_sent = await self._serve(BATCHES, lambda p: claims.serve(p, self._claims(carried)))
+            await self._fetch_claims(need)
+
+    def _lookup(self, offered: set[bytes]) -> transfer.Lookup:
+        def lookup(ids: list[bytes]) -> list[tuple[bytes, bytes]]:
+            if not set(ids) <= offered:
+                raise ProtocolViolation("The peer asked for records that reconciliation did not show it lacks.")
+            return self.shard.bodies(ids)
+
+        return lookup
+
+    def _claims(self, mine: set[bytes]) -> claims.Lookup:
+        def lookup(roots: list[bytes]) -> list[BatchClaim]:
+            store = self.shard.provenance
+            return [claim for root in roots if root in mine and (claim := store.claim(root)) is not None]
+
+        return lookup
+
+    async def _serve(self, kind: int, answer: Callable[[bytes], bytes]) -> int:
+        """Answer the peer's WANT frames of this phase until it says FETCHED; returns how many were sent."""
+        sent = 0
+        while True:
+            got, payload = await self.frames.receive()
+            if got == FETCHED:
+                return sent
+            if got != kind:
+                raise ProtocolViolation(f"The peer sent a frame of type {got} where a WANT was expected.")
+            reply = answer(payload)
+            sent += len(claims.decode_batches(reply) if kind == BATCHES else transfer.decode_records(reply))
+            await self.frames.send(kind, reply)
+
+    async def _fetch_claims(self, need: set[bytes]) -> None:
+        """Fetch the batch claims we lack and store them unverified: nothing shows, uses or forwards them until
+        `verify_carried` has checked them, after the session."""
+        ordered = sorted(need)
+        fetchers = [claims.ClaimFetcher(ordered[i::PARTS]) for i in range(PARTS) if ordered[i::PARTS]]
+        frames_in: list[list[BatchClaim]] = []
+        await self._pipeline(BATCHES, fetchers, frames_in.append)
+        carried = [c for frame in frames_in for c in frame]
+        self.shard.provenance.add_claims(carried, self.peer, int(time.time() * 1000))
+        self.result.batches_carried += len(carried)
+
+    async def _pipeline(self, kind: int, fetchers: Sequence[_Fetcher], keep: Callable[[Any], None]) -> None:
+        """Keep WINDOW requests of the fetchers in flight, hand every answer to `keep`, then say FETCHED."""
+        in_flight: deque[_Fetcher] = deque()
+        waiting: deque[_Fetcher] = deque(fetchers)
+
+        async def top_up() -> None:
+            while len(in_flight) < WINDOW and waiting:
+                fetcher = waiting.popleft()
+                request = fetcher.next_request()
+                if request is None:
+                    continue
+                await self.frames.send(kind, request)
+                in_flight.append(fetcher)
+
         await top_up()
-        report(received, total - received, byte_count)
-    await frames.send(FETCHED)
-    return received
-
-
-async def _serve(frames: FrameStream, shard: Shard) -> int:
-    """Answer the peer's WANT frames until it says FETCHED."""
-    sent = 0
-    while True:
-        kind, payload = await frames.receive()
-        if kind == FETCHED:
-            return sent
-        if kind != TRANSFER:
-            raise ProtocolViolation(f"The peer sent a frame of type {kind} where a WANT was expected.")
-        answer = transfer.serve(payload, shard.bodies)
-        sent += len(transfer.decode_records(answer))
-        await frames.send(TRANSFER, answer)
+        while in_flight:
+            fetcher = in_flight.popleft()
+            keep(fetcher.receive(await self.frames.expect(kind)))
+            waiting.append(fetcher)
+            await top_up()
+        await self.frames.send(FETCHED)
 
 
 class _Reporter:
@@ -287,70 +431,79 @@ async def initiate(
     credential: bytes | None = None,
     chain_member: admission.ChainMembership | None = None,
     on_progress: ProgressCallback | None = None,
+    check_record: RecordCheck | None = None,
+    limits: Limits | None = None,
 ) -> SyncResult:
     """Sync `shard` with the peer at the other end of `stream`. A peer that is not `local_member` (in the vault)
-    must prove on-chain membership in its WELCOME before anything else is sent."""
+    must prove membership of the shard's bound on-chain Datanet in its WELCOME before anything else is sent."""
     result = SyncResult(shard.info.name, peer)
     counters = Counters()
-    frames = FrameStream(stream, counters)
+    frames = FrameStream(stream, counters, limits)
     report = _Reporter(result, on_progress)
     started = time.perf_counter()
     await frames.send(HELLO, hello(shard.info.name, credential))
     welcome = await frames.expect(WELCOME)
     if welcome and len(welcome) != admission.CREDENTIAL_BYTES:
         raise ProtocolViolation("The peer's WELCOME carries a malformed credential.")
-    if not local_member and await _admitted(peer, shard.info.name, welcome or None, chain_member) is None:
+    if not local_member and await _admitted(peer, shard, welcome or None, chain_member) is None:
         raise Refused(f"Peer {peer} is neither a member here nor proves membership on chain; nothing was sent.")
-    reconciler = await _reconcile(frames, shard, initiator=True)
-    report("reconcile", 0, len(reconciler.need), 0, force=True)
-    result.received = await _fetch(
-        frames, shard, reconciler.need, f"peer {peer}", lambda d, left, b: report("fetch", d, left, b)
-    )
-    result.sent = await _serve(frames, shard)
-    result.rounds = reconciler.rounds
+    await _Session(frames, shard, peer, result, report, check_record).run(initiator=True)
     _finish(result, counters, started, report)
+    await verify_carried(shard, peer, result)
     return result
 
 
-async def respond(
-    stream: object,
+async def admit(
+    frames: FrameStream,
     peer: str,
     open_shard: Callable[[str], Shard | None],
-    *,
-    credential_for: Callable[[str], bytes | None] = lambda name: None,
-    chain_member: admission.ChainMembership | None = None,
-    on_progress: ProgressCallback | None = None,
-) -> SyncResult:
-    """Answer a session: admission first (nothing is sent to a non-member), then reconcile, serve, fetch."""
-    counters = Counters()
-    frames = FrameStream(stream, counters)
+    chain_member: admission.ChainMembership | None,
+) -> tuple[Shard, str]:
+    """The responder's admission: read the HELLO and open the shard named exactly so; the peer must be a member
+    (vault) or prove membership of the shard's bound Datanet on chain. Returns the open shard and how the peer was
+    admitted; refuses (REFUSED, then Refused) otherwise. Takes no lock: run it before any."""
     name, credential = parse_hello(await frames.expect(HELLO))
     shard = open_shard(name)
-    admitted = shard is not None and shard.is_member(peer)
     how = "vault"
+    admitted = shard is not None and shard.is_member(peer)
     if shard is not None and not admitted:
-        account = await _admitted(peer, name, credential, chain_member)
+        account = await _admitted(peer, shard, credential, chain_member)
         admitted, how = account is not None, f"chain account {account}"
     if shard is None or not admitted:
         if shard is not None:
             shard.close()
-        logger.warning("refused sync of Datanet %r from peer %s: not a member", name, peer)
+        logger.warning("refused sync of a Datanet from peer %s: not a member", peer)
         await frames.send(REFUSED, b"not a member of this Datanet here")
-        raise Refused(f"Refused peer {peer}: not a member of Datanet {name!r}.")
-    logger.info("peer %s admitted to Datanet %r (%s)", peer, name, how)
-    with shard:
-        await frames.send(WELCOME, credential_for(name) or b"")
-        result = SyncResult(name, peer)
-        report = _Reporter(result, on_progress)
-        started = time.perf_counter()
-        reconciler = await _reconcile(frames, shard, initiator=False)
-        result.sent = await _serve(frames, shard)
-        result.received = await _fetch(
-            frames, shard, reconciler.need, f"peer {peer}", lambda d, left, b: report("fetch", d, left, b)
-        )
-        result.rounds = reconciler.rounds
-        _finish(result, counters, started, report)
+        raise Refused(f"Refused peer {peer}: not a member of that Datanet here.")
+    logger.info("peer %s admitted to shard %s (%s)", peer, shard.info.uuid, how)
+    return shard, how
+
+
+async def respond(
+    frames: FrameStream,
+    shard: Shard,
+    peer: str,
+    *,
+    credential: bytes | None = None,
+    on_progress: ProgressCallback | None = None,
+    check_record: RecordCheck | None = None,
+) -> SyncResult:
+    """Answer an admitted session (see `admit`): WELCOME, then reconcile, serve, fetch."""
+    await frames.send(WELCOME, credential or b"")
+    result = SyncResult(shard.info.name, peer)
+    report = _Reporter(result, on_progress)
+    started = time.perf_counter()
+    await _Session(frames, shard, peer, result, report, check_record).run(initiator=False)
+    _finish(result, frames.counters, started, report)
+    await verify_carried(shard, peer, result)
     return result
+
+
+async def refuse_legacy(stream: object) -> None:
+    """Answer a `/datanet/sync/1.0.0` session: one REFUSED frame saying to upgrade."""
+    frames = FrameStream(stream, Counters(), Limits(frame_deadline=10.0))
+    await frames.expect(HELLO)
+    await frames.send(REFUSED, UPGRADE.encode())
 
 
 def _finish(result: SyncResult, counters: Counters, started: float, report: _Reporter) -> None:

@@ -3,8 +3,9 @@
 The side that needs records sends WANT frames of at most `chunk` ids; the other side answers each with a
 RECORDS frame holding as many of them as fit under `max_frame` bytes (the fetcher asks again for the rest). Every
 received record is checked before it is handed to storage: it was asked for, its bytes are canonical record
-JSON, and they hash to its id. Anything else is a ProtocolViolation and the caller cuts the peer off; records
-already accepted stay valid, and what is still missing is simply asked for again next time (resumable).
+JSON, they hash to its id, and they fit the Datanet's task (the caller's `check`). Anything else is a
+ProtocolViolation and the caller cuts the peer off; records already accepted stay valid, and what is still
+missing is simply asked for again next time (resumable).
 
 Wire format (version 1), integers as LEB128 varints (see reconcile.py):
 
@@ -90,7 +91,15 @@ def decode_records(data: bytes, *, max_frame: int = MAX_FRAME) -> list[tuple[byt
 class Fetcher:
     """The side that needs records: asks in chunks, verifies every answer."""
 
-    def __init__(self, need: Iterable[bytes], *, chunk: int = CHUNK_IDS, max_frame: int = MAX_FRAME) -> None:
+    def __init__(
+        self,
+        need: Iterable[bytes],
+        *,
+        chunk: int = CHUNK_IDS,
+        max_frame: int = MAX_FRAME,
+        check: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.check = check  # the Datanet's own rule for a record's body (its task); raises RecordError
         self._left = sorted(set(need))
         self._asked: set[bytes] = set()
         self.chunk = chunk
@@ -122,6 +131,8 @@ class Fetcher:
                 raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]}, which was not asked for.")
             try:
                 record = record_from_body(body)  # canonical record JSON, and its SHA-256 id
+                if self.check is not None:
+                    self.check(body)
             except RecordError as exc:
                 raise ProtocolViolation(
                     f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
