@@ -1,9 +1,12 @@
 """Importing files into a shard: JSONL, CSV, or a folder of text files.
 
-Each file (or folder) is one transaction: either every good record of it is stored or none is. A malformed line
-is reported as `file:line: what is wrong`; by default any bad line rejects the whole file, with `skip_bad` the
-bad lines are skipped and listed. Duplicates (already in the shard, or repeated in the file) are counted, not
-stored twice. Records are streamed: memory stays bounded whatever the file size.
+Each file (or folder) is one transaction: either every good record of it is stored or none is. A malformed line,
+or a record that does not fit the shard's task (`client.datanet.check_record`: a missing or empty "text" or
+"label"), is reported as `file:line: what is wrong`; by default any bad line rejects the whole file, with
+`skip_bad` the bad lines are skipped and listed. CSV is read strictly: a broken quote stops the file at the row
+where it starts (the reader cannot find the next row after it), and bytes that are not UTF-8 name their row.
+Duplicates (already in the shard, or repeated in the file) are counted, not stored twice. Records are streamed:
+memory stays bounded whatever the file size.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from client.datanet import TASKS, check_record
 from client.errors import ImportRejected
 from client.records import MAX_RECORD_BYTES, RecordError, make_record, parse_json_object
 from storage.shard import NewRecord, Shard
@@ -27,6 +32,7 @@ ProgressCallback = Callable[[int, int], None]  # (bytes read, total bytes)
 BATCH = 1000
 MAX_LISTED_PROBLEMS = 50
 _SUFFIXES: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".md": "text"}
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of bytes that are not UTF-8
 
 
 @dataclass(slots=True)
@@ -34,6 +40,7 @@ class ImportSummary:
     path: str
     added: int = 0
     duplicates: int = 0
+    already_received: int = 0  # of the duplicates, those received from a peer earlier (they stay received)
     skipped: list[str] = field(default_factory=list)  # `file:line: problem`, when skip_bad
 
     def as_dict(self) -> dict[str, object]:
@@ -59,7 +66,15 @@ def detect_format(path: Path) -> Format:
     return fmt
 
 
-def _jsonl_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+def _new_record(obj: dict[str, Any], task: str | None, source: str) -> NewRecord:
+    """Raises RecordError if `obj` is not a record, or does not fit `task` (None: its form alone is checked)."""
+    record = make_record(obj)
+    if task is not None:
+        check_record(task, obj)
+    return NewRecord(record.record_id, record.body, source)
+
+
+def _jsonl_items(path: Path, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     total = path.stat().st_size
     with path.open("rb") as handle:
         line_no = 0
@@ -83,28 +98,34 @@ def _jsonl_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Ite
             if not raw.strip():
                 continue
             try:
-                record = make_record(parse_json_object(raw.rstrip(b"\r\n").decode("utf-8")))
+                obj = parse_json_object(raw.rstrip(b"\r\n").decode("utf-8"))
+                record = _new_record(obj, task, f"{path.name}:{line_no}")
             except UnicodeDecodeError:
                 yield _Item(line_no, None, "not valid UTF-8")
             except RecordError as exc:
                 yield _Item(line_no, None, str(exc))
             else:
-                yield _Item(line_no, NewRecord(record.record_id, record.body, f"{path.name}:{line_no}"), None)
+                yield _Item(line_no, record, None)
         if progress is not None:
             progress(total, total)
 
 
-def _csv_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+def _csv_items(path: Path, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     total = path.stat().st_size
     with path.open("rb") as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text)
+        # Bytes that are not UTF-8 become lone surrogates, found per row below: decoding strictly would fail a
+        # whole buffered chunk at once, far from the row that holds them.
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(text, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             yield _Item(1, None, f"cannot read the header ({exc})")
+            return
+        if any(_UNDECODABLE.search(name) for name in header):
+            yield _Item(1, None, "cannot read the header (not valid UTF-8)")
             return
         names = [name.strip() for name in header]
         if any(not name for name in names) or len(set(names)) != len(names):
@@ -116,27 +137,30 @@ def _csv_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]
                 row = next(reader)
             except StopIteration:
                 break
-            except (csv.Error, UnicodeDecodeError) as exc:
-                yield _Item(line_no, None, f"cannot parse ({exc})")
-                return  # the reader cannot resynchronise after a broken quote or bad bytes
+            except csv.Error as exc:
+                yield _Item(line_no, None, f"broken quoting ({exc}); nothing after this row can be read")
+                return  # the reader cannot find where the next row starts
+            if any(_UNDECODABLE.search(cell) for cell in row):
+                yield _Item(line_no, None, "not valid UTF-8")
+                continue
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(names):
                 yield _Item(line_no, None, f"expected {len(names)} fields, found {len(row)}")
                 continue
             try:
-                record = make_record(dict(zip(names, row, strict=True)))
+                record = _new_record(dict(zip(names, row, strict=True)), task, f"{path.name}:{line_no}")
             except RecordError as exc:
                 yield _Item(line_no, None, str(exc))
                 continue
-            yield _Item(line_no, NewRecord(record.record_id, record.body, f"{path.name}:{line_no}"), None)
+            yield _Item(line_no, record, None)
             if progress is not None and line_no % BATCH == 0:
                 progress(binary.tell(), total)
     if progress is not None:
         progress(total, total)
 
 
-def _text_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item]:
+def _text_items(path: Path, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     if path.is_file():
         files = [path]
     else:  # hidden files and folders (.git, .DS_Store) are not data
@@ -149,25 +173,32 @@ def _text_items(path: Path, progress: ProgressCallback | None) -> Iterator[_Item
             yield _Item(index, None, f"{name}: larger than {MAX_RECORD_BYTES} bytes")
             continue
         try:
-            content = file.read_bytes().decode("utf-8-sig")
-            record = make_record({"text": content})
+            record = _new_record({"text": file.read_bytes().decode("utf-8-sig")}, task, name)
         except UnicodeDecodeError:
             yield _Item(index, None, f"{name}: not UTF-8 text")
             continue
         except RecordError as exc:
             yield _Item(index, None, f"{name}: {exc}")
             continue
-        yield _Item(index, NewRecord(record.record_id, record.body, name), None)
+        yield _Item(index, record, None)
         if progress is not None:
             progress(index, len(files))
 
 
-def _items(path: Path, fmt: Format, progress: ProgressCallback | None) -> Iterator[_Item]:
+def _items(path: Path, fmt: Format, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     if fmt == "jsonl":
-        return _jsonl_items(path, progress)
+        return _jsonl_items(path, task, progress)
     if fmt == "csv":
-        return _csv_items(path, progress)
-    return _text_items(path, progress)
+        return _csv_items(path, task, progress)
+    return _text_items(path, task, progress)
+
+
+def _check_task(path: Path, task: str) -> None:
+    if task not in TASKS:
+        raise ImportRejected(
+            f"{path}: this version of datanet does not know the {task!r} task; upgrade datanet to read it.",
+            [],
+        )
 
 
 def import_path(
@@ -178,17 +209,19 @@ def import_path(
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
 ) -> ImportSummary:
-    """Import one file or folder into `shard` in one transaction; raises ImportRejected if any record is bad
-    (unless `skip_bad`), leaving the shard unchanged."""
+    """Import one file or folder into `shard` in one transaction; raises ImportRejected if any record is bad or
+    does not fit the shard's task (unless `skip_bad`), leaving the shard unchanged."""
     if not path.exists():
         raise ImportRejected(f"{path}: no such file or folder.", [])
+    task = shard.info.task
+    _check_task(path, task)
     fmt = fmt or detect_format(path)
     label = str(path)
     summary = ImportSummary(label)
     problems: list[str] = []
     with shard.transaction() as writer:
         batch: list[NewRecord] = []
-        for item in _items(path, fmt, progress):
+        for item in _items(path, fmt, task, progress):
             if item.problem is not None:
                 problems.append(f"{label}:{item.line}: {item.problem}")
                 continue
@@ -210,19 +243,23 @@ def import_path(
             )
         writer.add(batch)
     summary.added, summary.duplicates, summary.skipped = writer.added, writer.duplicates, problems
+    summary.already_received = writer.already_received
     logger.info(
         "imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, len(problems)
     )
     return summary
 
 
-def read_rows(path: Path, fmt: Format | None = None) -> list[tuple[bytes, bytes]]:
-    """(record id, canonical body) of every record in a file, without a shard (e.g. a public evaluation split)."""
+def read_rows(path: Path, fmt: Format | None = None, *, task: str | None = None) -> list[tuple[bytes, bytes]]:
+    """(record id, canonical body) of every record in a file, without a shard (e.g. a public evaluation split);
+    with `task`, every record must also fit that task."""
     if not path.exists():
         raise ImportRejected(f"{path}: no such file or folder.", [])
+    if task is not None:
+        _check_task(path, task)
     rows: list[tuple[bytes, bytes]] = []
     problems: list[str] = []
-    for item in _items(path, fmt or detect_format(path), None):
+    for item in _items(path, fmt or detect_format(path), task, None):
         if item.problem is not None:
             problems.append(f"{path}:{item.line}: {item.problem}")
         elif item.record is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from client.errors import ImportRejected
-from client.importers import import_path
+from client.importers import import_path, read_rows
 from client.records import MAX_RECORD_BYTES, make_record
 from storage.shard import Shard
 from storage.vault import Vault
@@ -17,9 +17,20 @@ from tests.conftest import FAST_ARGON2
 
 
 @pytest.fixture
-def shard(data_dir: Path) -> Iterator[Shard]:
+def vault(data_dir: Path) -> Vault:
     vault, _ = Vault.create(data_dir, keystore=None, passphrase="pw-pw-pw", argon2=FAST_ARGON2)
+    return vault
+
+
+@pytest.fixture
+def shard(vault: Vault) -> Iterator[Shard]:
     with vault.create_shard("s", "text") as shard:
+        yield shard
+
+
+@pytest.fixture
+def intents(vault: Vault) -> Iterator[Shard]:
+    with vault.create_shard("intents", "intent-classification") as shard:
         yield shard
 
 
@@ -129,3 +140,113 @@ def test_unknown_format_and_missing_file(shard: Shard, tmp_path: Path) -> None:
         import_path(shard, _write(tmp_path / "x.parquet", b"PAR1"))
     with pytest.raises(ImportRejected, match="no such file"):
         import_path(shard, tmp_path / "missing.jsonl")
+
+
+def test_records_that_do_not_fit_the_task_reject_the_file_naming_file_and_line(intents: Shard, tmp_path: Path) -> None:
+    f = _write(
+        tmp_path / "h.jsonl",
+        '{"text": "book me in", "label": "book"}\n{"text": "no label"}\n{"text": "", "label": "x"}\n'
+        '{"text": "hi", "label": 3}\n{"text": "fine", "label": "ok", "clinic": "north"}\n',
+    )
+    with pytest.raises(ImportRejected) as caught:
+        import_path(intents, f)
+    assert caught.value.problems == [
+        f'{f}:2: the intent-classification task needs a "label" field',
+        f'{f}:3: "text" is empty',
+        f'{f}:4: "label" must be text, not a number',
+    ]
+    assert intents.count() == 0
+    summary = import_path(intents, f, skip_bad=True)
+    assert (summary.added, len(summary.skipped)) == (2, 3)
+
+
+def test_csv_rows_and_text_files_are_checked_against_the_task(intents: Shard, shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "i.csv", "text,label\nhi,greet\nno label here,\n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(intents, f)
+    assert caught.value.problems == [f'{f}:3: "label" is empty']
+    g = _write(tmp_path / "j.csv", "text\nhello\n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(intents, g)
+    assert caught.value.problems == [f'{g}:2: the intent-classification task needs a "label" field']
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    _write(folder / "a.txt", "a note")
+    _write(folder / "b.txt", " \n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, folder)
+    assert caught.value.problems == [f'{folder}:2: notes/b.txt: "text" is empty']
+    with pytest.raises(ImportRejected) as caught:
+        import_path(intents, folder / "a.txt")
+    assert caught.value.problems == [
+        f'{folder / "a.txt"}:1: a.txt: the intent-classification task needs a "label" field'
+    ]
+    assert (intents.count(), shard.count()) == (0, 0)
+
+
+def test_read_rows_checks_the_task_only_when_given_one(tmp_path: Path) -> None:
+    f = _write(tmp_path / "eval.jsonl", '{"text": "hi"}\n')
+    assert len(read_rows(f)) == 1
+    assert len(read_rows(f, task="text")) == 1
+    with pytest.raises(ImportRejected) as caught:
+        read_rows(f, task="intent-classification")
+    assert caught.value.problems == [f'{f}:1: the intent-classification task needs a "label" field']
+    with pytest.raises(ImportRejected, match="does not know the 'translation' task"):
+        read_rows(f, task="translation")
+
+
+def test_a_shard_of_an_unknown_task_takes_nothing(vault: Vault, tmp_path: Path) -> None:
+    f = _write(tmp_path / "k.jsonl", '{"text": "hi", "label": "x"}\n')
+    with vault.create_shard("future", "translation") as future:
+        with pytest.raises(ImportRejected, match="does not know the 'translation' task; upgrade datanet"):
+            import_path(future, f)
+        assert future.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        # An unclosed quote would otherwise swallow every later line into one field of one record.
+        ('text\nfirst\n"unterminated\nsecond\nthird\n', "3: broken quoting (unexpected end of data)"),
+        ('text,label\nok,a\n"broken,b\nmore,c\n', "3: broken quoting (unexpected end of data)"),
+        ('text,label\nok,a\n"quoted"tail,b\nmore,c\n', "3: broken quoting (',' expected after '\"')"),
+    ],
+)
+def test_a_broken_csv_quote_names_its_row_and_stores_nothing(
+    shard: Shard, tmp_path: Path, content: str, problem: str
+) -> None:
+    f = _write(tmp_path / "q.csv", content)
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [f"{f}:{problem}; nothing after this row can be read"]
+    assert shard.count() == 0
+    skipped = import_path(shard, f, skip_bad=True)  # only the rows before the break; never what it swallowed
+    assert skipped.added == 1
+    assert [json.loads(body)["text"] for _, body in shard.iter_bodies()] == ["first" if "first" in content else "ok"]
+
+
+@pytest.mark.parametrize("rows_before", [1, 3000])  # 3000 rows: past the first buffered chunk of text
+def test_bad_utf8_in_a_csv_names_its_row_and_stores_nothing(shard: Shard, tmp_path: Path, rows_before: int) -> None:
+    good = "".join(f"row {i},x\n" for i in range(rows_before)).encode()
+    f = _write(tmp_path / "u.csv", b"text,label\n" + good + b"caf\xe9,x\nafter,x\n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [f"{f}:{rows_before + 2}: not valid UTF-8"]
+    assert shard.count() == 0
+    assert import_path(shard, f, skip_bad=True).added == rows_before + 1
+
+
+def test_bad_utf8_in_a_csv_header_is_named(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "v.csv", b"te\xffxt,label\nhi,x\n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [f"{f}:1: cannot read the header (not valid UTF-8)"]
+    assert shard.count() == 0
+
+
+def test_bad_utf8_inside_a_jsonl_string_names_its_line_and_stores_nothing(shard: Shard, tmp_path: Path) -> None:
+    f = _write(tmp_path / "w.jsonl", b'{"text": "fine"}\n{"text": "caf\xe9"}\n{"text": "also fine"}\n')
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [f"{f}:2: not valid UTF-8"]
+    assert shard.count() == 0

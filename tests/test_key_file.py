@@ -73,3 +73,46 @@ def test_damaged_key_file_is_reported_not_replaced(tmp_path: Path, content: byte
     with pytest.raises(StorageError, match=r"restore it from a backup|upgrade datanet"):
         KeyFile.load(tmp_path)
     assert (tmp_path / "keys.json").read_bytes() == content
+
+
+def _moved_into(source: KeyFile, target: KeyFile, section: str, slot: str) -> KeyFile:
+    """`target` saved and reloaded with `source`'s wrapped box copied into the same slot, byte for byte."""
+    source.save()
+    target.save()
+    source_doc = json.loads(source.path.read_text())
+    target_doc = json.loads(target.path.read_text())
+    target_doc[section][slot] = source_doc[section][slot]
+    target.path.write_text(json.dumps(target_doc))
+    return KeyFile.load(target.path.parent)
+
+
+# Both vaults share one master key, passphrase and recovery code, so only the vault id in the associated data can
+# tell them apart: without it, each moved box below would open in the other vault.
+def test_a_wrapped_secret_moved_into_another_vault_does_not_open_there(tmp_path: Path) -> None:
+    master = secrets.token_bytes(32)
+    a, b = KeyFile.new(_dir(tmp_path, "a")), KeyFile.new(_dir(tmp_path, "b"))
+    a.put_secret(master, "shard/x", b"A" * 32)
+    moved = _moved_into(a, b, "secrets", "shard/x")
+    assert moved.vault_id != a.vault_id
+    with pytest.raises(StorageError, match=r"'shard/x' in keys\.json was altered"):
+        moved.get_secret(master, "shard/x")
+    assert KeyFile.load(a.path.parent).get_secret(master, "shard/x") == b"A" * 32
+
+
+def test_a_wrapped_master_key_moved_into_another_vault_does_not_unlock_it(tmp_path: Path) -> None:
+    master, code = secrets.token_bytes(32), new_recovery_code()
+    a, b = KeyFile.new(_dir(tmp_path, "a")), KeyFile.new(_dir(tmp_path, "b"))
+    a.wrap_with_passphrase(master, "same passphrase", FAST_ARGON2)
+    a.wrap_with_recovery_code(master, code)
+    with pytest.raises(WrongPassphrase, match="passphrase is wrong"):
+        _moved_into(a, b, "master", "passphrase").unwrap_with_passphrase("same passphrase")
+    with pytest.raises(WrongPassphrase, match="another vault"):
+        _moved_into(a, b, "master", "recovery").unwrap_with_recovery_code(code)
+    reloaded = KeyFile.load(a.path.parent)
+    assert reloaded.unwrap_with_passphrase("same passphrase") == reloaded.unwrap_with_recovery_code(code) == master
+
+
+def _dir(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    return path

@@ -20,6 +20,7 @@ from storage.vault import Vault
 if TYPE_CHECKING:  # web3 takes about a second to import: only the chain commands pay for it
     from client.chain.client import ChainStatus, DatanetInfo
     from client.chain.session import ChainSession
+    from storage.shard import ChainBinding
 
 POLICIES = ("open", "allow-list", "stake")
 
@@ -244,14 +245,16 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open()
     with _session(ctx, opened) as session:
         info = _find(session, args.name)
-        if session.client.is_member(info.id, session.client.address):
+        member = session.client.is_member(info.id, session.client.address)
+        local_binding = _binding_of(opened, args.name)
+        if member and local_binding is not None and local_binding.datanet_id == info.id:
             raise ClientError(f"You are already a member of Datanet {args.name!r}.")
-        if info.policy == "stake" and info.join_stake > 0 and not args.pay_stake:
+        if not member and info.policy == "stake" and info.join_stake > 0 and not args.pay_stake:
             raise ClientError(
                 f"Joining {args.name!r} needs a stake of {info.join_stake} wei (refunded when you leave); re-run "
                 "with --pay-stake to deposit it."
             )
-        result = session.client.join(info.id)
+        result = None if member else session.client.join(info.id)  # a member already: binding is what is left
         task = task_of(info.schema_hash)
         created = False
         if task is not None and args.name not in set(local_names(opened)):
@@ -260,12 +263,28 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
         bound = args.name in set(local_names(opened))
         reproved = bind_shard(ctx, opened, session, args.name, info) if bound else 0
     ctx.out.emit(
-        {**_datanet_json(info), "tx": result.tx_hash, "local_shard_created": created, "bound": bound},
-        f"Joined Datanet {args.name!r} (id {info.id})."
+        {
+            **_datanet_json(info),
+            "tx": None if result is None else result.tx_hash,
+            "local_shard_created": created,
+            "bound": bound,
+        },
+        (
+            f"Joined Datanet {args.name!r} (id {info.id})."
+            if result is not None
+            else f"You were a member of Datanet {args.name!r} (id {info.id}) already; your shard is bound to it now."
+        )
         + (f" Created its local shard ({task})." if created else "")
         + (f" Proved {reproved} earlier batch(es) again for it." if reproved else ""),
     )
     return 0
+
+
+def _binding_of(opened: Opened, name: str) -> ChainBinding | None:
+    if name not in set(local_names(opened)):
+        return None
+    with opened.vault.open_shard(name) as shard:
+        return shard.binding()
 
 
 def local_names(opened: Opened) -> list[str]:

@@ -48,12 +48,17 @@ def _prove_and_submit(
     from client.chain.session import open_chain
     from client.cli.chain_commands import schema_hash
     from client.submission import submit_pending
+    from storage.shard import ChainBinding
 
     config = dataclasses.replace(ctx.config, data_dir=data_dir, rpc_url=None)  # the demo's own devnet
     with vault.open_shard(DATANET) as shard, open_chain(config, identity.evm_private_key) as session:
         info = session.client.find_datanet(DATANET) or session.client.create_datanet(
             DATANET, schema_hash("intent-classification"), "public", "open"
         )
+        binding = ChainBinding(session.client.status().chain_id, session.client.deployment.registry.lower(), info.id)
+        if shard.binding() not in (None, binding):  # the demo's devnet was reset: its Datanet is a new one
+            shard.unbind()
+        shard.bind(binding)
         report = submit_pending(
             shard, identity, data_dir, session.client, session.chain_key, info, limit=BATCH_CAPACITY
         )

@@ -9,10 +9,10 @@ connection each, one writer); sessions of different Datanets never wait for each
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -39,8 +39,8 @@ def record_check(shard: Shard) -> sync.RecordCheck:
     """What a record received for this shard must look like: its Datanet's task (client.datanet)."""
     task = shard.info.task
 
-    def check(body: bytes) -> None:  # transfer.Fetcher has checked it is a canonical record already
-        check_record(task, json.loads(body))
+    def check(record: dict[str, Any]) -> None:  # transfer.Fetcher hands it over parsed, once canonical
+        check_record(task, record)
 
     return check
 

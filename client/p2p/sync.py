@@ -68,7 +68,7 @@ WINDOW = 4  # WANT frames in flight
 PARTS = 8  # the need is split across this many sequential fetchers, interleaved to keep WINDOW frames in flight
 UPGRADE = "this node speaks /datanet/sync/1.1.0, which carries provenance; upgrade datanet to sync with it"
 
-RecordCheck = Callable[[bytes], None]  # raises client.records.RecordError for a record the Datanet does not take
+RecordCheck = Callable[[dict[str, Any]], None]  # raises RecordError for a record the Datanet does not take
 
 __all__ = [
     "BATCHES",

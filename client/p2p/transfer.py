@@ -16,13 +16,15 @@ Wire format (version 1), integers as LEB128 varints (see reconcile.py):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import ID_BYTES, VERSION
 from client.p2p.wire import Reader, varint
-from client.records import MAX_RECORD_BYTES, RecordError, record_from_body
+from client.records import MAX_RECORD_BYTES, RecordError, canonical_object
 
 WANT, RECORDS = 1, 2
 CHUNK_IDS = 512
@@ -97,9 +99,9 @@ class Fetcher:
         *,
         chunk: int = CHUNK_IDS,
         max_frame: int = MAX_FRAME,
-        check: Callable[[bytes], None] | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.check = check  # the Datanet's own rule for a record's body (its task); raises RecordError
+        self.check = check  # the Datanet's own rule for a record (its task); raises RecordError
         self._left = sorted(set(need))
         self._asked: set[bytes] = set()
         self.chunk = chunk
@@ -129,16 +131,16 @@ class Fetcher:
         for record_id, body in records:
             if record_id not in self._asked:
                 raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]}, which was not asked for.")
+            if hashlib.sha256(body).digest() != record_id:
+                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
             try:
-                record = record_from_body(body)  # canonical record JSON, and its SHA-256 id
+                obj = canonical_object(body)  # canonical record JSON
                 if self.check is not None:
-                    self.check(body)
+                    self.check(obj)
             except RecordError as exc:
                 raise ProtocolViolation(
                     f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
                 ) from None
-            if record.record_id != record_id:
-                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
             self._asked.discard(record_id)
             self._done += 1
             self._bytes += len(body)
