@@ -44,7 +44,13 @@ class ImportSummary:
     skipped: list[str] = field(default_factory=list)  # `file:line: problem`, when skip_bad
 
     def as_dict(self) -> dict[str, object]:
-        return {"file": self.path, "added": self.added, "duplicates": self.duplicates, "skipped": self.skipped}
+        return {
+            "file": self.path,
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "already_received": self.already_received,
+            "skipped": self.skipped,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,25 @@ make members sync; never record contents, never even the Datanet's name (its top
 A node announces a Datanet when its record count changed since the last announcement (checked every
 `check_every` seconds), and at least every `refresh` seconds, never more often than every `min_interval`. On an
 announcement from a member peer whose (count, fingerprint) differs from ours, it queues a sync with that peer,
-at most one per peer and Datanet every `min_interval` seconds. Messages from non-members, malformed or
-oversized ones are dropped (and logged).
+at most one per peer and Datanet every `min_interval` seconds. Malformed messages are dropped (and logged).
+
+Who may announce is decided by a topic validator, before GossipSub delivers or forwards anything: py-libp2p
+0.8.1's `Pubsub.push_msg` checks the seen-cache and the signature, then runs `validate_msg` (our validator), and
+only then `notify_subscriptions` (our handler) and `router.publish` (forwarding to the mesh). The validator
+drops an oversized message, one whose signed originator is not a member of that Datanet (the vault's list, or a
+peer admitted on chain for a while: see `members.MemberSet`), and one over its sender's rate limit. It never
+opens the vault: the member set lives in memory and each round of the periodic check refreshes it from the
+shards it reads anyway.
+
+Replays: GossipSub drops a message whose id (originator + sequence number) it saw within `SEEN_TTL` seconds (120,
+and each sighting starts that again). A signed announcement replayed after a longer silence is new to it: it
+runs the validator again (the validation cache, which would skip the validator, is kept shorter than the seen
+cache for that reason), so replays count against the originator's rate limit. A replay that passes can queue
+one sync with the member it names, which costs a reconciliation and transfers nothing once in step.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,16 +35,18 @@ from typing import Any
 
 import trio
 
+from client.node.members import MemberSet, RateLimit, Verdict, topic
 from client.p2p.host import ID, IHost  # imports libp2p the project's way (warnings, logging) first
 from client.p2p.reconcile import fingerprint
-from storage.vault import Vault
+from storage.shard import Shard
+from storage.vault import BrokenShard, Vault
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE = 256
+SEEN_TTL = 120  # seconds GossipSub remembers a message id (py-libp2p's default)
+VALIDATION_CACHE_TTL = 60  # < SEEN_TTL: a message new to the seen cache is validated again (rate limit)
 
-
-def topic(name: str) -> str:
-    return "datanet/announce/1/" + hashlib.sha256(f"datanet:{name}".encode()).hexdigest()[:32]
+__all__ = ["Announcer", "MemberSet", "RateLimit", "Verdict", "topic"]
 
 
 @dataclass
@@ -52,13 +66,17 @@ class Announcer:
         check_every: float = 5.0,
         refresh: float = 300.0,
         min_interval: float = 5.0,
+        rate_limit: RateLimit | None = None,
+        on_dropped: Callable[[str, str, Verdict], None] | None = None,
     ) -> None:
         self.host = host
         self.vault = vault
         self.queue_sync = queue_sync  # (datanet, peer address) -> None
+        self.on_dropped = on_dropped  # (datanet, peer id, why) after the validator dropped an announcement
         self.check_every = check_every
         self.refresh = refresh
         self.min_interval = min_interval
+        self.members = MemberSet(rate_limit)  # the node calls members.update / members.admit
         from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB
         from libp2p.pubsub.gossipsub import GossipSub
         from libp2p.pubsub.pubsub import Pubsub
@@ -71,38 +89,48 @@ class Announcer:
             heartbeat_initial_delay=0.1,
             heartbeat_interval=1,
         )
-        self.pubsub = Pubsub(host, self.gossipsub)
+        self.pubsub = Pubsub(host, self.gossipsub, seen_ttl=SEEN_TTL, validation_cache_ttl=VALIDATION_CACHE_TTL)
         self._announced: dict[str, Announced] = {}
         self._own: dict[str, tuple[int, str, float]] = {}  # name -> (count, fingerprint, when computed)
-        self._topics: dict[str, str] = {}  # topic -> Datanet name
+        self._topics: dict[str, str] = {}  # topic -> Datanet name, once subscribed
         self._last_sync: dict[tuple[str, str], float] = {}
         self.received = 0
         self.published = 0
+        self.dropped = 0
 
     def poke(self) -> None:
         """A new peer is connected: announce every Datanet again at the next round (rate limits still apply)."""
         for state in self._announced.values():
             state.records = -1
 
-    def _state(self, name: str) -> tuple[int, str] | None:
-        """(record count, fingerprint of every id). The fingerprint reads every id, so it is computed again only
-        when the count changed or the last one is older than `refresh` (this runs every few seconds)."""
+    def _read_vault(self) -> list[str]:
+        """One pass over the shards per round: each readable Datanet's member list (into `members`) and its
+        (record count, fingerprint of every id). The fingerprint reads every id, so it is computed again only
+        when the count changed or the last one is older than `refresh`. Returns the names read."""
+        names: list[str] = []
         try:
-            with self.vault.open_shard(name) as shard:
-                count = shard.count()
-                known = self._own.get(name)
-                if known is not None and known[0] == count and time.monotonic() - known[2] < self.refresh:
-                    return known[0], known[1]
-                ids = shard.ids()
-        except Exception:  # a shard that vanished or cannot be read now: try again next round
-            logger.debug("cannot read Datanet %r for an announcement", name, exc_info=True)
-            return None
-        fp = fingerprint(ids).hex()
-        self._own[name] = (len(ids), fp, time.monotonic())
-        return len(ids), fp
+            for item in self.vault.each_shard():
+                if isinstance(item, BrokenShard):
+                    continue  # keeps its last member set; the vault logged why
+                try:
+                    with item as shard:
+                        self.members.update(shard.info.name, shard.members())
+                        self._read_state(shard)
+                except Exception:  # a shard that vanished or cannot be read now: try again next round
+                    logger.debug("cannot read a Datanet for announcements", exc_info=True)
+                    continue
+                names.append(shard.info.name)
+        except Exception:
+            logger.warning("cannot list the vault's Datanets for announcements", exc_info=True)
+        return names
 
-    def _names(self) -> list[str]:
-        return [info.name for info in self.vault.list_shards()]
+    def _read_state(self, shard: Shard) -> None:
+        name, count, now = shard.info.name, shard.count(), time.monotonic()
+        known = self._own.get(name)
+        if known is not None and known[0] == count and now - known[2] < self.refresh:
+            return
+        ids = shard.ids()
+        self._own[name] = (len(ids), fingerprint(ids).hex(), now)
 
     async def run(self) -> None:
         from libp2p.tools.anyio_service import background_trio_service
@@ -111,23 +139,57 @@ class Announcer:
             await self.pubsub.wait_until_ready()
             async with trio.open_nursery() as nursery:
                 while True:
-                    for name in self._names():
-                        if name not in self._topics.values():
-                            subscription = await self.pubsub.subscribe(topic(name))
-                            self._topics[topic(name)] = name
-                            nursery.start_soon(self._listen, name, subscription)
+                    for name in self._read_vault():
+                        topic_id = topic(name)
+                        if topic_id not in self._topics:
+                            # The validator first: nothing may arrive on the topic before it is in place.
+                            self.pubsub.set_topic_validator(topic_id, self._validator(topic_id), False)
+                            subscription = await self.pubsub.subscribe(topic_id)
+                            self._topics[topic_id] = name
+                            nursery.start_soon(self._listen, name, topic_id, subscription)
                         await self._maybe_announce(name)
                     await trio.sleep(self.check_every)
+
+    def _validator(self, topic_id: str) -> Callable[[ID, Any], bool]:
+        """The synchronous GossipSub validator of one topic; `Pubsub.push_msg` runs it before delivering or
+        forwarding a message. It never raises: an exception would escape `push_msg`."""
+
+        def validate(forwarder: ID, message: Any) -> bool:
+            try:
+                return self._judge(topic_id, forwarder, message)
+            except Exception:
+                logger.exception("announcement validator failed; dropping the message")
+                return False
+
+        return validate
+
+    def _judge(self, topic_id: str, forwarder: ID, message: Any) -> bool:
+        sender, own = ID(message.from_id), self.host.get_id()
+        if sender == own:
+            return bool(forwarder == own)  # what we publish; a copy of ours from elsewhere is dropped
+        peer = sender.to_base58()
+        if len(message.data) > MAX_MESSAGE:
+            verdict = Verdict.OVERSIZED
+        else:
+            verdict = self.members.check(topic_id, peer, time.monotonic())
+        if verdict is Verdict.ACCEPTED:
+            return True
+        self.dropped += 1
+        name = self.members.name_of(topic_id) or topic_id
+        logger.debug("dropped an announcement for %r from %s: %s", name, peer, verdict.value)
+        if self.on_dropped is not None:
+            self.on_dropped(name, peer, verdict)
+        return False
 
     async def _maybe_announce(self, name: str) -> None:
         now = time.monotonic()
         last = self._announced.get(name)
         if last is not None and now - last.at < self.min_interval:
             return
-        state = self._state(name)
-        if state is None:
+        own = self._own.get(name)
+        if own is None:
             return
-        records, fp = state
+        records, fp, _ = own
         if last is not None and (records, fp) == (last.records, last.fp) and now - last.at < self.refresh:
             return
         if not self.host.get_network().connections:
@@ -138,31 +200,27 @@ class Announcer:
         self.published += 1
         logger.info("announced Datanet %r: %d records", name, records)
 
-    async def _listen(self, name: str, subscription: Any) -> None:
+    async def _listen(self, name: str, topic_id: str, subscription: Any) -> None:
         async for message in subscription:
             sender = ID(message.from_id)
             if sender == self.host.get_id():
                 continue
             self.received += 1
-            self._on_announcement(name, str(sender), bytes(message.data))
+            self._on_announcement(name, topic_id, str(sender), bytes(message.data))
 
-    def _on_announcement(self, name: str, peer: str, data: bytes) -> None:
+    def _on_announcement(self, name: str, topic_id: str, peer: str, data: bytes) -> None:
+        """A validated announcement (from a member, within its rate limit). Never opens the vault: our own state
+        is the one the last round read."""
         parsed = _parse(data)
         if parsed is None:
             logger.warning("dropped a malformed announcement for %r from %s", name, peer)
             return
-        try:
-            with self.vault.open_shard(name) as shard:
-                member = shard.is_member(peer)
-        except Exception:
+        now = time.monotonic()
+        if not self.members.is_member(topic_id, peer, now):  # removed since the validator let it through
             return
-        if not member:
-            logger.info("ignored an announcement for %r from %s: not a member", name, peer)
-            return
-        mine = self._state(name)
+        mine = self._own.get(name)
         if mine is not None and (mine[0], mine[1][:32]) == parsed:
             return  # already in step
-        now = time.monotonic()
         if now - self._last_sync.get((name, peer), -1e9) < self.min_interval:
             return
         address = self._address(peer)

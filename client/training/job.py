@@ -81,7 +81,7 @@ def make_request(config: Config, shard: Shard, train_config: TrainConfig, eval_p
     info = shard.info
     rows = list(shard.iter_bodies())
     if eval_path is not None:
-        eval_rows = read_rows(eval_path)
+        eval_rows = read_rows(eval_path, task=info.task)
         eval_ids = {r for r, _ in eval_rows}
         train_rows = [row for row in rows if row[0] not in eval_ids]
         eval_source = f"file {eval_path.name} ({examples.record_set_hash(eval_ids)[:16]})"
