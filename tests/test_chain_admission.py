@@ -73,7 +73,7 @@ def test_a_synced_record_is_received_never_pending_and_shows_its_contributor(tmp
     a.cli.ok("members", "ward", "add", b.peer_id)
     b.cli.ok("members", "ward", "add", a.peer_id)
     a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(20))))
-    a.cli.ok("prove", "ward", "--jobs", "1")  # one batch of 16; 4 records stay pending at a
+    a.cli.ok("prove", "ward", "--batch", "16", "--jobs", "1")  # one batch of 16; 4 records stay pending at a
     a.start()
     try:
         synced = b.cli.ok("--json", "sync", "ward", "--peer", a.address).json()
