@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import pytest
@@ -111,3 +112,21 @@ def test_oversized_frames_and_greedy_requests_are_refused() -> None:
         decode_records(b"\x01\x02\x00" + b"\x00" * 20, max_frame=10)
     with pytest.raises(ProtocolViolation, match="asked for 600 records"):
         decode_want(encode_want([bytes(32)] * 600), max_ids=512)
+
+
+@given(
+    st.lists(st.tuples(st.binary(min_size=32, max_size=32), st.binary(max_size=300)), max_size=20),
+    st.integers(min_value=0),
+)
+def test_records_frames_round_trip_and_any_cut_or_flipped_byte_is_a_violation_or_a_frame(
+    records: list[tuple[bytes, bytes]], cut: int
+) -> None:
+    frame = encode_records(records)
+    assert decode_records(frame) == records
+    position = cut % len(frame)
+    with pytest.raises(ProtocolViolation):
+        decode_records(frame[:position] if position > 2 else frame + b"\x00")
+    flipped = bytearray(frame)
+    flipped[position] ^= 0xFF
+    with contextlib.suppress(ProtocolViolation):  # refused with a reason, or a frame: never another exception
+        decode_records(bytes(flipped))

@@ -291,8 +291,8 @@ class _Session:
                     await self.frames.send(RECONCILE, reply)
                 self.result.rounds = reconciler.rounds
             elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
-                reply = transfer.serve(payload, self._lookup(reconciler.offered))
-                self.result.sent += len(transfer.decode_records(reply))
+                reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered))
+                self.result.sent += count
                 await self.frames.send(TRANSFER, reply)
             elif kind == TRANSFER:
                 if not in_flight:
