@@ -25,6 +25,7 @@ from client.identity import Identity
 from client.node import control
 from client.node.announce import Announcer
 from client.node.journal import Journal
+from client.node.members import CHAIN_ADMISSION_TTL
 from client.p2p import sync
 from client.p2p.admission import ChainMembership
 from client.p2p.errors import P2PError
@@ -103,9 +104,15 @@ class Node:
 
     def _served(self, result: sync.SyncResult) -> None:
         self._note_peer(result.peer, None, sync_done=True)
+        self._admit(result)
         self.events.publish(
             {"type": "records.received", "datanet": result.datanet, "peer": result.peer, "count": result.received}
         )
+
+    def _admit(self, result: sync.SyncResult) -> None:
+        """A peer that finished a session is a member: listed in the vault (then this records nothing) or admitted
+        on chain, which the vault does not list: let its announcements through for a while."""
+        self.announcer.members.admit(result.datanet, result.peer, time.monotonic() + CHAIN_ADMISSION_TTL)
 
     def _note_peer(self, peer: str, address: str | None, *, error: str | None = None, sync_done: bool = False) -> None:
         state = self.peers.get(peer)
@@ -456,6 +463,7 @@ class Node:
             if not done and self.journal.get(job_id).state == "running":  # cancelled by a stop: resume later
                 self.journal.set_state(job_id, "queued")
         self._note_peer(peer, address, sync_done=True)
+        self._admit(result)
         summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")

@@ -36,7 +36,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -56,6 +55,7 @@ from client.p2p.frames import (
     Limits,
     Refused,
 )
+from client.p2p.progress import ProgressCallback, Reporter, SyncProgress, SyncResult
 from client.p2p.reconcile import Reconciler
 from client.provenance import claim_problem
 from storage.provenance import BatchClaim
@@ -81,6 +81,7 @@ __all__ = [
     "Counters",
     "FrameStream",
     "Limits",
+    "ProgressCallback",
     "Refused",
     "SyncProgress",
     "SyncResult",
@@ -92,39 +93,6 @@ __all__ = [
     "refuse_legacy",
     "respond",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncProgress:
-    datanet: str
-    peer: str
-    phase: str  # "reconcile" | "fetch" | "serve" | "done"
-    records_done: int
-    records_left: int
-    bytes_done: int
-    bytes_left: int  # estimated from the mean size of the records received so far
-    rate: float  # records per second so far
-    eta: float | None  # seconds
-
-
-@dataclass
-class SyncResult:
-    datanet: str
-    peer: str
-    received: int = 0
-    sent: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    seconds: float = 0.0
-    rounds: int = 0
-    batches_carried: int = 0  # batch claims the peer carried (stored unverified)
-    batches_received: int = 0  # carried batch claims that verified and were kept
-    batches_sent: int = 0
-    verify_seconds: float = 0.0  # spent checking carried batches after the session (off the event loop)
-    progress: list[SyncProgress] = field(default_factory=list)
-
-
-ProgressCallback = Callable[[SyncProgress], None]
 
 
 def hello(datanet: str, credential: bytes | None = None) -> bytes:
@@ -224,7 +192,7 @@ class _Session:
         shard: Shard,
         peer: str,
         result: SyncResult,
-        report: _Reporter,
+        report: Reporter,
         check_record: RecordCheck | None,
     ) -> None:
         self.frames = frames
@@ -391,37 +359,6 @@ class _Session:
         await self.frames.send(FETCHED)
 
 
-class _Reporter:
-    def __init__(self, result: SyncResult, on_progress: ProgressCallback | None) -> None:
-        self.result = result
-        self.on_progress = on_progress
-        self.started = time.monotonic()
-        self.last = 0.0
-
-    def __call__(self, phase: str, done: int, left: int, byte_count: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < 0.25:
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = done / elapsed
-        bytes_left = round(left * byte_count / done) if done else 0
-        event = SyncProgress(
-            self.result.datanet,
-            self.result.peer,
-            phase,
-            done,
-            left,
-            byte_count,
-            bytes_left,
-            rate,
-            left / rate if rate else None,
-        )
-        self.result.progress.append(event)
-        if self.on_progress is not None:
-            self.on_progress(event)
-
-
 async def initiate(
     stream: object,
     shard: Shard,
@@ -439,7 +376,7 @@ async def initiate(
     result = SyncResult(shard.info.name, peer)
     counters = Counters()
     frames = FrameStream(stream, counters, limits)
-    report = _Reporter(result, on_progress)
+    report = Reporter(result, on_progress)
     started = time.perf_counter()
     await frames.send(HELLO, hello(shard.info.name, credential))
     welcome = await frames.expect(WELCOME)
@@ -491,7 +428,7 @@ async def respond(
     """Answer an admitted session (see `admit`): WELCOME, then reconcile, serve, fetch."""
     await frames.send(WELCOME, credential or b"")
     result = SyncResult(shard.info.name, peer)
-    report = _Reporter(result, on_progress)
+    report = Reporter(result, on_progress)
     started = time.perf_counter()
     await _Session(frames, shard, peer, result, report, check_record).run(initiator=False)
     _finish(result, frames.counters, started, report)
@@ -506,7 +443,7 @@ async def refuse_legacy(stream: object) -> None:
     await frames.send(REFUSED, UPGRADE.encode())
 
 
-def _finish(result: SyncResult, counters: Counters, started: float, report: _Reporter) -> None:
+def _finish(result: SyncResult, counters: Counters, started: float, report: Reporter) -> None:
     result.bytes_sent, result.bytes_received = counters.bytes_sent, counters.bytes_received
     result.seconds = time.perf_counter() - started
     report("done", result.received, 0, counters.bytes_received, force=True)
