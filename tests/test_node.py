@@ -159,6 +159,12 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         missing = a.cli.run("jobs", "--wait", "no-such-job", "--timeout", "5")
         assert missing.code == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 
+        # through the node too, only a's own 120 records are ever proven: the 140 it received are not its own
+        job = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "1").json()
+        proved = a.control().wait_job(job["id"], timeout=180)
+        assert proved["state"] == "done" and proved["progress"]["records"] == 120, proved
+        assert proved["progress"]["pending"] == 0
+
         stopped = a.stop(signal.SIGTERM)  # graceful
         assert stopped == 0 and not socket_file.exists()
         gone = a.cli.run("status")
