@@ -15,7 +15,7 @@ import trio
 from client.contribution import prove_pending
 from client.identity import Identity
 from client.p2p import sync, transfer
-from client.p2p.errors import ProtocolViolation
+from client.p2p.errors import P2PError, ProtocolViolation
 from client.p2p.frames import Limits
 from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, new_secure_host, peer_info
 from client.p2p.reconcile import Reconciler
@@ -273,3 +273,16 @@ def test_records_known_to_be_needed_are_asked_for_while_reconciliation_goes_on(t
     last_reconcile = max(i for i, kind in enumerate(seen) if kind == sync.RECONCILE)
     first_want = seen.index(sync.TRANSFER)
     assert first_want < last_reconcile  # the first WANT went out before reconciliation was over
+
+
+def test_syncing_with_a_1_0_0_only_peer_is_one_sentence(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(tmp_path, 1) as (a,):
+            old = new_secure_host(Identity.generate())
+            old.set_stream_handler(LEGACY_SYNC_PROTOCOL, lambda stream: stream.close())
+            async with old.run(listen_addrs=LISTEN), _closing(old):
+                a.allow(str(old.get_id()))
+                with pytest.raises(P2PError, match="older datanet"), trio.fail_after(30):
+                    await a.service.sync_with(with_p2p(str(old.get_addrs()[0]), str(old.get_id())), NAME)
+
+    trio.run(main)

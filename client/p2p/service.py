@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from libp2p.host.exceptions import StreamFailure
 
 from client.datanet import check_record
 from client.identity import Identity
@@ -145,7 +146,13 @@ class SyncService:
                 )
         with trio.fail_after(CONNECT_TIMEOUT):
             await self.host.connect(info)
-            stream = await self.host.new_stream(info.peer_id, [SYNC_PROTOCOL])
+            try:
+                stream = await self.host.new_stream(info.peer_id, [SYNC_PROTOCOL])
+            except StreamFailure:
+                raise P2PError(
+                    f"Peer {info.peer_id} does not speak {SYNC_PROTOCOL}: it runs an older datanet (it must upgrade "
+                    "to sync with this one) or does not sync at all."
+                ) from None
         try:
             with self.vault.open_shard(name) as shard:
                 async with self._lock(shard):
