@@ -185,6 +185,15 @@ def stop(server: subprocess.Popen[str]) -> None:
     server.wait()
 
 
+def synced(sender_dir: Path, receiver_dir: Path, receiver_id: str) -> SyncResult:
+    """One sync of the receiver (this process) with the sender (its own process, started and stopped here)."""
+    server, address = start_server(sender_dir, receiver_id)
+    try:
+        return sync_from(receiver_dir, address)
+    finally:
+        stop(server)
+
+
 def full_and_incremental(tmp: Path, n: int, proven: int) -> dict[str, float]:
     records = tmp / "records.jsonl"
     mb = write_records(records, n, seed=1) / 1e6
@@ -194,11 +203,7 @@ def full_and_incremental(tmp: Path, n: int, proven: int) -> dict[str, float]:
     tcp_s = tcp_copy(records)
     open_vault(receiver_dir).create_shard(NAME, "intent-classification").close()
     allow(receiver_dir, sender_id)
-    server, address = start_server(sender_dir, receiver_id)
-    try:
-        result = sync_from(receiver_dir, address)
-    finally:
-        stop(server)
+    result = synced(sender_dir, receiver_dir, receiver_id)
     assert result.received == n and result.batches_received == batches, (result.received, result.batches_received)
 
     # Incremental: 1% new records on the sender, proved (the serving process is stopped while its vault changes).
@@ -209,11 +214,7 @@ def full_and_incremental(tmp: Path, n: int, proven: int) -> dict[str, float]:
     new_batches = prove_some(sender_dir, changed_n)
     with open_vault(sender_dir).open_shard(NAME) as shard:
         changed_bytes = sum(len(body) for _, body in shard.iter_bodies() if b'"n":"2-' in body)
-    server, address = start_server(sender_dir, receiver_id)
-    try:
-        inc = sync_from(receiver_dir, address)
-    finally:
-        stop(server)
+    inc = synced(sender_dir, receiver_dir, receiver_id)
     assert inc.received == changed_n and inc.batches_received == new_batches, (inc.received, inc.batches_received)
     print(f"{n:,} records, {mb:.1f} MB of JSONL; {batches} proven batches ({batches * 16:,} records) carried")
     print(f"  local import (ceiling):  {n / import_s:9,.0f} records/s  {mb / import_s:6.1f} MB/s  ({import_s:.1f} s)")
@@ -245,11 +246,7 @@ def each_way(tmp: Path, n: int) -> float:
     write_records(theirs, n, seed=4, text_bytes=200)
     import_s = import_timed(open_vault(sender_dir), mine) + import_timed(open_vault(receiver_dir), theirs)
     allow(receiver_dir, sender_id)
-    server, address = start_server(sender_dir, receiver_id)
-    try:
-        result = sync_from(receiver_dir, address)
-    finally:
-        stop(server)
+    result = synced(sender_dir, receiver_dir, receiver_id)
     assert (result.received, result.sent) == (n, n), (result.received, result.sent)
     print(
         f"{n:,} records each way (~250 B): sync {2 * n / result.seconds:,.0f} records/s ({result.seconds:.1f} s, "
@@ -268,11 +265,7 @@ def join(tmp: Path, n: int) -> float:
     records.unlink()
     open_vault(receiver_dir).create_shard(NAME, "intent-classification").close()
     allow(receiver_dir, sender_id)
-    server, address = start_server(sender_dir, receiver_id)
-    try:
-        result = sync_from(receiver_dir, address)
-    finally:
-        stop(server)
+    result = synced(sender_dir, receiver_dir, receiver_id)
     assert result.received == n, result.received
     print(
         f"a fresh member joins {n:,} records (~250 B): sync {n / result.seconds:,.0f} records/s "

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import ID_BYTES
-from client.p2p.wire import Reader, varint
+from client.p2p.wire import Reader, open_frame, read_wanted, varint
 from storage.provenance import BatchClaim
 
 VERSION = 1
@@ -67,26 +67,11 @@ def encode_batches(claims: list[BatchClaim]) -> bytes:
 
 
 def _frame(data: bytes, kind: int, max_frame: int) -> Reader:
-    if len(data) > max_frame:
-        raise ProtocolViolation(f"The peer sent a {len(data)}-byte batch frame, over the {max_frame} limit.")
-    reader = Reader(data)
-    version, got = reader.take(1)[0], reader.take(1)[0]
-    if version != VERSION:
-        raise ProtocolViolation(f"The peer speaks batch protocol version {version}, not {VERSION}.")
-    if got != kind:
-        raise ProtocolViolation(f"The peer sent a batch frame of kind {got} where {kind} was expected.")
-    return reader
+    return open_frame(data, kind, version=VERSION, max_frame=max_frame, what="batch")
 
 
 def decode_want(data: bytes, *, max_frame: int = MAX_FRAME) -> list[bytes]:
-    reader = _frame(data, WANT, max_frame)
-    count = reader.varint()
-    if count > CHUNK_ROOTS:
-        raise ProtocolViolation(f"The peer asked for {count} batches in one frame, over the {CHUNK_ROOTS} limit.")
-    roots = [reader.take(ID_BYTES) for _ in range(count)]
-    if reader.pos != len(data):
-        raise ProtocolViolation("The peer's batch frame has trailing bytes.")
-    return roots
+    return read_wanted(_frame(data, WANT, max_frame), limit=CHUNK_ROOTS, noun="batches", what="batch")
 
 
 def _read_text(reader: Reader) -> str | None:

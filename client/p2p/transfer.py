@@ -23,7 +23,7 @@ from typing import Any
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import ID_BYTES, VERSION
-from client.p2p.wire import Reader, varint
+from client.p2p.wire import Reader, open_frame, read_wanted, varint
 from client.records import MAX_RECORD_BYTES, RecordError, canonical_object
 
 WANT, RECORDS = 1, 2
@@ -53,26 +53,11 @@ def encode_records(records: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _frame(data: bytes, kind: int, max_frame: int) -> Reader:
-    if len(data) > max_frame:
-        raise ProtocolViolation(f"The peer sent a {len(data)}-byte transfer frame, over the {max_frame} limit.")
-    reader = Reader(data)
-    version, got = reader.take(1)[0], reader.take(1)[0]
-    if version != VERSION:
-        raise ProtocolViolation(f"The peer speaks transfer protocol version {version}, not {VERSION}.")
-    if got != kind:
-        raise ProtocolViolation(f"The peer sent a transfer frame of kind {got} where {kind} was expected.")
-    return reader
+    return open_frame(data, kind, version=VERSION, max_frame=max_frame, what="transfer")
 
 
 def decode_want(data: bytes, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS) -> list[bytes]:
-    reader = _frame(data, WANT, max_frame)
-    count = reader.varint()
-    if count > max_ids:
-        raise ProtocolViolation(f"The peer asked for {count} records in one frame, over the {max_ids} limit.")
-    ids = [reader.take(ID_BYTES) for _ in range(count)]
-    if reader.pos != len(data):
-        raise ProtocolViolation("The peer's transfer frame has trailing bytes.")
-    return ids
+    return read_wanted(_frame(data, WANT, max_frame), limit=max_ids, noun="records", what="transfer")
 
 
 def decode_records(data: bytes, *, max_frame: int = MAX_FRAME) -> list[tuple[bytes, bytes]]:

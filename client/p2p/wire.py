@@ -39,3 +39,28 @@ class Reader:
             shift += 7
             if shift >= 63:  # 9 bytes carry every 63-bit value; more is garbage or an attack
                 raise ProtocolViolation("The peer's sync message has an over-long number.")
+
+
+def open_frame(data: bytes, kind: int, *, version: int, max_frame: int, what: str) -> Reader:
+    """A `version:u8 kind:u8 ...` frame of a sync sub-protocol (`what`: "transfer", "batch"), checked for its
+    size, version and kind; the reader stands after the kind."""
+    if len(data) > max_frame:
+        raise ProtocolViolation(f"The peer sent a {len(data)}-byte {what} frame, over the {max_frame} limit.")
+    reader = Reader(data)
+    got_version, got = reader.take(1)[0], reader.take(1)[0]
+    if got_version != version:
+        raise ProtocolViolation(f"The peer speaks {what} protocol version {got_version}, not {version}.")
+    if got != kind:
+        raise ProtocolViolation(f"The peer sent a {what} frame of kind {got} where {kind} was expected.")
+    return reader
+
+
+def read_wanted(reader: Reader, *, limit: int, noun: str, what: str) -> list[bytes]:
+    """The rest of a WANT frame: `count:varint` then that many 32-byte ids (`noun`: what they name)."""
+    count = reader.varint()
+    if count > limit:
+        raise ProtocolViolation(f"The peer asked for {count} {noun} in one frame, over the {limit} limit.")
+    ids = [reader.take(32) for _ in range(count)]
+    if reader.pos != len(reader.data):
+        raise ProtocolViolation(f"The peer's {what} frame has trailing bytes.")
+    return ids
