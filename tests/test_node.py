@@ -182,7 +182,7 @@ def test_an_unauthorised_peer_gets_nothing_and_the_refusal_is_logged(tmp_path: P
         assert stranger.ids() == []
         a.stop()
         log = (a.cli.data_dir / "logs" / "datanet.log").read_text()
-        assert f"refused sync of Datanet 'ward' from peer {stranger.peer_id}" in log
+        assert f"from peer {stranger.peer_id}: not a member" in log
 
 
 def test_a_node_killed_mid_sync_resumes_from_its_journal_and_ends_identical(tmp_path: Path) -> None:

@@ -260,10 +260,11 @@ def test_bad_training_input_gets_one_sentence_and_leaves_the_vault_alone(train_c
     train_cli.ok("create", "unlabelled", "--task", "intent-classification")
     unlabelled = tmp_path / "unlabelled.jsonl"
     unlabelled.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(30)))
-    train_cli.ok("import", "unlabelled", str(unlabelled))
-    no_label = train_cli.run("train", "unlabelled", *TINY)
-    assert no_label.code == 4 and 'no "label" field' in no_label.stderr
     vault = {p: p.read_bytes() for p in (train_cli.data_dir / "shards").iterdir()}
+    no_label = train_cli.run("import", "unlabelled", str(unlabelled))  # refused at the door now, by the task
+    assert no_label.code == 4 and 'task needs a "label" field' in no_label.stdout
+    no_label = train_cli.run("train", "unlabelled", *TINY)
+    assert no_label.code == 4
     again = train_cli.run("train", "unlabelled", *TINY)
     assert again.code == 4
     assert {p: p.read_bytes() for p in (train_cli.data_dir / "shards").iterdir()} == vault

@@ -408,8 +408,10 @@ async def admit(
         admitted, how = account is not None, f"chain account {account}"
     if shard is None or not admitted:
         if shard is not None:
+            logger.warning("refused sync of shard %s from peer %s: not a member", shard.info.uuid, peer)
             shard.close()
-        logger.warning("refused sync of a Datanet from peer %s: not a member", peer)
+        else:  # the name is not logged: the log names shards by uuid only
+            logger.warning("refused sync from peer %s: no Datanet of the name it asked for here", peer)
         await frames.send(REFUSED, b"not a member of this Datanet here")
         raise Refused(f"Refused peer {peer}: not a member of that Datanet here.")
     logger.info("peer %s admitted to shard %s (%s)", peer, shard.info.uuid, how)
