@@ -182,7 +182,11 @@ def prove_for_binding(shard: Shard, identity: Identity, data_dir: Path) -> int:
     """Prove again, once, every own batch whose proof is bound to another Datanet id or recipient than the shard's
     binding and this identity's account (a batch proved before the Datanet was on chain). The proof in the shard
     is replaced first, then its files. Returns how many batches were proved again."""
-    datanet_id = bound_datanet_id(shard)
+    binding = shard.binding()
+    if binding is None:  # nothing to prove again for: proofs of an unbound shard stay as they were made
+        refresh_proof_files(shard, data_dir)
+        return 0
+    datanet_id = binding.datanet_id
     recipient = int(identity.public().evm_address, 16)
     commitment = identity.public().identity_commitment
     again = 0

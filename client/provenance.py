@@ -32,8 +32,11 @@ class ClaimRefused:
     reason: str
 
 
-def claim_problem(claim: BatchClaim, held: set[bytes]) -> str | None:
-    """Why a claim cannot be trusted, or None when it checks out (root recomputed, proof verified)."""
+def claim_problem(claim: BatchClaim, held: set[bytes], datanet_id: int | None = None) -> str | None:
+    """Why a claim cannot be trusted, or None when it checks out (root recomputed, proof verified, and, for a shard
+    bound to an on-chain Datanet, proved for that Datanet's id)."""
+    if datanet_id is not None and claim.datanet_id != datanet_id:
+        return f"it is proved for Datanet id {claim.datanet_id}, not this Datanet's {datanet_id}"
     if not 1 <= claim.count <= BATCH_CAPACITY:
         return f"it holds {claim.count} records (a batch holds 1 to {BATCH_CAPACITY})"
     ids = [record_id for record_id, _ in claim.records]
@@ -66,10 +69,12 @@ def verify_claims(shard: Shard, *, limit: int = 10_000) -> tuple[int, list[Claim
     verified = 0
     refused: list[ClaimRefused] = []
     cut: set[str] = set()
-    for claim, peer in store.unverified(limit):
+    expected = shard.binding()
+    for claim, peer in store.unverified(limit=limit):
         if peer in cut:
             continue
-        problem = claim_problem(claim, store.held(record_id for record_id, _ in claim.records))
+        held = store.held(record_id for record_id, _ in claim.records)
+        problem = claim_problem(claim, held, None if expected is None else expected.datanet_id)
         if problem is None:
             store.settle(claim.root, True)
             verified += 1

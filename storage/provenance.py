@@ -97,8 +97,11 @@ class ProvenanceStore:
         return [bytes(r[0]) for r in rows]
 
     def known_roots(self) -> set[bytes]:
-        """Every batch root held in any state (an unverified claim is not asked for twice)."""
-        rows = self._connection.execute("SELECT root FROM batches UNION SELECT root FROM received_batches")
+        """Roots held for good: own batches and verified claims. An unverified claim is not among them, so the same
+        batch is still taken from an honest peer while a dishonest one's copy waits for its check."""
+        rows = self._connection.execute(
+            "SELECT root FROM batches UNION SELECT root FROM received_batches WHERE status = 'verified'"
+        )
         return {bytes(r[0]) for r in rows}
 
     def held(self, record_ids: Iterable[bytes]) -> set[bytes]:
@@ -153,13 +156,16 @@ class ProvenanceStore:
     # -- received claims ---------------------------------------------------------------------------------
 
     def add_claims(self, claims: Iterable[BatchClaim], from_peer: str, now_ms: int) -> list[BatchClaim]:
-        """Store claims as unverified, in one transaction; returns the ones that were new here."""
+        """Store claims as unverified, in one transaction; returns the ones that were new here. An unverified claim
+        of the same root from another peer is replaced (the last carrier's copy is the one checked next)."""
         known = self.known_roots()
         new = [c for c in claims if c.root not in known]
         statements: list[tuple[str, Iterable[object]]] = []
         for c in new:
             known.add(c.root)
-            statements.append(
+            statements += [
+                ("DELETE FROM batch_records WHERE root = ?", (c.root,)),
+                ("DELETE FROM received_batches WHERE root = ?", (c.root,)),
                 (
                     "INSERT INTO received_batches (root, count, commitment, datanet_id, recipient, proof, chain, "
                     "tx_hash, from_peer, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -175,8 +181,8 @@ class ProvenanceStore:
                         from_peer,
                         now_ms,
                     ),
-                )
-            )
+                ),
+            ]
             statements += [
                 (
                     "INSERT INTO batch_records (root, position, record_id, salt) VALUES (?, ?, ?, ?)",
@@ -188,12 +194,12 @@ class ProvenanceStore:
             self._write(statements)
         return new
 
-    def unverified(self, limit: int = 1000) -> list[tuple[BatchClaim, str]]:
-        """Claims waiting for their check, oldest first, with the peer that sent each."""
+    def unverified(self, peer: str | None = None, limit: int = 1000) -> list[tuple[BatchClaim, str]]:
+        """Claims waiting for their check (of one peer, or all), oldest first, with the peer that sent each."""
         rows = self._connection.execute(
             "SELECT root, commitment, datanet_id, recipient, proof, chain, tx_hash, from_peer FROM received_batches "
-            "WHERE status = 'unverified' ORDER BY received_at, root LIMIT ?",
-            (limit,),
+            "WHERE status = 'unverified' AND (? IS NULL OR from_peer = ?) ORDER BY received_at, root LIMIT ?",
+            (peer, peer, limit),
         ).fetchall()
         return [
             (
@@ -207,26 +213,30 @@ class ProvenanceStore:
 
     def settle(self, root: bytes, verified: bool) -> None:
         """A claim checked: kept as verified, or deleted with its leaves."""
+        self.settle_all([root], verified)
+
+    def settle_all(self, roots: list[bytes], verified: bool) -> None:
+        """Claims checked, in one transaction: kept as verified, or deleted with their leaves."""
         if verified:
-            self._write([("UPDATE received_batches SET status = 'verified' WHERE root = ?", (root,))])
+            statements = [("UPDATE received_batches SET status = 'verified' WHERE root = ?", (root,)) for root in roots]
         else:
-            self._write(
-                [
-                    ("DELETE FROM batch_records WHERE root = ?", (root,)),
-                    ("DELETE FROM received_batches WHERE root = ?", (root,)),
-                ]
-            )
+            statements = [
+                (sql, (root,))
+                for root in roots
+                for sql in ("DELETE FROM batch_records WHERE root = ?", "DELETE FROM received_batches WHERE root = ?")
+            ]
+        if statements:
+            self._write(statements)
 
     def drop_unverified_from(self, peer: str) -> int:
-        """Forget every claim a peer sent that was not checked yet (a peer cut off for a forged claim)."""
+        """Forget every claim a peer sent that was not checked yet (a peer cut off, or a session that failed)."""
         roots = [
             bytes(r[0])
             for r in self._connection.execute(
                 "SELECT root FROM received_batches WHERE status = 'unverified' AND from_peer = ?", (peer,)
             )
         ]
-        for root in roots:
-            self.settle(root, False)
+        self.settle_all(roots, False)
         return len(roots)
 
     def received_batches(self) -> list[BatchClaim]:

@@ -57,15 +57,20 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # Provenance. `origin` says whether a record was imported here ('own') or received from a peer ('peer', with
     # `received_from`); only own records are ever proven or submitted. Records that schema 4 stored from a peer
-    # (source "peer <id>") and never batched become received; any already in a batch stay as they are (their
-    # batch exists, and may be on chain). `received_batches` holds contributors' proven batches carried by
+    # (source "peer <id>"; an import's source always holds a ':') become received; a batch not yet submitted
+    # that holds any of them is dropped (its own records are pending again), since it claimed them as this holder's;
+    # a submitted one stays as it is (it is on chain). `received_batches` holds contributors' proven batches carried by
     # sync: a claim stays 'unverified' (never shown, used or forwarded) until its proof checks and its root is
     # recomputed from records held here; `batch_records` lists a received batch's records in leaf order.
     5: """
         ALTER TABLE records ADD COLUMN origin TEXT NOT NULL DEFAULT 'own';
         ALTER TABLE records ADD COLUMN received_from TEXT;
+        DELETE FROM batches WHERE status != 'submitted' AND root IN (SELECT batch_root FROM records
+            WHERE source GLOB 'peer *' AND instr(source, ':') = 0 AND batch_root IS NOT NULL);
+        UPDATE records SET batch_root = NULL
+            WHERE batch_root IS NOT NULL AND batch_root NOT IN (SELECT root FROM batches);
         UPDATE records SET origin = 'peer', received_from = substr(source, 6)
-            WHERE source LIKE 'peer %' AND batch_root IS NULL;
+            WHERE source GLOB 'peer *' AND instr(source, ':') = 0 AND batch_root IS NULL;
         DROP INDEX records_pending;
         CREATE INDEX records_pending ON records (origin, batch_root, seq);
         CREATE TABLE received_batches (

@@ -75,23 +75,36 @@ def test_an_own_record_that_arrives_again_from_a_peer_stays_own(tmp_path: Path) 
         assert [record_id for record_id, _ in shard.pending()] == [record(1).record_id]
 
 
-def test_records_a_schema_4_shard_received_and_never_batched_become_received() -> None:
+def test_a_schema_4_shard_learns_which_records_it_received_and_drops_batches_that_claimed_them() -> None:
     connection = sqlite3.connect(":memory:", isolation_level=None)
     for step in range(1, 5):
         for statement in _MIGRATIONS[step].split(";"):
             if statement.strip():
                 connection.execute(statement)
     connection.execute("PRAGMA user_version = 4")
-    rows = [
-        (record(i).record_id, record(i).body, source, 0, 10, b"\x01" * 32)
-        for i, source in enumerate(["notes.jsonl:1", f"peer {PEER}", f"peer {PEER}"])
-    ]
+    sources = ["notes.jsonl:1", f"peer {PEER}", f"peer {PEER}", "peer notes.jsonl:7", f"peer {PEER}", "a.csv:2"]
+    rows = [(record(i).record_id, record(i).body, src, 0, 10, b"\x01" * 32) for i, src in enumerate(sources)]
     connection.executemany("INSERT INTO records (id, body, source, imported_at, size, salt) VALUES (?,?,?,?,?,?)", rows)
-    connection.execute("UPDATE records SET batch_root = ? WHERE source = ? AND seq = 3", (b"\x02" * 32, f"peer {PEER}"))
+    proved, submitted = b"\x02" * 32, b"\x03" * 32
+    for root, status in ((proved, "proved"), (submitted, "submitted")):
+        connection.execute(
+            "INSERT INTO batches (root, count, created_at, datanet_id, recipient, proof, public, status) "
+            "VALUES (?, 2, 0, '1', '1', x'00', '1,2,3,4,5', ?)",
+            (root, status),
+        )
+    connection.execute("UPDATE records SET batch_root = ? WHERE seq IN (3, 4)", (proved,))  # a received one + own
+    connection.execute("UPDATE records SET batch_root = ? WHERE seq IN (5, 6)", (submitted,))
     migrate(connection)
-    origins = connection.execute("SELECT origin, received_from FROM records ORDER BY seq").fetchall()
-    # the one already in a batch stays as it was (its batch exists and may be on chain)
-    assert origins == [("own", None), ("peer", PEER), ("own", None)]
+    origins = connection.execute("SELECT origin, received_from, batch_root FROM records ORDER BY seq").fetchall()
+    assert origins == [
+        ("own", None, None),
+        ("peer", PEER, None),
+        ("peer", PEER, None),  # its batch claimed it as this holder's and was never submitted: dropped
+        ("own", None, None),  # an import whose file name starts with "peer ": still own, and pending again
+        ("own", None, submitted),  # on chain already: left as it is
+        ("own", None, submitted),
+    ]
+    assert [bytes(r[0]) for r in connection.execute("SELECT root FROM batches")] == [submitted]
 
 
 def test_a_binding_is_stored_once_and_never_silently_replaced(tmp_path: Path) -> None:

@@ -286,3 +286,37 @@ def test_syncing_with_a_1_0_0_only_peer_is_one_sentence(tmp_path: Path) -> None:
                     await a.service.sync_with(with_p2p(str(old.get_addrs()[0]), str(old.get_id())), NAME)
 
     trio.run(main)
+
+
+def test_a_want_for_records_already_sent_is_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(tmp_path, 1) as (a,):
+            a.add([record(i) for i in range(20)])
+            held = sorted(a.ids())
+            greedy = new_secure_host(Identity.generate())
+
+            async def handler(stream: object) -> None:
+                frames = sync.FrameStream(stream, sync.Counters())
+                await frames.expect(sync.HELLO)
+                await frames.send(sync.WELCOME)
+                empty = Reconciler([])  # holds nothing: a offers it everything, once
+                try:
+                    while (reply := empty.receive(await frames.expect(sync.RECONCILE))) is not None:
+                        await frames.send(sync.RECONCILE, reply)
+                        if empty.done:
+                            break
+                    for _ in range(2):  # the second time is the attack: a sends the same records again and again
+                        await frames.send(sync.TRANSFER, transfer.encode_want(held[:5]))
+                        while (await frames.receive())[0] != sync.TRANSFER:
+                            pass
+                    await trio.sleep_forever()
+                except Exception:  # a cuts it off
+                    return
+
+            greedy.set_stream_handler(SYNC_PROTOCOL, handler)
+            async with greedy.run(listen_addrs=LISTEN), _closing(greedy):
+                a.allow(str(greedy.get_id()))
+                with pytest.raises(ProtocolViolation, match="asked again"), trio.fail_after(20):
+                    await a.service.sync_with(with_p2p(str(greedy.get_addrs()[0]), str(greedy.get_id())), NAME)
+
+    trio.run(main)

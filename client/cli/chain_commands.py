@@ -254,8 +254,9 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
                 f"Joining {args.name!r} needs a stake of {info.join_stake} wei (refunded when you leave); re-run "
                 "with --pay-stake to deposit it."
             )
-        result = None if member else session.client.join(info.id)  # a member already: binding is what is left
         task = task_of(info.schema_hash)
+        _check_bindable(opened, args.name, task, info)  # before any stake is paid
+        result = None if member else session.client.join(info.id)  # a member already: binding is what is left
         created = False
         if task is not None and args.name not in set(local_names(opened)):
             with opened.vault.create_shard(args.name, task):
@@ -278,6 +279,23 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
         + (f" Proved {reproved} earlier batch(es) again for it." if reproved else ""),
     )
     return 0
+
+
+def _check_bindable(opened: Opened, name: str, task: str | None, info: DatanetInfo) -> None:
+    """A local shard of that name must serve the on-chain Datanet's task and be bound to nothing else."""
+    if name not in set(local_names(opened)):
+        return
+    with opened.vault.open_shard(name) as shard:
+        binding, local_task = shard.binding(), shard.info.task
+    if binding is not None and binding.datanet_id != info.id:
+        raise ClientError(
+            f"Your Datanet {name!r} is bound to another on-chain Datanet (id {binding.datanet_id}); nothing was joined."
+        )
+    if task != local_task:
+        raise ClientError(
+            f"Your Datanet {name!r} serves the {local_task} task, but the one on chain serves "
+            f"{task or 'a task this version does not know'}; nothing was joined."
+        )
 
 
 def _binding_of(opened: Opened, name: str) -> ChainBinding | None:

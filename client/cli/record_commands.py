@@ -101,8 +101,10 @@ def _provenance(items: list[Provenance], leaves: dict[bytes, list[tuple[bytes, i
             "recipient": f"{p.recipient:#042x}",
             "own": p.own,
             "carried_by": p.from_peer,
-            "chain": p.chain,
-            "tx": p.tx_hash,
+            # where the batch was accepted on chain: this node's receipt for its own, the contributor's word (not
+            # checked here) for a received one
+            "chain" if p.own else "chain_claimed": p.chain,
+            "tx" if p.own else "tx_claimed": p.tx_hash,
         }
         for p in items
     ]

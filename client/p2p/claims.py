@@ -131,8 +131,8 @@ class ClaimFetcher:
         return claims
 
 
-def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME) -> bytes:
-    """Answer a WANT frame with the claims we may carry, as many as fit in one frame."""
+def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME) -> tuple[bytes, list[bytes]]:
+    """Answer a WANT frame with the claims we may carry, as many as fit in one frame; and the roots sent."""
     roots = decode_want(request, max_frame=max_frame)
     chosen: list[BatchClaim] = []
     size = 2 + 10
@@ -142,4 +142,4 @@ def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME) -> byte
             break
         chosen.append(claim)
         size += entry
-    return encode_batches(chosen)
+    return encode_batches(chosen), [claim.root for claim in chosen]

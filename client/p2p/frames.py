@@ -32,7 +32,7 @@ class Limits:
     min_rate: float = 2048.0  # bytes a second, both directions together, averaged over the session
     max_need: int = 4_000_000  # ids a peer may make us fetch in one session
     max_bytes: int = 16 << 30  # bytes we accept from a peer in one session
-    max_claims: int = 1_000_000  # batch claims a peer may make us fetch in one session
+    max_claims: int = 100_000  # batch claims a peer may carry to us in one session (1,600,000 records)
     max_buffered: int = 64 << 20  # bytes of frames read ahead and not handled yet (an honest peer stays far below)
 
 

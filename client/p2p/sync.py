@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -135,25 +135,33 @@ async def _admitted(
 async def verify_carried(shard: Shard, peer: str, result: SyncResult) -> None:
     """The verification lane, after a session: check every claim `peer` carried that is not checked yet (this
     session's, and any an interrupted one left) off the event loop, each root recomputed from the records held
-    here and each proof verified; keep them all, or, at the first that does not check out, none of that peer's
-    unchecked claims, and cut the peer off (ProtocolViolation)."""
+    here and each proof verified (for the bound Datanet's id, when the shard is bound); keep them all, or, at the
+    first that does not check out, none of that peer's unchecked claims, and cut the peer off (ProtocolViolation)."""
     store = shard.provenance
-    pending = [claim for claim, sender in store.unverified(limit=1_000_000) if sender == peer]
+    pending = [claim for claim, _ in store.unverified(peer, limit=Limits().max_claims)]
     if not pending:
         return
     held = store.held(record_id for claim in pending for record_id, _ in claim.records)
+    binding = shard.binding()
+    expected = None if binding is None else binding.datanet_id
+
+    def first_problem() -> tuple[BatchClaim, str] | None:
+        for claim in pending:
+            problem = claim_problem(claim, held, expected)
+            if problem is not None:
+                return claim, problem
+        return None
+
     started = time.perf_counter()
-    problems = await trio.to_thread.run_sync(lambda: [claim_problem(claim, held) for claim in pending])
+    found = await trio.to_thread.run_sync(first_problem)
     result.verify_seconds += time.perf_counter() - started
-    for claim, problem in zip(pending, problems, strict=True):
-        if problem is not None:
-            store.drop_unverified_from(peer)
-            raise ProtocolViolation(
-                f"The peer carried batch {claim.root.hex()[:16]} that does not check out ({problem}); none of its "
-                "batches were kept."
-            )
-    for claim in pending:
-        store.settle(claim.root, True)
+    if found is not None:
+        store.drop_unverified_from(peer)
+        raise ProtocolViolation(
+            f"The peer carried batch {found[0].root.hex()[:16]} that does not check out ({found[1]}); none of its "
+            "batches were kept."
+        )
+    store.settle_all([claim.root for claim in pending], True)
     result.batches_received += len(pending)
 
 
@@ -165,12 +173,14 @@ def credential_for(shard: Shard, evm_private_key: bytes | None, peer_id: str) ->
     return admission.make_credential(evm_private_key, peer_id, binding)
 
 
-async def _reconcile(frames: FrameStream, ids: list[bytes], *, initiator: bool) -> Reconciler:
+async def _reconcile(frames: FrameStream, ids: list[bytes], *, initiator: bool, max_need: int) -> Reconciler:
     reconciler = Reconciler(ids)
     if initiator:
         await frames.send(RECONCILE, reconciler.initiate())
     while True:
         reply = reconciler.receive(await frames.expect(RECONCILE))
+        if len(reconciler.need) > max_need:
+            raise ProtocolViolation(f"The peer claims {len(reconciler.need)} items we lack, over the {max_need} limit.")
         if reply is None:
             return reconciler
         await frames.send(RECONCILE, reply)
@@ -214,7 +224,8 @@ class _Session:
             except Exception as exc:  # raised below, outside the nursery (not wrapped in an ExceptionGroup)
                 error = exc
             nursery.cancel_scope.cancel()
-        if error is not None:
+        if error is not None:  # a failed session's carried claims are never checked: none of them stays
+            self.shard.provenance.drop_unverified_from(self.peer)
             raise error
 
     async def _records(self, *, initiator: bool) -> None:
@@ -228,6 +239,7 @@ class _Session:
         retry: deque[transfer.Fetcher] = deque()
         in_flight: deque[transfer.Fetcher] = deque()
         sent_fetched = got_fetched = False
+        served: set[bytes] = set()  # records sent to the peer: asking for one again is a violation
         received = byte_count = 0
         if initiator:
             await self.frames.send(RECONCILE, reconciler.initiate())
@@ -259,7 +271,9 @@ class _Session:
                     await self.frames.send(RECONCILE, reply)
                 self.result.rounds = reconciler.rounds
             elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
-                reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered))
+                found: list[tuple[bytes, bytes]] = []
+                reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered, served, found))
+                served.update(record_id for record_id, _ in found[:count])
                 self.result.sent += count
                 await self.frames.send(TRANSFER, reply)
             elif kind == TRANSFER:
@@ -285,56 +299,76 @@ class _Session:
     async def _batches(self, *, initiator: bool) -> None:
         store = self.shard.provenance
         mine = store.shareable_roots()
-        roots = await _reconcile(self.frames, mine, initiator=initiator)
+        roots = await _reconcile(self.frames, mine, initiator=initiator, max_need=self.frames.limits.max_claims)
         need = roots.need - store.known_roots()
-        if len(need) > self.frames.limits.max_claims:
-            raise ProtocolViolation(f"The peer claims {len(need)} batches we lack, over the session's limit.")
         carried = set(mine) & roots.offered
+        answer = self._claims(carried)
         if initiator:
             await self._fetch_claims(need)
-            self.result.batches_sent = await self._serve(BATCHES, lambda p: claims.serve(p, self._claims(carried)))
+            await self._serve(BATCHES, answer)
         else:
-            self.result.batches_sent = await self._serve(BATCHES, lambda p: claims.serve(p, self._claims(carried)))
+            await self._serve(BATCHES, answer)
             await self._fetch_claims(need)
 
-    def _lookup(self, offered: set[bytes]) -> transfer.Lookup:
+    def _lookup(self, offered: set[bytes], served: set[bytes], found: list[tuple[bytes, bytes]]) -> transfer.Lookup:
+        """The records a WANT may have: only ids reconciliation showed the peer lacks, each sent once (an honest
+        fetcher asks again only for what it was not sent). `found` receives what was looked up."""
+
         def lookup(ids: list[bytes]) -> list[tuple[bytes, bytes]]:
             if not set(ids) <= offered:
                 raise ProtocolViolation("The peer asked for records that reconciliation did not show it lacks.")
-            return self.shard.bodies(ids)
+            if not served.isdisjoint(ids):
+                raise ProtocolViolation("The peer asked again for records it was sent.")
+            found[:] = self.shard.bodies(ids)
+            return found
 
         return lookup
 
-    def _claims(self, mine: set[bytes]) -> claims.Lookup:
-        def lookup(roots: list[bytes]) -> list[BatchClaim]:
-            store = self.shard.provenance
-            return [claim for root in roots if root in mine and (claim := store.claim(root)) is not None]
+    def _claims(self, carried: set[bytes]) -> Callable[[bytes], bytes]:
+        """Answers to the peer's WANTs of batch claims: only roots we offered, each sent once; a root we cannot
+        carry (a record of it deleted meanwhile) may be asked for twice (an honest fetcher asks again for what a
+        partial answer left out), never more."""
+        store = self.shard.provenance
+        asked: Counter[bytes] = Counter()
 
-        return lookup
+        def answer(request: bytes) -> bytes:
+            def lookup(roots: list[bytes]) -> list[BatchClaim]:
+                if not set(roots) <= carried:
+                    raise ProtocolViolation("The peer asked for batches we did not offer it, or were sent already.")
+                asked.update(roots)
+                if any(asked[root] > 2 for root in roots):
+                    raise ProtocolViolation("The peer keeps asking for a batch that cannot be sent.")
+                return [claim for root in roots if (claim := store.claim(root)) is not None]
 
-    async def _serve(self, kind: int, answer: Callable[[bytes], bytes]) -> int:
-        """Answer the peer's WANT frames of this phase until it says FETCHED; returns how many were sent."""
-        sent = 0
+            reply, sent = claims.serve(request, lookup)
+            carried.difference_update(sent)
+            self.result.batches_sent += len(sent)
+            return reply
+
+        return answer
+
+    async def _serve(self, kind: int, answer: Callable[[bytes], bytes]) -> None:
+        """Answer the peer's WANT frames of this phase until it says FETCHED."""
         while True:
             got, payload = await self.frames.receive()
             if got == FETCHED:
-                return sent
+                return
             if got != kind:
                 raise ProtocolViolation(f"The peer sent a frame of type {got} where a WANT was expected.")
-            reply = answer(payload)
-            sent += len(claims.decode_batches(reply) if kind == BATCHES else transfer.decode_records(reply))
-            await self.frames.send(kind, reply)
+            await self.frames.send(kind, answer(payload))
 
     async def _fetch_claims(self, need: set[bytes]) -> None:
-        """Fetch the batch claims we lack and store them unverified: nothing shows, uses or forwards them until
-        `verify_carried` has checked them, after the session."""
+        """Fetch the batch claims we lack and store each frame's unverified as it arrives: nothing shows, uses or
+        forwards them until `verify_carried` has checked them, after the session."""
         ordered = sorted(need)
         fetchers = [claims.ClaimFetcher(ordered[i::PARTS]) for i in range(PARTS) if ordered[i::PARTS]]
-        frames_in: list[list[BatchClaim]] = []
-        await self._pipeline(BATCHES, fetchers, frames_in.append)
-        carried = [c for frame in frames_in for c in frame]
-        self.shard.provenance.add_claims(carried, self.peer, int(time.time() * 1000))
-        self.result.batches_carried += len(carried)
+        store = self.shard.provenance
+
+        def keep(carried: list[BatchClaim]) -> None:
+            store.add_claims(carried, self.peer, int(time.time() * 1000))
+            self.result.batches_carried += len(carried)
+
+        await self._pipeline(BATCHES, fetchers, keep)
 
     async def _pipeline(self, kind: int, fetchers: Sequence[_Fetcher], keep: Callable[[Any], None]) -> None:
         """Keep WINDOW requests of the fetchers in flight, hand every answer to `keep`, then say FETCHED."""
