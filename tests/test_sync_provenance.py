@@ -156,8 +156,11 @@ def test_a_slow_loris_member_is_cut_off_at_its_frame_deadline_while_an_honest_me
 
 def test_a_peer_flooding_need_with_ids_it_does_not_hold_is_cut_off(tmp_path: Path) -> None:
     async def main() -> None:
-        async with running(tmp_path, 1) as (a,):
+        async with running(tmp_path, 2) as (a, honest):
             a.service.limits = Limits(max_need=1000)
+            a.allow(honest)
+            honest.allow(a)
+            honest.add([record(i) for i in range(200)])
             flood = new_secure_host(Identity.generate())
             fake = [bytes([1]) + i.to_bytes(31, "big") for i in range(5000)]
 
@@ -178,9 +181,17 @@ def test_a_peer_flooding_need_with_ids_it_does_not_hold_is_cut_off(tmp_path: Pat
             flood.set_stream_handler(SYNC_PROTOCOL, handler)
             async with flood.run(listen_addrs=LISTEN), _closing(flood):
                 a.allow(str(flood.get_id()))
-                with pytest.raises(ProtocolViolation, match="over the 1000 a session takes"), trio.fail_after(20):
-                    await a.service.sync_with(with_p2p(str(flood.get_addrs()[0]), str(flood.get_id())), NAME)
-                assert a.ids() == set()
+                results = []
+
+                async def honest_sync() -> None:  # an honest member syncs with a meanwhile
+                    results.append(await sync_pair(honest, a))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(honest_sync)
+                    with pytest.raises(ProtocolViolation, match="over the 1000 a session takes"), trio.fail_after(20):
+                        await a.service.sync_with(with_p2p(str(flood.get_addrs()[0]), str(flood.get_id())), NAME)
+                (result,) = results
+                assert result.sent == 200 and a.ids() == honest.ids()  # a holds the honest records, none of the flood
 
     trio.run(main)
 
