@@ -22,6 +22,19 @@ from client.p2p.reconcile import Reconciler
 from tests.test_sync import LISTEN, NAME, Node, _closing, record, running, sync_pair, with_p2p
 
 
+async def welcome_and_reconcile(stream: object, ids: list[bytes]) -> sync.FrameStream:
+    """A scripted peer's start: it admits the honest node's HELLO, then reconciles as if it held `ids`."""
+    frames = sync.FrameStream(stream, sync.Counters())
+    await frames.expect(sync.HELLO)
+    await frames.send(sync.WELCOME)
+    reconciler = Reconciler(ids)
+    while (reply := reconciler.receive(await frames.expect(sync.RECONCILE))) is not None:
+        await frames.send(sync.RECONCILE, reply)
+        if reconciler.done:
+            break
+    return frames
+
+
 def prove(node: Node) -> list[bytes]:
     with node.vault.open_shard(NAME) as shard:
         prove_pending(shard, node.identity, node.vault.data_dir, limit=None)
@@ -165,15 +178,8 @@ def test_a_peer_flooding_need_with_ids_it_does_not_hold_is_cut_off(tmp_path: Pat
             fake = [bytes([1]) + i.to_bytes(31, "big") for i in range(5000)]
 
             async def handler(stream: object) -> None:
-                frames = sync.FrameStream(stream, sync.Counters())
-                await frames.expect(sync.HELLO)
-                await frames.send(sync.WELCOME)
-                liar = Reconciler(fake)
                 try:
-                    while (reply := liar.receive(await frames.expect(sync.RECONCILE))) is not None:
-                        await frames.send(sync.RECONCILE, reply)
-                        if liar.done:
-                            break
+                    await welcome_and_reconcile(stream, fake)
                     await trio.sleep_forever()  # holds the stream until a hangs up
                 except Exception:  # a cuts it off
                     return
@@ -204,15 +210,9 @@ def test_a_want_for_records_reconciliation_did_not_offer_is_refused(tmp_path: Pa
             greedy = new_secure_host(Identity.generate())
 
             async def handler(stream: object) -> None:
-                frames = sync.FrameStream(stream, sync.Counters())
-                await frames.expect(sync.HELLO)
-                await frames.send(sync.WELCOME)
-                liar = Reconciler(held)  # says it holds everything a holds, so a offers it nothing
                 try:
-                    while (reply := liar.receive(await frames.expect(sync.RECONCILE))) is not None:
-                        await frames.send(sync.RECONCILE, reply)
-                        if liar.done:
-                            break
+                    # it says it holds everything a holds, so a offers it nothing
+                    frames = await welcome_and_reconcile(stream, held)
                     await frames.expect(sync.FETCHED)  # a wanted nothing; now it asks anyway
                     await frames.send(sync.TRANSFER, transfer.encode_want(held[:5]))
                     await trio.sleep_forever()  # holds the stream until a hangs up
@@ -307,15 +307,8 @@ def test_a_want_for_records_already_sent_is_refused(tmp_path: Path) -> None:
             greedy = new_secure_host(Identity.generate())
 
             async def handler(stream: object) -> None:
-                frames = sync.FrameStream(stream, sync.Counters())
-                await frames.expect(sync.HELLO)
-                await frames.send(sync.WELCOME)
-                empty = Reconciler([])  # holds nothing: a offers it everything, once
                 try:
-                    while (reply := empty.receive(await frames.expect(sync.RECONCILE))) is not None:
-                        await frames.send(sync.RECONCILE, reply)
-                        if empty.done:
-                            break
+                    frames = await welcome_and_reconcile(stream, [])  # holds nothing: a offers it everything, once
                     for _ in range(2):  # the second time is the attack: a sends the same records again and again
                         await frames.send(sync.TRANSFER, transfer.encode_want(held[:5]))
                         while (await frames.receive())[0] != sync.TRANSFER:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import ID_BYTES
-from client.p2p.wire import Reader, open_frame, read_wanted, varint
+from client.p2p.wire import Reader, WantQueue, open_frame, read_wanted, varint, want_frame
 from storage.provenance import BatchClaim
 
 VERSION = 1
@@ -59,7 +59,7 @@ def encode_claim(claim: BatchClaim) -> bytes:
 
 
 def encode_want(roots: list[bytes]) -> bytes:
-    return bytes([VERSION, WANT]) + varint(len(roots)) + b"".join(roots)
+    return want_frame(VERSION, WANT, roots)
 
 
 def encode_batches(claims: list[BatchClaim]) -> bytes:
@@ -101,22 +101,12 @@ def decode_batches(data: bytes, *, max_frame: int = MAX_FRAME) -> list[BatchClai
     return claims
 
 
-class ClaimFetcher:
+class ClaimFetcher(WantQueue):
     """The side that lacks batches: asks in chunks; every answer must be a claim it asked for."""
 
     def __init__(self, need: Iterable[bytes], *, chunk: int = CHUNK_ROOTS, max_frame: int = MAX_FRAME) -> None:
-        self._left = sorted(set(need))
-        self._asked: set[bytes] = set()
-        self.chunk = chunk
+        super().__init__(need, chunk=chunk, version=VERSION, kind=WANT)
         self.max_frame = max_frame
-
-    def next_request(self) -> bytes | None:
-        if not self._asked:
-            batch, self._left = self._left[: self.chunk], self._left[self.chunk :]
-            self._asked = set(batch)
-        if not self._asked:
-            return None
-        return encode_want(sorted(self._asked))
 
     def receive(self, frame: bytes) -> list[BatchClaim]:
         claims = decode_batches(frame, max_frame=self.max_frame)

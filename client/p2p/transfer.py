@@ -23,7 +23,7 @@ from typing import Any
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.reconcile import ID_BYTES, VERSION
-from client.p2p.wire import Reader, open_frame, read_wanted, varint
+from client.p2p.wire import Reader, WantQueue, open_frame, read_wanted, varint, want_frame
 from client.records import MAX_RECORD_BYTES, RecordError, canonical_object
 
 WANT, RECORDS = 1, 2
@@ -41,7 +41,7 @@ class Progress:
 
 
 def encode_want(ids: list[bytes]) -> bytes:
-    return bytes([VERSION, WANT]) + varint(len(ids)) + b"".join(ids)
+    return want_frame(VERSION, WANT, ids)
 
 
 def encode_records(records: list[tuple[bytes, bytes]]) -> bytes:
@@ -95,7 +95,7 @@ def decode_records(data: bytes, *, max_frame: int = MAX_FRAME) -> list[tuple[byt
     return records
 
 
-class Fetcher:
+class Fetcher(WantQueue):
     """The side that needs records: asks in chunks, verifies every answer."""
 
     def __init__(
@@ -106,10 +106,8 @@ class Fetcher:
         max_frame: int = MAX_FRAME,
         check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        super().__init__(need, chunk=chunk, version=VERSION, kind=WANT)
         self.check = check  # the Datanet's own rule for a record (its task); raises RecordError
-        self._left = sorted(set(need))
-        self._asked: set[bytes] = set()
-        self.chunk = chunk
         self.max_frame = max_frame
         self._done = 0
         self._bytes = 0
@@ -117,15 +115,6 @@ class Fetcher:
     @property
     def progress(self) -> Progress:
         return Progress(self._done, len(self._left) + len(self._asked), self._bytes)
-
-    def next_request(self) -> bytes | None:
-        """The next WANT frame, or None when nothing is missing any more."""
-        if not self._asked:
-            batch, self._left = self._left[: self.chunk], self._left[self.chunk :]
-            self._asked = set(batch)
-        if not self._asked:
-            return None
-        return encode_want(sorted(self._asked))
 
     def receive(self, frame: bytes) -> list[tuple[bytes, bytes]]:
         """The verified records of a RECORDS frame, for the caller to store."""

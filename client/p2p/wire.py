@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from client.p2p.errors import ProtocolViolation
 
 
@@ -64,3 +66,28 @@ def read_wanted(reader: Reader, *, limit: int, noun: str, what: str) -> list[byt
     if reader.pos != len(reader.data):
         raise ProtocolViolation(f"The peer's {what} frame has trailing bytes.")
     return ids
+
+
+def want_frame(version: int, kind: int, ids: list[bytes]) -> bytes:
+    """A WANT frame of a sync sub-protocol: `version:u8 kind:u8 count:varint id:32*count`."""
+    return bytes([version, kind]) + varint(len(ids)) + b"".join(ids)
+
+
+class WantQueue:
+    """What a fetching side still lacks, asked for in chunks: a chunk is asked for again (what is left of it)
+    until every id in it was answered, then the next chunk; the base of transfer.Fetcher and claims.ClaimFetcher."""
+
+    def __init__(self, need: Iterable[bytes], *, chunk: int, version: int, kind: int) -> None:
+        self._left = sorted(set(need))
+        self._asked: set[bytes] = set()
+        self.chunk = chunk
+        self._version, self._kind = version, kind
+
+    def next_request(self) -> bytes | None:
+        """The next WANT frame, or None when nothing is missing any more."""
+        if not self._asked:
+            batch, self._left = self._left[: self.chunk], self._left[self.chunk :]
+            self._asked = set(batch)
+        if not self._asked:
+            return None
+        return want_frame(self._version, self._kind, sorted(self._asked))
