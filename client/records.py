@@ -32,6 +32,8 @@ MAX_DEPTH = 64  # arrays and objects nested in a record, the record included
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# The canonical encoding, built once (json.dumps with these options builds an encoder on every call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class RecordError(ValueError):
@@ -105,7 +107,7 @@ def _check_values(obj: Any) -> None:
 def canonical_bytes(obj: dict[str, Any]) -> bytes:
     _check_values(obj)
     try:
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(obj)
         body = text.encode("utf-8", errors="strict")
     except UnicodeEncodeError:
         raise RecordError("text contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode") from None
@@ -147,7 +149,7 @@ def canonical_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError(f"a record must be a JSON object, not {type(value).__name__}")
     try:
-        again = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        again = _ENCODER.encode(value)
         canonical = again.encode("utf-8", errors="strict") == body
     except (UnicodeEncodeError, ValueError):
         canonical = False

@@ -324,3 +324,41 @@ def test_a_want_for_records_already_sent_is_refused(tmp_path: Path) -> None:
                     await a.service.sync_with(with_p2p(str(greedy.get_addrs()[0]), str(greedy.get_id())), NAME)
 
     trio.run(main)
+
+
+def test_records_verified_before_a_bad_one_are_kept_and_the_bad_frame_is_not(tmp_path: Path) -> None:
+    """Records are committed in groups; a session cut off by a bad record still keeps every record verified
+    before it, and nothing of the frame that held it."""
+    valid = {r.record_id: r.body for r in (record(n) for n in range(700))}
+    not_canonical = b'{"label": "x", "text": "spaced out"}'
+    forged_id = hashlib.sha256(not_canonical).digest()
+    held = {**valid, forged_id: not_canonical}
+    first_answer: list[bytes] = []
+
+    async def main() -> set[bytes]:
+        async with running(tmp_path, 1) as (a,):
+            evil = new_secure_host(Identity.generate())
+
+            async def handler(stream: object) -> None:
+                frames = await welcome_and_reconcile(stream, list(held))
+                with contextlib.suppress(ProtocolViolation):  # a hangs up on it
+                    while True:  # every WANT answered; the first without the bad record
+                        asked = transfer.decode_want(await frames.expect(sync.TRANSFER))
+                        if not first_answer:
+                            asked = [i for i in asked if i != forged_id]
+                            first_answer.extend(asked)
+                        await frames.send(sync.TRANSFER, transfer.encode_records([(i, held[i]) for i in asked]))
+
+            evil.set_stream_handler(SYNC_PROTOCOL, handler)
+            async with evil.run(listen_addrs=LISTEN), _closing(evil):
+                a.allow(str(evil.get_id()))
+                with pytest.raises(ProtocolViolation, match="not a valid record"):
+                    await a.service.sync_with(with_p2p(str(evil.get_addrs()[0]), str(evil.get_id())), NAME)
+                with a.vault.open_shard(NAME) as shard:
+                    assert shard.check().ok
+                    assert shard.count_by_origin().get("peer", 0) == len(a.ids())
+                return a.ids()
+
+    stored = trio.run(main)
+    assert forged_id not in stored
+    assert len(first_answer) > 0 and set(first_answer) <= stored <= set(valid)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from client.p2p.errors import ProtocolViolation
 from client.p2p.transfer import (
+    CommitGroups,
     Fetcher,
     Lookup,
     decode_records,
@@ -130,3 +131,26 @@ def test_records_frames_round_trip_and_any_cut_or_flipped_byte_is_a_violation_or
     flipped[position] ^= 0xFF
     with contextlib.suppress(ProtocolViolation):  # refused with a reason, or a frame: never another exception
         decode_records(bytes(flipped))
+
+
+def test_verified_records_are_committed_in_groups_by_size_and_by_age() -> None:
+    stored: list[list[bytes]] = []
+    now = [0.0]
+    groups = CommitGroups(
+        lambda records: stored.append([i for i, _ in records]), max_bytes=100, max_seconds=1.0, clock=lambda: now[0]
+    )
+    a, b, c, d = ((bytes([n]) * 32, bytes(40)) for n in range(4))
+    groups.add([a, b])  # 80 bytes, under both limits
+    assert stored == []
+    groups.add([c])  # 120 bytes: one transaction of all three
+    assert stored == [[a[0], b[0], c[0]]]
+    groups.add([d])
+    now[0] = 1.5
+    groups.add([])  # nothing new: no commit
+    assert len(stored) == 1
+    groups.add([a])  # the oldest waited 1.5 s: committed with it
+    assert stored[-1] == [d[0], a[0]]
+    groups.add([b])
+    groups.flush()
+    groups.flush()  # nothing left: no empty transaction
+    assert stored[-1] == [b[0]] and len(stored) == 3

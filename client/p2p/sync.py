@@ -19,13 +19,14 @@ to a peer that is not a member.
 
 Then, twice (first the record ids, then the roots of the batches each side may carry): the two reconcile; the
 initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep), sends FETCHED, and the responder fetches
-the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task) and each
-RECORDS frame is committed in one transaction, as received from this peer: never the receiver's own. Every batch
+the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task) and verified records
+are committed in groups of up to 16 MiB or one second (transfer.CommitGroups), as received from this peer: never
+the receiver's own; a session that fails still commits what it had verified. Every batch
 claim is stored unverified, then checked in its own lane once the session's data is in (`verify_carried`: off the
 event loop, its root recomputed from the records held here, its Groth16 proof verified); a claim that does not
 check out cuts the peer off, and nothing of that peer's unchecked claims is kept. A WANT for a
 record that reconciliation did not show the peer lacks is a violation too. An interrupted session keeps every
-committed frame, and the next one asks only for what is still missing.
+verified record, and the next one asks only for what is still missing.
 
 A `/datanet/sync/1.0.0` peer (no provenance) is answered with one REFUSED frame saying to upgrade (`refuse_legacy`).
 """
@@ -240,61 +241,70 @@ class _Session:
         in_flight: deque[transfer.Fetcher] = deque()
         sent_fetched = got_fetched = False
         served: set[bytes] = set()  # records sent to the peer: asking for one again is a violation
-        received = byte_count = 0
+        verified = byte_count = 0
+        groups = transfer.CommitGroups(self._store)
         if initiator:
             await self.frames.send(RECONCILE, reconciler.initiate())
-        while not (sent_fetched and got_fetched):
-            while len(in_flight) < WINDOW and (retry or wanted):
-                if retry:
-                    fetcher = retry.popleft()
-                else:
-                    chunk = [wanted.popleft() for _ in range(min(transfer.CHUNK_IDS, len(wanted)))]
-                    fetcher = transfer.Fetcher(chunk, check=self.check_record)
-                request = fetcher.next_request()
-                if request is not None:
-                    await self.frames.send(TRANSFER, request)
-                    in_flight.append(fetcher)
-            if reconciler.done and not (in_flight or retry or wanted or sent_fetched):
-                await self.frames.send(FETCHED)
-                sent_fetched = True
-                continue
-            kind, payload = await self.frames.receive()
-            if kind == RECONCILE:
-                reply = reconciler.receive(payload)
-                if len(reconciler.need) > limits.max_need:
-                    raise ProtocolViolation(
-                        f"The peer claims {len(reconciler.need)} records we lack, over the {limits.max_need} a "
-                        "session takes."
-                    )
-                wanted.extend(reconciler.take_new_need())
-                if reply is not None:
-                    await self.frames.send(RECONCILE, reply)
-                self.result.rounds = reconciler.rounds
-            elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
-                found: list[tuple[bytes, bytes]] = []
-                reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered, served, found))
-                served.update(record_id for record_id, _ in found[:count])
-                self.result.sent += count
-                await self.frames.send(TRANSFER, reply)
-            elif kind == TRANSFER:
-                if not in_flight:
-                    raise ProtocolViolation("The peer sent records that were not asked for.")
-                fetcher = in_flight.popleft()
-                records = fetcher.receive(payload)
-                if records:
-                    added, _ = self.shard.add_records(
-                        (NewRecord(i, body, f"peer {self.peer}") for i, body in records), received_from=self.peer
-                    )
-                    received += added
+        try:
+            while not (sent_fetched and got_fetched):
+                while len(in_flight) < WINDOW and (retry or wanted):
+                    if retry:
+                        fetcher = retry.popleft()
+                    else:
+                        chunk = [wanted.popleft() for _ in range(min(transfer.CHUNK_IDS, len(wanted)))]
+                        fetcher = transfer.Fetcher(chunk, check=self.check_record)
+                    request = fetcher.next_request()
+                    if request is not None:
+                        await self.frames.send(TRANSFER, request)
+                        in_flight.append(fetcher)
+                if reconciler.done and not (in_flight or retry or wanted or sent_fetched):
+                    groups.flush()
+                    await self.frames.send(FETCHED)
+                    sent_fetched = True
+                    continue
+                kind, payload = await self.frames.receive()
+                if kind == RECONCILE:
+                    reply = reconciler.receive(payload)
+                    if len(reconciler.need) > limits.max_need:
+                        raise ProtocolViolation(
+                            f"The peer claims {len(reconciler.need)} records we lack, over the {limits.max_need} a "
+                            "session takes."
+                        )
+                    wanted.extend(reconciler.take_new_need())
+                    if reply is not None:
+                        await self.frames.send(RECONCILE, reply)
+                    self.result.rounds = reconciler.rounds
+                elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
+                    found: list[tuple[bytes, bytes]] = []
+                    reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered, served, found))
+                    served.update(record_id for record_id, _ in found[:count])
+                    self.result.sent += count
+                    await self.frames.send(TRANSFER, reply)
+                elif kind == TRANSFER:
+                    if not in_flight:
+                        raise ProtocolViolation("The peer sent records that were not asked for.")
+                    fetcher = in_flight.popleft()
+                    records = fetcher.receive(payload)
+                    groups.add(records)
+                    verified += len(records)
                     byte_count += sum(len(body) for _, body in records)
-                if fetcher.progress.records_left:
-                    retry.append(fetcher)
-                self.report("fetch", received, len(reconciler.need) - received, byte_count)
-            elif kind == FETCHED and not got_fetched and reconciler.done:
-                got_fetched = True
-            else:
-                raise ProtocolViolation(f"The peer sent a frame of type {kind} out of turn.")
-        self.result.received = received
+                    if fetcher.progress.records_left:
+                        retry.append(fetcher)
+                    self.report("fetch", verified, len(reconciler.need) - verified, byte_count)
+                elif kind == FETCHED and not got_fetched and reconciler.done:
+                    got_fetched = True
+                else:
+                    raise ProtocolViolation(f"The peer sent a frame of type {kind} out of turn.")
+        except BaseException:
+            groups.flush()  # what was verified is kept, whatever ended the session
+            raise
+
+    def _store(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Commit verified records in one transaction, as received from the peer (never our own)."""
+        added, _ = self.shard.add_records(
+            (NewRecord(i, body, f"peer {self.peer}") for i, body in records), received_from=self.peer
+        )
+        self.result.received += added
 
     async def _batches(self, *, initiator: bool) -> None:
         store = self.shard.provenance

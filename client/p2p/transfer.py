@@ -17,6 +17,7 @@ Wire format (version 1), integers as LEB128 varints (see reconcile.py):
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from client.records import MAX_RECORD_BYTES, RecordError, canonical_object
 WANT, RECORDS = 1, 2
 CHUNK_IDS = 512
 MAX_FRAME = 4 << 20
+GROUP_BYTES = 16 << 20  # verified records gathered for one commit...
+GROUP_SECONDS = 1.0  # ...or for at most this long
 
 Lookup = Callable[[list[bytes]], list[tuple[bytes, bytes]]]  # ids -> (id, body) of those we hold
 
@@ -140,6 +143,45 @@ class Fetcher(WantQueue):
             self._bytes += len(body)
             accepted.append((record_id, body))
         return accepted
+
+
+class CommitGroups:
+    """Verified records gathered into one transaction of about `max_bytes`, or `max_seconds` after the first of
+    them arrived, then handed to `store`. A transaction per RECORDS frame (about 4,000 records of 1 KB) costs a
+    large sync a sixth of its speed: every commit writes the changed pages of the id index again, encrypted.
+    Records handed to `add` are already verified: the caller flushes them even when the session then fails."""
+
+    def __init__(
+        self,
+        store: Callable[[list[tuple[bytes, bytes]]], None],
+        *,
+        max_bytes: int = GROUP_BYTES,
+        max_seconds: float = GROUP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        self._max_seconds = max_seconds
+        self._clock = clock
+        self._pending: list[tuple[bytes, bytes]] = []
+        self._bytes = 0
+        self._since = 0.0
+
+    def add(self, records: list[tuple[bytes, bytes]]) -> None:
+        if not records:
+            return
+        if not self._pending:
+            self._since = self._clock()
+        self._pending += records
+        self._bytes += sum(len(body) for _, body in records)
+        if self._bytes >= self._max_bytes or self._clock() - self._since >= self._max_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store what is gathered (in one transaction), if anything."""
+        pending, self._pending, self._bytes = self._pending, [], 0
+        if pending:
+            self._store(pending)
 
 
 def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS) -> bytes:
