@@ -30,8 +30,9 @@ from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from client.chain.anvil import ANVIL_KEY, running_anvil  # noqa: E402
-from client.chain.client import Web3Chain, deploy, proof_words  # noqa: E402
+from client.chain.deploy import deploy  # noqa: E402
 from client.chain.devnet import FAUCET_KEY, Devnet  # noqa: E402
+from client.chain.web3_chain import Web3Chain, proof_words  # noqa: E402
 from prover.commitment import identity_commitment  # noqa: E402
 from prover.proofs import BatchRecord, ContributionProof, prove_contribution  # noqa: E402
 

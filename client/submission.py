@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.chain.client import ChainClient, DatanetInfo
 from client.chain.errors import ChainError
+from client.chain.protocol import ChainClient
+from client.chain.types import DatanetInfo
 from client.contribution import prove_for_binding, prove_pending
 from client.identity import Identity
 from storage.shard import Shard

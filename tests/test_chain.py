@@ -17,10 +17,12 @@ from eth_account import Account
 from web3 import Web3
 
 from client.chain.anvil import ANVIL_KEY, running_anvil
-from client.chain.client import Deployment, Web3Chain, deploy
+from client.chain.deploy import deploy
 from client.chain.devnet import FAUCET_KEY, Devnet
 from client.chain.errors import ChainUnreachable, InsufficientFunds, TransactionReverted, WrongChain
 from client.chain.index import EventIndex
+from client.chain.types import Deployment
+from client.chain.web3_chain import Web3Chain
 from prover.commitment import identity_commitment
 from prover.merkle import IncrementalTree
 from prover.proofs import MEMBERSHIP_DEPTH, BatchRecord, ContributionProof, prove_contribution, prove_membership

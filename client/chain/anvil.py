@@ -15,8 +15,8 @@ from pathlib import Path
 
 from web3 import Web3
 
-from client.chain.client import wait_for_rpc
 from client.chain.errors import ChainError
+from client.chain.web3_chain import wait_for_rpc
 
 ANVIL = Path(__file__).resolve().parents[2] / "contracts" / "node_modules" / ".bin" / "anvil"
 # anvil's first well-known development account (public; funded only on a local anvil).

@@ -13,10 +13,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from client.chain.client import Deployment
+from client.chain.types import Deployment
 
 
 class EventIndex:

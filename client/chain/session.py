@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from client.chain.client import Deployment, Web3Chain, deploy, load_deployment, wait_for_rpc
+from client.chain.deploy import deploy, load_deployment
 from client.chain.devnet import FAUCET_KEY, Devnet, devnet_path
 from client.chain.errors import ChainError, NotDeployed, WrongChain
 from client.chain.index import EventIndex
+from client.chain.types import Deployment
+from client.chain.web3_chain import Web3Chain, wait_for_rpc
 from client.config import CHAIN_ADDRESSES, Config
 from storage.key_file import write_private_file
 

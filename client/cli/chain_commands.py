@@ -10,6 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from client.chain.types import POLICIES
 from client.cli.context import Context
 from client.cli.output import table
 from client.datanet import TASKS
@@ -18,11 +19,9 @@ from client.unlock import Opened
 from storage.vault import Vault
 
 if TYPE_CHECKING:  # web3 takes about a second to import: only the chain commands pay for it
-    from client.chain.client import ChainStatus, DatanetInfo
     from client.chain.session import ChainSession
+    from client.chain.types import ChainStatus, DatanetInfo
     from storage.shard import ChainBinding
-
-POLICIES = ("open", "allow-list", "stake")
 
 ETHER = 10**18
 

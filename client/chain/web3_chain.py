@@ -1,26 +1,20 @@
-"""The typed chain client: a `ChainClient` protocol and its web3 implementation, the same code for the embedded
-devnet and for any JSON-RPC endpoint (anvil in the tests, an OP-Stack rollup in production).
-
-Transactions are signed locally with the identity's EVM key, carry an explicit gas limit (estimation would run
-the pairing again, and a snarkjs verifier that runs out of gas returns false instead of reverting), and are
-simulated with `eth_call` first, so that a revert is reported with the contract's decoded error and costs no
-gas. Nonces are tracked locally. Every receipt's events go to the client's own `EventIndex`.
+"""`Web3Chain`, the `ChainClient` over web3: the same code for the embedded devnet and for any JSON-RPC endpoint
+(anvil in the tests, an OP-Stack rollup in production). Transactions are signed locally with the identity's EVM
+key, carry an explicit gas limit (estimation would run the pairing again, and a snarkjs verifier that runs out of
+gas returns false instead of reverting), and are simulated with `eth_call` first, so that a revert is reported
+with the contract's decoded error (`reverts.py`) and costs no gas. Nonces are tracked locally. Every receipt's
+events go to the client's own `EventIndex`; a receipt that never comes is `TransactionLost`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, cast
 
 import requests
-from eth_abi.abi import decode as abi_decode
 from eth_account import Account
-from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
@@ -39,13 +33,20 @@ from client.chain.errors import (
     WrongChain,
 )
 from client.chain.index import EventIndex
+from client.chain.reverts import ErrorDecoder
+from client.chain.types import (
+    POLICIES,
+    VISIBILITIES,
+    BatchInfo,
+    ChainStatus,
+    DatanetInfo,
+    Deployment,
+    JoinPolicy,
+    TxResult,
+    Visibility,
+)
 
 logger = logging.getLogger(__name__)
-
-Visibility = Literal["public", "private"]
-JoinPolicy = Literal["open", "allow-list", "stake"]
-VISIBILITIES: tuple[Visibility, ...] = ("public", "private")
-POLICIES: tuple[JoinPolicy, ...] = ("open", "allow-list", "stake")
 
 # Explicit gas limits (unused gas is not charged). submitBatch's first batch of a contributor also inserts the
 # identity commitment into the Datanet's depth-20 contributor tree: 20 Poseidon calls.
@@ -65,168 +66,11 @@ GAS_PER_ADAPTER_BATCH = 8_000
 RECEIPT_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    chain_id: int
-    registry: str
-    ledger: str
-    contribution_check: str
-    membership_check: str
-    block: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> Deployment:
-        return cls(**json.loads(text))
-
-
-@dataclass(frozen=True, slots=True)
-class DatanetInfo:
-    id: int
-    name: str
-    owner: str
-    visibility: Visibility
-    policy: JoinPolicy
-    schema_hash: str
-    join_stake: int
-    batch_stake: int
-    member_count: int
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchInfo:
-    root: int
-    datanet_id: int
-    contributor: str
-    count: int
-    stake: int
-    submitted_at: int
-    flagged: bool
-    settled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TxResult:
-    tx_hash: str
-    block: int
-    gas_used: int
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainStatus:
-    rpc: str
-    chain_id: int
-    block: int
-    account: str
-    balance: int
-    deployment: Deployment | None
-
-
-class ChainClient(Protocol):
-    """What the rest of the client needs from a chain; `Web3Chain` is the implementation."""
-
-    @property
-    def address(self) -> str: ...
-    def status(self) -> ChainStatus: ...
-    def create_datanet(
-        self,
-        name: str,
-        schema_hash: bytes,
-        visibility: Visibility,
-        policy: JoinPolicy,
-        join_stake: int = 0,
-        batch_stake: int = 0,
-    ) -> DatanetInfo: ...
-    def datanet(self, datanet_id: int) -> DatanetInfo: ...
-    def find_datanet(self, name: str) -> DatanetInfo | None: ...
-    def datanets(self) -> list[DatanetInfo]: ...
-    def join(self, datanet_id: int) -> TxResult: ...
-    def leave(self, datanet_id: int) -> TxResult: ...
-    def set_allowed(self, datanet_id: int, account: str, allowed: bool) -> TxResult: ...
-    def is_member(self, datanet_id: int, account: str) -> bool: ...
-    def submit_batch(
-        self, datanet_id: int, batch_root: int, count: int, commitment: int, proof: bytes, stake: int
-    ) -> TxResult: ...
-    def batch(self, batch_root: int) -> BatchInfo | None: ...
-    def flag_batch(self, batch_root: int, reason: bytes = b"") -> TxResult: ...
-    def withdraw_stake(self, batch_root: int) -> TxResult: ...
-    def register_adapter(
-        self, content_hash: bytes, base_model: bytes, datanet_id: int, batch_roots: Sequence[int]
-    ) -> TxResult: ...
-    def contributor_root(self, datanet_id: int) -> tuple[int, int]: ...
-    def check_contribution_proof(self, proof: bytes, public_signals: Sequence[int]) -> bool: ...
-    def check_membership_proof(self, proof: bytes, public_signals: Sequence[int]) -> bool: ...
-
-
 def proof_words(proof: bytes) -> list[int]:
     """The 256-byte proof (snarkjs Solidity calldata order: a, b, c) as the eight uint256 the contracts take."""
     if len(proof) != 256:
         raise ValueError(f"a Groth16 proof is 256 bytes, not {len(proof)}")
     return [int.from_bytes(proof[i : i + 32], "big") for i in range(0, 256, 32)]
-
-
-class _ErrorDecoder:
-    def __init__(self) -> None:
-        self._errors: dict[bytes, tuple[str, list[str]]] = {}
-        for item in artifacts.error_abis():
-            types = [i["type"] for i in item["inputs"]]
-            signature = f"{item['name']}({','.join(types)})"
-            self._errors[function_signature_to_4byte_selector(signature)] = (item["name"], types)
-        self._errors[function_signature_to_4byte_selector("Error(string)")] = ("Error", ["string"])
-        self._errors[function_signature_to_4byte_selector("Panic(uint256)")] = ("Panic", ["uint256"])
-
-    def decode(self, data: bytes) -> tuple[str, tuple[Any, ...]]:
-        found = self._errors.get(data[:4])
-        if found is None:
-            return ("UnknownError", (data.hex(),))
-        name, types = found
-        try:
-            return name, tuple(abi_decode(types, data[4:]))
-        except Exception:  # a selector we know with arguments we cannot read: still name the error
-            return name, ()
-
-
-_SENTENCES: dict[str, Callable[[tuple[Any, ...]], str]] = {
-    "NameTaken": lambda a: f"A Datanet with this name already exists on chain (id {a[0]}); choose another name.",
-    "EmptyName": lambda a: "A Datanet needs a name.",
-    "PrivateNeedsPolicy": lambda a: "A private Datanet must use the allow-list or stake join policy.",
-    "UnknownDatanet": lambda a: f"There is no Datanet {a[0]} on this chain.",
-    "NotOwner": lambda a: f"Only the owner of Datanet {a[0]} can change its allow-list.",
-    "NotAdmin": lambda a: "Only the registry's admin can do this.",
-    "NotAllowed": lambda a: f"{a[1]} is not on Datanet {a[0]}'s allow-list; ask its owner to add it.",
-    "AlreadyMember": lambda a: f"This account is already a member of Datanet {a[0]}.",
-    "NotMember": lambda a: f"{a[1]} is not a member of Datanet {a[0]}; join it first (or ask its owner to add you).",
-    "WrongStake": lambda a: f"Joining needs a stake of exactly {a[0]} wei, not {a[1]}.",
-    "StakeTooLow": lambda a: f"This Datanet needs a stake of at least {a[0]} wei with each batch, not {a[1]}.",
-    "BadCount": lambda a: f"A batch holds 1 to 16 records, not {a[0]}.",
-    "OutOfField": lambda a: "The batch root or identity commitment is not a BN254 field element.",
-    "BatchAlreadySubmitted": lambda a: f"Batch {a[0]:#x} was already submitted; a batch counts once.",
-    "InvalidProof": lambda a: "The chain rejected the proof: it does not verify for these public values.",
-    "TreeFull": lambda a: f"The contributor tree of Datanet {a[0]} is full.",
-    "UnknownBatch": lambda a: f"There is no batch {a[0]:#x} on this chain.",
-    "NotValidator": lambda a: "Only a validator can flag a batch.",
-    "ChallengePeriodOver": lambda a: f"Batch {a[0]:#x} is past its challenge period; it can no longer be flagged.",
-    "ChallengePeriodRunning": lambda a: f"Batch {a[0]:#x}'s stake can be withdrawn from timestamp {a[1]}.",
-    "BatchSettled": lambda a: f"Batch {a[0]:#x}'s stake was already withdrawn or slashed.",
-    "NotContributor": lambda a: f"Only the contributor of batch {a[0]:#x} can withdraw its stake.",
-    "AdapterExists": lambda a: f"Adapter {a[0].hex()} is already registered.",
-    "BatchNotInDatanet": lambda a: f"Batch {a[0]:#x} is not an unflagged batch of Datanet {a[1]}.",
-    "TransferFailed": lambda a: "Sending the refund failed.",
-}
-
-
-def _sentence(error: str, args: tuple[Any, ...], what: str) -> str:
-    explain = _SENTENCES.get(error)
-    if explain is not None:
-        try:
-            return explain(args)
-        except (IndexError, TypeError, ValueError, AttributeError):
-            pass
-    return f"The chain refused to {what} ({error}{args if args else ''})."
 
 
 class Web3Chain:
@@ -248,7 +92,7 @@ class Web3Chain:
         self.deployment = deployment
         self._account = Account.from_key(private_key)
         self._index = index
-        self._decoder = _ErrorDecoder()
+        self._decoder = ErrorDecoder()
         self._nonce: int | None = None
         chain_id = self._call_node(lambda: w3.eth.chain_id)
         if chain_id != deployment.chain_id:
@@ -285,26 +129,11 @@ class Web3Chain:
                 "--rpc-url is right."
             ) from None
 
-    def _revert(self, exc: Exception, what: str) -> TransactionReverted:
-        data: Any = getattr(exc, "data", None)
-        if isinstance(data, dict):
-            data = data.get("data")
-        raw = b""
-        if isinstance(data, str) and data.startswith("0x"):
-            raw = bytes.fromhex(data[2:])
-        elif isinstance(data, bytes | bytearray):
-            raw = bytes(data)
-        if raw:
-            name, args = self._decoder.decode(raw)
-        else:
-            name, args = "Reverted", ()
-        return TransactionReverted(_sentence(name, args, what), name, args)
-
     def _simulate(self, tx: dict[str, Any], what: str) -> None:
         try:
             self._call_node(lambda: self.w3.eth.call(cast(Any, tx)))
         except (ContractCustomError, ContractLogicError) as exc:
-            raise self._revert(exc, what) from None
+            raise self._decoder.reverted(exc, what) from None
         except Web3RPCError as exc:
             message = str(exc)
             if "insufficient funds" in message.lower():
@@ -368,7 +197,7 @@ class Web3Chain:
                     cast(Any, {k: tx[k] for k in ("from", "to", "data", "value", "gas")}), receipt["blockNumber"] - 1
                 )
             except (ContractCustomError, ContractLogicError) as exc:
-                raise self._revert(exc, what) from None
+                raise self._decoder.reverted(exc, what) from None
             raise TransactionReverted(f"The chain reverted the transaction to {what}.", "Reverted")
         events = self._events(receipt)
         if self._index is not None:
@@ -411,7 +240,7 @@ class Web3Chain:
         try:
             return self._call_node(call.call)
         except (ContractCustomError, ContractLogicError) as exc:
-            raise self._revert(exc, what) from None
+            raise self._decoder.reverted(exc, what) from None
 
     def datanet(self, datanet_id: int) -> DatanetInfo:
         d = self._view(self.registry.functions.datanet(datanet_id), f"read Datanet {datanet_id}")
@@ -548,43 +377,6 @@ def _plain(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def deploy(w3: Web3, private_key: bytes, *, challenge_period: int = 3 * 24 * 3600) -> Deployment:
-    """Deploy the verifiers, Poseidon, the registry and the ledger from `private_key`'s account."""
-    account = Account.from_key(private_key)
-    chain_id = w3.eth.chain_id
-    nonce = int(w3.eth.get_transaction_count(account.address, "pending"))
-    start_block = w3.eth.block_number
-
-    def create(name: str, *args: Any) -> str:
-        nonlocal nonce
-        compiled = artifacts.contract(name)
-        factory = w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-        tx = factory.constructor(*args).build_transaction(
-            {"from": account.address, "nonce": nonce, "gas": 6_000_000, "chainId": chain_id}
-        )
-        signed = account.sign_transaction(tx)
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        nonce += 1
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.05)
-        if receipt["status"] != 1 or not receipt["contractAddress"]:
-            raise ChainError(f"Deploying {name} failed (transaction {HexBytes(tx_hash).to_0x_hex()}).")
-        return str(receipt["contractAddress"])
-
-    contribution_verifier = create("ContributionVerifier")
-    membership_verifier = create("MembershipVerifier")
-    poseidon = create("PoseidonT3")
-    registry = create("DatanetRegistry")
-    ledger = create("ContributionLedger", registry, contribution_verifier, poseidon, challenge_period)
-    return Deployment(
-        chain_id=chain_id,
-        registry=registry,
-        ledger=ledger,
-        contribution_check=create("ContributionProofCheck", contribution_verifier),
-        membership_check=create("MembershipProofCheck", membership_verifier),
-        block=start_block,
-    )
-
-
 def wait_for_rpc(url: str, timeout: float = 10.0) -> Web3:
     """A web3 connected to `url`, once it answers."""
     w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 30}))
@@ -599,10 +391,3 @@ def wait_for_rpc(url: str, timeout: float = 10.0) -> Web3:
                     f"Cannot reach the chain at {url}; check that the node is running and --rpc-url is right."
                 ) from None
             time.sleep(0.05)
-
-
-def load_deployment(path: Path) -> Deployment | None:
-    try:
-        return Deployment.from_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
