@@ -168,7 +168,7 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         stopped = a.stop(signal.SIGTERM)  # graceful
         assert stopped == 0 and not socket_file.exists()
         gone = a.cli.run("status")
-        assert gone.code == 1 and gone.stderr.strip().startswith("datanet: No node is running")
+        assert gone.code == 7 and gone.stderr.strip().startswith("datanet: No node is running")
 
 
 def test_an_unauthorised_peer_gets_nothing_and_the_refusal_is_logged(tmp_path: Path) -> None:

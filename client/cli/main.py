@@ -1,9 +1,9 @@
 """`datanet`: the entry point. Parses flags, reads the configuration once, and turns errors into one sentence.
 
-Exit codes: 0 success; 1 an error the message explains; 2 bad usage or configuration; 3 the vault cannot be
-unlocked (key missing, wrong passphrase, no way to ask); 4 input rejected (malformed records); 5 an integrity
-check found problems; 6 the chain refused or could not be reached; 130 interrupted. Tracebacks go to the log
-file, never to the terminal.
+Exit codes (client/failures.py): 0 success; 1 an error the message explains; 2 bad usage or configuration; 3 the
+vault cannot be unlocked (key missing, wrong passphrase, no way to ask); 4 input rejected (malformed records); 5 an
+integrity check found problems; 6 the chain refused or could not be reached; 7 the node (none running, another
+already running, gone mid-call); 130 interrupted. Tracebacks go to the log file, never to the terminal.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 
 from client import config as config_mod
-from client import log_setup
+from client import failures, log_setup
 from client.cli import (
     chain_commands,
     demo,
@@ -31,11 +31,8 @@ from client.cli import (
 from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
-from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
-
-EXIT_INTERRUPTED = 130
 
 
 def _version() -> str:
@@ -51,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local-first contributor client for a Datanet network: your records stay encrypted on "
         "this machine.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 vault locked, 4 input rejected, 5 check failed, "
-        "6 chain error.",
+        "6 chain error, 7 node, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"datanet {_version()}")
     parser.add_argument("--data-dir", help="data directory (default: DATANET_DATA_DIR or the user data dir)")
@@ -90,22 +87,12 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
     try:
         code: int = args.handler(ctx, args)
         return code
-    except (StorageError, ClientError) as exc:
-        logger.info("command failed: %s", exc, exc_info=True)
-        out.note(f"datanet: {exc}")
-        return exc.exit_code
-    except OSError as exc:
-        logger.info("command failed", exc_info=True)
-        where = f" ({exc.filename})" if exc.filename else ""
-        out.note(f"datanet: {exc.strerror or exc}{where}; nothing half-written was kept.")
-        return 1
-    except KeyboardInterrupt:
-        out.note("datanet: interrupted; no half-written data was kept.")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        logger.exception("unexpected error")
-        out.note(f"datanet: unexpected error ({exc.__class__.__name__}); details are in {log_file}.")
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:
+        failure = failures.describe(exc, log=str(log_file))
+        if failure.expected:
+            logger.info("command failed: %s", failure.message, exc_info=True)
+        out.note(f"datanet: {failure.message}")
+        return failure.exit_code
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`datanet node run`, `status`, `peers`, `jobs`, `sync NAME --peer ADDR` and `members NAME [add|remove] PEER`.
+"""`datanet node run|stop`, `status`, `peers`, `jobs [--wait|--cancel ID]`, `sync NAME --peer ADDR` and
+`members NAME [add|remove] PEER`.
 
 The node is the long-running process; `status`, `peers` and `jobs` ask it over the control API. `sync` goes
 through the node when one runs for this data directory, or else starts a host of its own for one session.
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--headless", action="store_true", help="a server: no LAN discovery unless configured (mdns)")
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
     p.set_defaults(handler=cmd_run)
+    nsub.add_parser(
+        "stop", help="stop this data directory's node cleanly (its jobs resume at the next start)"
+    ).set_defaults(handler=cmd_stop)
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
     sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
         handler=cmd_peers
@@ -39,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jobs", help="the node's jobs (sync, prove, train) and their state")
     p.add_argument("--wait", metavar="JOB_ID", help="wait until this job is done or failed (exit 1 if it failed)")
     p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS", help="how long --wait waits")
+    p.add_argument("--cancel", metavar="JOB_ID", help="cancel a queued or running job (what it committed stays)")
     p.set_defaults(handler=cmd_jobs)
     p = sub.add_parser("sync", help="sync a Datanet with a peer now")
     p.add_argument("name")
@@ -127,7 +132,27 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    from client.node import instance
+    from client.node.control import NodeNotRunning
+
+    pid = instance.recorded_pid(ctx.config.data_dir)
+    try:
+        _client(ctx).stop()
+    except NodeNotRunning:
+        ctx.out.emit({"stopped": False}, f"No node was running for {ctx.config.data_dir}.")
+        return 0
+    if pid is not None and not instance.wait_exit(pid, 60):
+        raise ClientError(f"The node (pid {pid}) was asked to stop but still runs after 60 s; see its log.")
+    ctx.out.emit({"stopped": True}, "Node stopped; its unfinished jobs resume at the next start.")
+    return 0
+
+
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
+    if args.cancel:
+        job = _client(ctx).cancel(args.cancel)
+        ctx.out.emit(job, f"Job {job['id']} ({job['kind']}) is {job['state']}.")
+        return 0
     if args.wait:
         job = _client(ctx).wait_job(args.wait, timeout=args.timeout)
         if job["state"] == "failed":

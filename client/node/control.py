@@ -1,9 +1,12 @@
 """The node's control API: JSON-RPC 2.0 over a Unix domain socket (`<data dir>/node.sock`, mode 0600, in a 0700
-directory), one JSON object per line. The CLI and the TUI are its clients (`ControlClient`).
+directory), one JSON object per line, at most 1 MiB a request. The CLI and the TUI are its clients
+(`ControlClient`, blocking).
 
-Methods: status, peers, datanets, jobs, job(id), sync(datanet, peer?), members(datanet),
-subscribe (the connection then receives `{"jsonrpc": "2.0", "method": "event", "params": {...}}` notifications:
-sync progress, peer up/down, records received, job state changes).
+The methods, their parameters and results, and the events are declared in api.py (and listed in
+docs/control-api.md); every request is checked against them before a handler runs, and every error a handler
+raises is put in words by client/failures.py, with the exit code a client should end with. `subscribe` turns a
+connection into a stream of `{"jsonrpc": "2.0", "method": "event", "params": {...}}` notifications, each with a
+sequence number; a subscriber that fell behind is told how many events it missed.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterator
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 import trio
 
+from client import failures
 from client.errors import ClientError
+from client.node import api
+from client.node.api import JobInfo, NodeStatus, PeerInfo
 
 logger = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
+_TOO_LARGE = "The request is over the control API's 1 MiB limit; nothing was done."
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -33,35 +40,63 @@ class RpcError(Exception):
         self.code = code
 
 
+class NodeError(ClientError):
+    """The node cannot be reached, is not the version this client speaks, or went away mid-call."""
+
+    exit_code = failures.EXIT_NODE
+
+
+class NodeNotRunning(NodeError):
+    pass
+
+
+class RemoteError(ClientError):
+    """A method failed in the node: its sentence and the exit code it maps to (client/failures.py)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def socket_path(data_dir: Path) -> Path:
     return data_dir / "node.sock"
 
 
 class Events:
-    """Fan-out of events to every subscriber (a bounded queue each; a slow subscriber loses old events)."""
+    """Fan-out of events to every subscriber: a bounded queue each. Every event gets the next sequence number; a
+    subscriber whose queue is full loses events, and is told how many (a `missed` event) before the next one it
+    gets, never silently."""
 
-    def __init__(self) -> None:
-        self._subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+    def __init__(self, queue: int = 256) -> None:
+        self._queue = queue
+        self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], int] = {}  # channel -> events it missed
+        self.seq = 0
 
     def publish(self, event: dict[str, Any]) -> None:
-        for channel in list(self._subscribers):
+        self.seq += 1
+        event = {**event, "seq": self.seq}
+        for channel, missed in list(self._subscribers.items()):
             try:
+                if missed:
+                    channel.send_nowait({"type": "missed", "count": missed, "seq": self.seq})
+                    self._subscribers[channel] = missed = 0
                 channel.send_nowait(event)
             except trio.WouldBlock:
-                pass  # the subscriber is behind; it gets the next ones
+                self._subscribers[channel] = missed + 1
             except trio.BrokenResourceError:
-                self._subscribers.discard(channel)
+                del self._subscribers[channel]
 
     def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
-        send, receive = trio.open_memory_channel[dict[str, Any]](256)
-        self._subscribers.add(send)
+        send, receive = trio.open_memory_channel[dict[str, Any]](self._queue)
+        self._subscribers[send] = 0
         return receive
 
 
 async def serve(
     path: Path, methods: dict[str, Handler], events: Events, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Listen on `path` (0600) and answer requests until cancelled."""
+    """Listen on `path` (0600) and answer requests until cancelled. Only the holder of the data directory's node
+    lock (instance.py) calls this, so a socket file already there is a dead node's: it is replaced."""
     _remove(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     old = os.umask(0o177)
@@ -94,7 +129,10 @@ async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], ev
             if not data:
                 return
             buffer += data
-            if len(buffer) > MAX_REQUEST:
+            if len(buffer) > MAX_REQUEST and b"\n" not in buffer[: MAX_REQUEST + 1]:
+                error = {"code": api.INVALID_REQUEST, "message": _TOO_LARGE}
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode() + b"\n")
                 return
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
@@ -125,69 +163,40 @@ async def _stream_events(stream: trio.SocketStream, channel: trio.MemoryReceiveC
 
 async def _answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, Any], bool]:
     request_id: Any = None
+    error: dict[str, Any]
     try:
         request = json.loads(line)
-        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or "method" not in request:
-            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+        if (
+            not isinstance(request, dict)
+            or request.get("jsonrpc") != "2.0"
+            or not isinstance(request.get("method"), str)
+        ):
+            raise RpcError(api.INVALID_REQUEST, "That is not a JSON-RPC 2.0 request.")
         request_id = request.get("id")
-        method = request["method"]
+        name = request["method"]
         params = request.get("params") or {}
         if not isinstance(params, dict):
-            raise RpcError(-32602, "params must be an object")
-        if method == "subscribe":
+            raise RpcError(api.INVALID_PARAMS, "The params of a request must be an object.")
+        method = api.METHODS.get(name)
+        handler = methods.get(name)
+        if method is None or (handler is None and name != "subscribe"):
+            raise RpcError(api.UNKNOWN_METHOD, f"The node has no method {name!r} (control API {api.API_VERSION}).")
+        params = api.check_params(method, params)
+        if name == "subscribe":
             return {"jsonrpc": "2.0", "id": request_id, "result": {"subscribed": True}}, True
-        handler = methods.get(method)
-        if handler is None:
-            raise RpcError(-32601, f"unknown method {method!r}")
+        assert handler is not None
         result = await handler(params)
         return {"jsonrpc": "2.0", "id": request_id, "result": result}, False
     except json.JSONDecodeError:
-        error = {"code": -32700, "message": "not JSON"}
+        error = {"code": api.PARSE_ERROR, "message": "The request is not JSON."}
     except RpcError as exc:
         error = {"code": exc.code, "message": str(exc)}
-    except ClientError as exc:  # the storage and client errors are sentences meant for users
-        error = {"code": 1, "message": str(exc)}
+    except api.InvalidParams as exc:
+        error = {"code": api.INVALID_PARAMS, "message": str(exc)}
     except Exception as exc:
-        if isinstance(exc, (KeyError, ValueError, TypeError)):
-            error = {"code": -32602, "message": f"invalid params ({exc})"}
-        else:
-            logger.exception("control API method failed")
-            error = {"code": -32603, "message": f"internal error ({type(exc).__name__}); see the node's log"}
+        failure = failures.describe(exc, log="the node's log")
+        error = {"code": api.APPLICATION_ERROR, "message": failure.message, "data": {"exit_code": failure.exit_code}}
     return {"jsonrpc": "2.0", "id": request_id, "error": error}, False
-
-
-class NodeNotRunning(ClientError):
-    pass
-
-
-class NodeStatus(TypedDict):
-    peer_id: str
-    addresses: list[str]
-    uptime_s: float
-    datanets: int
-    peers_connected: int
-    jobs: dict[str, int]
-
-
-class PeerInfo(TypedDict):
-    peer_id: str
-    address: str
-    transport: str  # "direct" or "relayed"
-    connected: bool
-    last_sync: float | None
-    last_error: str | None
-    latency_ms: float | None
-
-
-class JobInfo(TypedDict):
-    id: str
-    kind: str  # "sync" | "prove" | "train"
-    params: dict[str, Any]
-    state: str  # "queued" | "running" | "done" | "failed"
-    progress: dict[str, Any]
-    error: str | None
-    created_ms: int
-    updated_ms: int
 
 
 class ControlClient:
@@ -197,6 +206,7 @@ class ControlClient:
         self.path = socket_path(data_dir)
         self.timeout = timeout
         self._next_id = 0
+        self._version_checked = False
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -211,15 +221,40 @@ class ControlClient:
         return sock
 
     def call(self, method: str, **params: Any) -> Any:
+        """Call a method (api.METHODS) and return its result; RemoteError with the node's sentence and exit code
+        if it failed there. The first call checks that the node speaks this client's control API version."""
+        if not self._version_checked:
+            status = self._call("status")
+            self._check_version(status)
+            if method == "status":
+                return status
+        return self._call(method, **params)
+
+    def _call(self, method: str, **params: Any) -> Any:
         self._next_id += 1
-        with self._connect() as sock:
-            sock.sendall(
-                json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}).encode() + b"\n"
-            )
-            reply = json.loads(_read_line(sock))
+        request = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+        try:
+            with self._connect() as sock:
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                reply = json.loads(_read_line(sock))
+        except TimeoutError:
+            raise NodeError(
+                f"The node did not answer {method!r} within {self.timeout:g} s; it may be stuck (see its log)."
+            ) from None
         if "error" in reply:
-            raise ClientError(str(reply["error"]["message"]))
+            error = reply["error"]
+            data = error.get("data") if isinstance(error.get("data"), dict) else {}
+            raise RemoteError(str(error.get("message")), int(data.get("exit_code", failures.EXIT_ERROR)))
         return reply["result"]
+
+    def _check_version(self, status: Any) -> None:
+        version = status.get("api_version") if isinstance(status, dict) else None
+        if version != api.API_VERSION:
+            raise NodeError(
+                f"The node running for {self.path.parent} speaks control API version {version or 1}, and this "
+                f"datanet speaks {api.API_VERSION}; restart it (`datanet node stop`, then `datanet node run`)."
+            )
+        self._version_checked = True
 
     # typed calls --------------------------------------------------------------------------------------------
 
@@ -247,6 +282,12 @@ class ControlClient:
 
     def train(self, datanet: str, *, wait: bool = False, **settings: Any) -> JobInfo:
         return cast(JobInfo, self.call("train", datanet=datanet, wait=wait, **settings))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        return cast(JobInfo, self.call("cancel", id=job_id))
+
+    def stop(self) -> None:
+        self.call("stop")
 
     def _events(self, deadline: float | None) -> Generator[dict[str, Any] | None]:
         """None once the subscription stands, then each event the node publishes; ends at `deadline` (a
@@ -302,7 +343,7 @@ class ControlClient:
 
     def running(self) -> bool:
         try:
-            self.call("status")
+            self._call("status")
         except NodeNotRunning:
             return False
         return True
@@ -313,6 +354,6 @@ def _read_line(sock: socket.socket) -> bytes:
     while not data.endswith(b"\n"):
         chunk = sock.recv(65536)
         if not chunk:
-            raise ClientError("The node closed the control connection before answering.")
+            raise NodeError("The node closed the control connection before answering; see its log.")
         data += chunk
     return data

@@ -4,7 +4,8 @@ SIGKILL included, each job is resumed or reported failed, never left "running".
 
     <data dir>/node/jobs.sqlite (0600)
     jobs(id, kind, params JSON, state, progress JSON, error, created_ms, updated_ms)
-    state: queued -> running -> done | failed ; running -> queued on a restart when the kind can resume
+    state: queued -> running -> done | failed | cancelled ; queued -> cancelled ;
+           running -> queued when the node stops, or on a restart when the kind can resume
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-STATES: Final = ("queued", "running", "done", "failed")
+from client.errors import ClientError
+
+STATES: Final = ("queued", "running", "done", "failed", "cancelled")
+
+
+class UnknownJob(ClientError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,7 @@ class Journal:
             (job_id,),
         ).fetchone()
         if row is None:
-            raise KeyError(job_id)
+            raise UnknownJob(f"There is no job {job_id!r} here; `datanet jobs` lists them.")
         return Job(row[0], row[1], json.loads(row[2]), row[3], json.loads(row[4]), row[5], row[6], row[7])
 
     def jobs(self, *, limit: int = 100) -> list[Job]:

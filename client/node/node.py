@@ -1,7 +1,9 @@
 """`datanet node run`: the long-running node. One trio loop owns the libp2p host (TCP and WebSocket, Noise,
-yamux), the sync service, the job journal, the control API and the peer diagnostics; SIGTERM or SIGINT stops it
-gracefully (a running sync is put back in the queue and resumes at the next start; so is one a crash left
-"running").
+yamux), the sync service, the job journal, the control API and the peer diagnostics. It holds the data
+directory's node lock (instance.py) for its whole life. Jobs run in lanes, one job at a time in each: `network`
+(syncs) and `heavy` (proving and training, whose work runs in child processes), so a long training run never
+holds a sync back; any job can be cancelled. SIGTERM, SIGINT or the `stop` method stop it gracefully (running
+jobs are put back in the queue and resume at the next start; so are ones a crash left "running").
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 
 import trio
 
+from client import failures
 from client.config import Config
 from client.errors import ClientError
 from client.identity import Identity
-from client.node import control
+from client.node import control, instance
 from client.node.announce import Announcer
+from client.node.api import API_VERSION
 from client.node.journal import Journal
 from client.node.members import CHAIN_ADMISSION_TTL
 from client.p2p import sync
@@ -31,7 +35,6 @@ from client.p2p.admission import ChainMembership
 from client.p2p.errors import P2PError
 from client.p2p.host import PeerInfo, listen_addrs, new_secure_host, peer_info
 from client.p2p.service import SyncService
-from storage.errors import StorageError
 from storage.vault import BrokenShard, Vault
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,11 @@ logger = logging.getLogger(__name__)
 # Kinds a restart queues again: a sync keeps what it committed and asks for the rest; proving keeps every batch
 # it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs).
 RESUMABLE = {"sync", "prove", "train"}
+LANES = {"sync": "network", "prove": "heavy", "train": "heavy"}  # each lane runs its jobs one at a time
+
+
+class JobEnded(ClientError):
+    """Cancelling a job that already ended."""
 
 
 @dataclass
@@ -87,8 +95,11 @@ class Node:
         )
         self.peers: dict[str, PeerState] = {}
         self.started = time.time()
-        self._wake = trio.Event()
+        self._wakes = {lane: trio.Event() for lane in set(LANES.values())}
         self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
+        self._running: dict[str, trio.CancelScope] = {}  # job id -> the scope that cancels it
+        self._cancelled: set[str] = set()  # jobs cancelled by a client (not by a stop of the node)
+        self._stop = trio.Event()
         self.announcer = Announcer(
             self.host,
             vault,
@@ -139,11 +150,14 @@ class Node:
             "sync": self._sync,
             "prove": self._prove,
             "train": self._train,
+            "cancel": self._cancel,
+            "stop": self._stop_method,
         }
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         jobs = self.journal.jobs()
         return {
+            "api_version": API_VERSION,
             "peer_id": str(self.host.get_id()),
             "addresses": [str(a) for a in self.host.get_addrs()],
             "uptime_s": round(time.time() - self.started, 1),
@@ -200,7 +214,7 @@ class Node:
                 )
         jobs = [self.journal.add("sync", {"datanet": name, "peer": a}) for a in addresses]
         ended = [self._ended.setdefault(job.id, trio.Event()) for job in jobs]
-        self._wake.set()
+        self._poke()
         if params.get("wait"):
             for event in ended:
                 await event.wait()
@@ -211,7 +225,7 @@ class Node:
         job = self.journal.add(kind, params)
         ended = self._ended.setdefault(job.id, trio.Event())
         self.events.publish({"type": "job", "id": job.id, "state": "queued", "kind": kind, "params": params})
-        self._wake.set()
+        self._poke()
         if wait:
             await ended.wait()
         return self.journal.get(job.id).as_dict()
@@ -238,6 +252,31 @@ class Node:
         job = {k: v for k, v in params.items() if k in allowed and v is not None}
         return await self._queue("train", {"datanet": name, **job}, bool(params.get("wait")))
 
+    async def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a queued job at once, or a running one at its next safe point (a sync between frames, proving
+        between batches, training at its next step); what it committed stays."""
+        job = self.journal.get(str(params["id"]))
+        if job.state in ("done", "failed", "cancelled"):
+            raise JobEnded(f"Job {job.id} ({job.kind}) already ended ({job.state}); there is nothing to cancel.")
+        self._cancelled.add(job.id)
+        scope = self._running.get(job.id)
+        if scope is not None:
+            scope.cancel()
+            await self._ended.setdefault(job.id, trio.Event()).wait()
+        elif self.journal.get(job.id).state == "queued":
+            self.journal.set_state(job.id, "cancelled")
+            self.events.publish({"type": "job", "id": job.id, "state": "cancelled", "kind": job.kind})
+        return self.journal.get(job.id).as_dict()
+
+    async def _stop_method(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Stop the node as SIGTERM does, once this answer has left (see `run`)."""
+        self._stop.set()
+        return {"stopping": True}
+
+    def _poke(self) -> None:
+        for event in self._wakes.values():
+            event.set()
+
     def _queue_sync(self, name: str, address: str) -> None:
         """An announcement says a member has something else: sync with it (unless one is queued already)."""
         for job in self.journal.queued():
@@ -246,7 +285,7 @@ class Node:
         job = self.journal.add("sync", {"datanet": name, "peer": address})
         self._ended[job.id] = trio.Event()
         self.events.publish({"type": "job", "id": job.id, "state": "queued", "params": job.params, "cause": "gossip"})
-        self._wake.set()
+        self._poke()
 
     async def _dial_discovered(self, receive: trio.MemoryReceiveChannel[PeerInfo]) -> None:
         """mDNS finds peers on a thread of its own and dials nobody: dial what it found, once each."""
@@ -326,26 +365,47 @@ class Node:
 
     # --- jobs -----------------------------------------------------------------------------------------------
 
-    async def _run_jobs(self) -> None:
+    async def _run_lane(self, lane: str) -> None:
+        """Run the queued jobs of one lane, oldest first, one at a time."""
         while True:
             for job in self.journal.queued():
-                await self._run_job(job.id, job.kind, job.params)
-            self._wake = trio.Event()
+                if LANES.get(job.kind) == lane and job.id not in self._cancelled:
+                    await self._run_job(job.id, job.kind, job.params)
+            self._wakes[lane] = trio.Event()
             with trio.move_on_after(1.0):
-                await self._wake.wait()
+                await self._wakes[lane].wait()
 
     async def _run_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
         try:
-            if kind == "sync":
-                await self._sync_job(job_id, params)
-            else:
-                await self._local_job(job_id, kind, params)
+            with trio.CancelScope() as scope:
+                self._running[job_id] = scope
+                if kind == "sync":
+                    await self._sync_job(job_id, params)
+                else:
+                    await self._local_job(job_id, kind, params)
         finally:
+            self._running.pop(job_id, None)
             self._ended.pop(job_id, trio.Event()).set()
+
+    def _interrupted(self, job_id: str, kind: str) -> None:
+        """A running job stopped before its end: cancelled by a client, or back in the queue (the node stops)."""
+        if self.journal.get(job_id).state != "running":
+            return
+        if job_id in self._cancelled:
+            self.journal.set_state(job_id, "cancelled")
+            self.events.publish({"type": "job", "id": job_id, "state": "cancelled", "kind": kind})
+        else:
+            self.journal.set_state(job_id, "queued")
+
+    def _failed(self, job_id: str, kind: str, exc: Exception) -> str:
+        message = failures.describe(exc, log="the node's log").message
+        self.journal.set_state(job_id, "failed", error=message)
+        self.events.publish({"type": "job", "id": job_id, "state": "failed", "kind": kind, "error": message})
+        return message
 
     async def _local_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
         """Proving or training: blocking work in a worker thread (the heavy part in child processes), told to
-        stop at its next batch or checkpoint when the node stops; back in the queue then, to resume."""
+        stop at its next batch or checkpoint when the job is cancelled or the node stops."""
         self.journal.set_state(job_id, "running")
         self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": kind, "params": params})
         stop = threading.Event()
@@ -369,22 +429,17 @@ class Node:
                 interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
                 nursery.cancel_scope.cancel()
         except Exception as exc:
-            known = isinstance(exc, ClientError | StorageError | OSError)
-            message = str(exc) if known else f"unexpected error ({type(exc).__name__}); see the node's log"
-            if not known:
-                logger.exception("%s job %s failed", kind, job_id)
-            self.journal.set_state(job_id, "failed", error=message)
-            self.events.publish({"type": "job", "id": job_id, "state": "failed", "error": message})
+            self._failed(job_id, kind, exc)
             return
         finally:
-            stopped = summary is None or interrupted  # the node is stopping: the job resumes at the next start
-            if stopped and self.journal.get(job_id).state == "running":
-                self.journal.set_state(job_id, "queued")
+            stopped = summary is None or interrupted
+            if stopped:
+                self._interrupted(job_id, kind)
         if stopped:
             return
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")
-        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
+        self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": kind, **summary})
 
     def _prove_work(
         self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
@@ -438,30 +493,25 @@ class Node:
 
     async def _sync_job(self, job_id: str, params: dict[str, Any]) -> None:
         self.journal.set_state(job_id, "running")
-        self.events.publish({"type": "job", "id": job_id, "state": "running", "params": params})
+        self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": "sync", "params": params})
         name, address = params["datanet"], params["peer"]
         peer = str(peer_info(address).peer_id)
         self._note_peer(peer, address)
         done = False
         try:
-            result = await self.service.sync_with(address, name)
+            try:
+                result = await self.service.sync_with(address, name)
+            except trio.TooSlowError as exc:
+                raise P2PError(f"Peer {peer} did not answer in time.") from exc
             done = True
         except Exception as exc:  # a failed job is reported in the journal, whatever failed
-            if isinstance(exc, trio.TooSlowError):
-                message = f"peer {peer} did not answer in time"
-            elif isinstance(exc, P2PError | StorageError | OSError):
-                message = str(exc) or type(exc).__name__
-            else:
-                logger.exception("sync job %s: unexpected error", job_id)
-                message = f"unexpected error ({type(exc).__name__}); see the node's log"
+            message = self._failed(job_id, "sync", exc)
             self._note_peer(peer, address, error=message)
-            self.journal.set_state(job_id, "failed", error=message)
-            self.events.publish({"type": "job", "id": job_id, "state": "failed", "error": message})
             logger.warning("sync job %s failed: %s", job_id, message)
             return
         finally:
-            if not done and self.journal.get(job_id).state == "running":  # cancelled by a stop: resume later
-                self.journal.set_state(job_id, "queued")
+            if not done:
+                self._interrupted(job_id, "sync")
         self._note_peer(peer, address, sync_done=True)
         self._admit(result)
         summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
@@ -469,11 +519,17 @@ class Node:
         self.journal.set_state(job_id, "done")
         if result.received:
             self.events.publish({"type": "records.received", "datanet": name, "peer": peer, "count": result.received})
-        self.events.publish({"type": "job", "id": job_id, "state": "done", **summary})
+        self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": "sync", **summary})
 
     # --- main -----------------------------------------------------------------------------------------------
 
     async def run(self, *, ready: Callable[[Node], None] | None = None) -> None:
+        """Hold the node lock, then run until SIGTERM, SIGINT or the `stop` method; NodeAlreadyRunning (before
+        anything is touched) when another node runs for this data directory."""
+        with instance.single_instance(self.data_dir):
+            await self._run(ready)
+
+    async def _run(self, ready: Callable[[Node], None] | None) -> None:
         resumed, failed = self.journal.recover(RESUMABLE)
         for job in resumed:
             logger.info("job %s (%s) was interrupted; resuming it", job.id, job.kind)
@@ -482,12 +538,14 @@ class Node:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
                 await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
-                nursery.start_soon(self._run_jobs)
+                for lane in self._wakes:
+                    nursery.start_soon(self._run_lane, lane)
                 nursery.start_soon(self._bootstrap)
                 if self.settings.mdns:
                     self._listen_for_mdns(nursery)
                 nursery.start_soon(self._discover)
                 nursery.start_soon(self.announcer.run)
+                nursery.start_soon(self._stop_on_request, nursery.cancel_scope)
                 if ready is not None:
                     ready(self)
                 async for signum in signals:
@@ -496,6 +554,12 @@ class Node:
                     break
             await self.host.close()
         self.journal.close()
+
+    async def _stop_on_request(self, scope: trio.CancelScope) -> None:
+        await self._stop.wait()
+        logger.info("node stopping (asked over the control API)")
+        await trio.sleep(0.2)  # the `stop` answer leaves first (a local socket: microseconds)
+        scope.cancel()
 
 
 def _offer(send: trio.MemorySendChannel[PeerInfo], info: PeerInfo) -> None:

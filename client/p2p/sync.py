@@ -19,14 +19,13 @@ to a peer that is not a member.
 
 Then, twice (first the record ids, then the roots of the batches each side may carry): the two reconcile; the
 initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep), sends FETCHED, and the responder fetches
-the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task) and verified records
-are committed in groups of up to 16 MiB or one second (transfer.CommitGroups), as received from this peer: never
-the receiver's own; a session that fails still commits what it had verified. Every batch
-claim is stored unverified, then checked in its own lane once the session's data is in (`verify_carried`: off the
-event loop, its root recomputed from the records held here, its Groth16 proof verified); a claim that does not
-check out cuts the peer off, and nothing of that peer's unchecked claims is kept. A WANT for a
-record that reconciliation did not show the peer lacks is a violation too. An interrupted session keeps every
-verified record, and the next one asks only for what is still missing.
+the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task), and
+verified records are committed in groups of up to 16 MiB or one second (transfer.CommitGroups), as received from
+this peer: never the receiver's own. Every batch claim is stored unverified, then checked in its own lane once the
+session's data is in (`verify_carried`: off the event loop, its root recomputed from the records held here, its
+Groth16 proof verified); a claim that does not check out cuts the peer off, and nothing of that peer's unchecked
+claims is kept. A WANT for a record that reconciliation did not show the peer lacks is a violation too. An
+interrupted session keeps every record it had verified, and the next one asks only for what is still missing.
 
 A `/datanet/sync/1.0.0` peer (no provenance) is answered with one REFUSED frame saying to upgrade (`refuse_legacy`).
 """

@@ -1,0 +1,137 @@
+"""The node as the one owner of a data directory's work (real `datanet node run` processes, real vaults, libp2p
+on 127.0.0.1): a second node for the same directory is refused in one sentence and leaves the first untouched;
+`node stop` stops it cleanly; jobs run in lanes, so a sync finishes while a training run goes on (the events show
+it); every kind of job can be cancelled, queued or running, and cancelling one that ended is one sentence."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from client.identity import Identity
+from client.node.control import ControlClient
+from client.p2p.host import new_secure_host
+from tests.conftest import Result
+from tests.test_node import jsonl, nodes
+
+
+def test_a_second_node_is_refused_and_the_first_keeps_its_socket_and_journal(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.start()
+        before = a.control().jobs()
+        second = a.cli.run("node", "run", "--listen", "/ip4/127.0.0.1/tcp/0", timeout=60)
+        assert second.code == 7
+        assert second.stderr.strip() == (
+            f"datanet: A node is already running for {a.cli.data_dir} (pid {a.proc.pid if a.proc else '?'}); "
+            "use it, or stop it with `datanet node stop` first."
+        )
+        assert a.control().status()["api_version"] == 2  # its socket was not unlinked
+        assert a.control().jobs() == before
+
+        stopped = a.cli.ok("node", "stop")
+        assert "Node stopped" in stopped.stdout
+        assert a.proc is not None and a.proc.wait(timeout=30) == 0
+        a.proc.communicate()
+        a.proc = None
+        gone = a.cli.run("status")
+        assert gone.code == 7 and "No node is running" in gone.stderr
+        again = a.cli.ok("node", "stop")
+        assert "No node was running" in again.stdout
+
+
+def collect(
+    client: ControlClient, until: Any, timeout: float, start: Callable[[], object] = lambda: None
+) -> list[dict[str, Any]]:
+    """The events the node publishes until `until(event)` holds (a stream, not a poll); `start` runs once the
+    subscription stands, so no event it causes is missed."""
+    seen: list[dict[str, Any]] = []
+
+    def condition(event: dict[str, Any] | None) -> bool:
+        if event is None:
+            start()
+            return False
+        seen.append(event)
+        return bool(until(event))
+
+    assert client.wait(condition, timeout=timeout), seen[-5:]
+    return seen
+
+
+def test_a_sync_finishes_while_training_runs_and_every_kind_of_job_can_be_cancelled(tmp_path: Path) -> None:
+    with nodes(tmp_path, 2) as (a, b):
+        a.cli.env["DATANET_CACHE_DIR"] = str(tmp_path / "cache")
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(16 * 20))))
+        b.cli.ok("import", "ward", str(jsonl(tmp_path / "b.jsonl", range(5000, 5600))))
+        a.start()
+        b.start()
+        control = a.control()
+
+        # Training in the heavy lane, long enough to outlast everything below.
+        train = a.cli.ok("--json", "train", "ward", "--background", "--base", "tiny-classifier", "--epochs", "500")
+        train_id = train.json()["id"]
+        collect(control, lambda e: e["type"] == "train.progress" and e["id"] == train_id, 300)
+
+        # A prove job queued behind it in the same lane, cancelled before it ever ran.
+        queued = a.cli.ok("--json", "prove", "ward", "--background").json()["id"]
+        assert control.job(queued)["state"] == "queued"
+        cancelled = a.cli.ok("--json", "jobs", "--cancel", queued).json()
+        assert cancelled["state"] == "cancelled"
+
+        # A sync in the network lane, at the same time: it ends while the training still runs.
+        outcome: list[Result] = []
+        syncing = threading.Thread(target=lambda: outcome.append(a.cli.run("sync", "ward", "--peer", b.address)))
+        events: list[dict[str, Any]] = []
+        try:
+            syncing.start()
+            events = collect(
+                control,
+                lambda e: e["type"] == "job" and e.get("kind") == "sync" and "error" not in e and e["state"] == "done",
+                120,
+            )
+        finally:
+            syncing.join(120)
+        assert outcome and outcome[0].code == 0, outcome[0].stderr if outcome else "no sync"
+        assert control.job(train_id)["state"] == "running"
+        assert not [e for e in events if e["type"] == "job" and e["id"] == train_id and e["state"] != "running"]
+        assert any(e["type"] == "train.progress" for e in events)  # it kept training meanwhile
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(seqs)
+
+        # Cancel the running training: it stops at its next step, and stays cancelled.
+        assert a.cli.ok("--json", "jobs", "--cancel", train_id).json()["state"] == "cancelled"
+
+        # A running prove, cancelled between batches: what it stored stays, the rest is pending.
+        prove = a.cli.ok("--json", "prove", "ward", "--background").json()["id"]
+        collect(control, lambda e: e["type"] == "prove.progress" and e["id"] == prove, 300)
+        assert a.cli.ok("--json", "jobs", "--cancel", prove).json()["state"] == "cancelled"
+        doc = a.cli.ok("--json", "batches", "ward").json()
+        assert 0 < len(doc["batches"]) < 20 and doc["pending"] > 0
+
+        # A running sync with a peer that never speaks: cancelled while it waits.
+        silent = socket.create_server(("127.0.0.1", 0))
+        try:
+            nobody = str(new_secure_host(Identity.generate()).get_id())  # a member not connected: it is dialled
+            a.cli.ok("members", "ward", "add", nobody)
+            address = f"/ip4/127.0.0.1/tcp/{silent.getsockname()[1]}/p2p/{nobody}"
+            stuck: list[str] = []
+            collect(
+                control,
+                lambda e: e["type"] == "job" and e["id"] in stuck and e["state"] == "running",
+                60,
+                start=lambda: stuck.append(control.sync("ward", address)["id"]),
+            )
+            assert control.cancel(stuck[0])["state"] == "cancelled"
+        finally:
+            silent.close()
+
+        ended = a.cli.run("jobs", "--cancel", prove)
+        assert ended.code == 1
+        assert (
+            ended.stderr.strip()
+            == f"datanet: Job {prove} (prove) already ended (cancelled); there is nothing to cancel."
+        )
+        unknown = a.cli.run("jobs", "--cancel", "0123456789abcdef")
+        assert unknown.code == 1 and "There is no job '0123456789abcdef' here" in unknown.stderr
