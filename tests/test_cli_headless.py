@@ -60,6 +60,9 @@ def test_records_lifecycle(cli: Cli, tmp_path: Path) -> None:
 
     listed = cli.ok("--json", "records", "clinic", "list", "--limit", "5").json()
     assert listed["total"] == 480 and len(listed["records"]) == 5
+    assert cli.ok("records", "clinic", "list", "--limit", "5", "--json").json() == listed  # global flags go anywhere
+    elsewhere = cli.run("records", "clinic", "count", f"--data-dir={tmp_path / 'nothing here'}")
+    assert elsewhere.code != 0 and str(tmp_path / "nothing here") in elsewhere.stderr
     first_id = listed["records"][0]["id"]
     first_line = json.loads(TRAIN_FILE.read_text().splitlines()[0])
     shown = cli.ok("--json", "records", "clinic", "show", first_id[:10]).json()

@@ -52,3 +52,32 @@ def test_bad_configuration_is_named(tmp_path: Path, toml: str, problem: str) -> 
     (tmp_path / "config.toml").write_text(toml)
     with pytest.raises(ConfigError, match=problem):
         load(_env(tmp_path))
+
+
+def test_global_flags_may_come_after_the_command_and_nothing_after_a_double_dash_moves() -> None:
+    from client.cli.main import hoist_global_flags
+
+    assert hoist_global_flags(["status", "--json"]) == ["--json", "status"]
+    assert hoist_global_flags(["records", "ward", "list", "--data-dir", "/d", "--limit", "5"]) == [
+        "--data-dir",
+        "/d",
+        "records",
+        "ward",
+        "list",
+        "--limit",
+        "5",
+    ]
+    assert hoist_global_flags(["sync", "w", "--rpc-url=http://x", "--peer", "p"]) == [
+        "--rpc-url=http://x",
+        "sync",
+        "w",
+        "--peer",
+        "p",
+    ]
+    assert hoist_global_flags(["records", "ward", "delete", "--", "--json"]) == [
+        "records",
+        "ward",
+        "delete",
+        "--",
+        "--json",
+    ]

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local-first contributor client for a Datanet network: your records stay encrypted on "
         "this machine.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage/config, 3 vault locked, 4 input rejected, 5 check failed, "
-        "6 chain error, 7 node, 130 interrupted.",
+        "6 chain error, 7 node, 130 interrupted. The global flags (--json, --data-dir, --key-store, --rpc-url) may "
+        "also come after the command.",
     )
     parser.add_argument("--version", action="version", version=f"datanet {_version()}")
     parser.add_argument("--data-dir", help="data directory (default: DATANET_DATA_DIR or the user data dir)")
@@ -67,9 +68,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The flags every command takes, and whether each takes a value. They may come after the command too.
+GLOBAL_FLAGS = {"--json": False, "--data-dir": True, "--key-store": True, "--rpc-url": True}
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """`datanet status --json` as `datanet --json status`: global flags (with their values) moved to the front,
+    wherever they are; the order of everything else kept, and nothing after `--` touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_FLAGS:
+            takes = 2 if GLOBAL_FLAGS[name] and "=" not in arg else 1
+            front.extend(argv[i : i + takes])
+            i += takes
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_global_flags(argv))
     out.json_mode = args.json
     try:
         config = config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store, rpc_url=args.rpc_url)
