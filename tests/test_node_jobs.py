@@ -5,6 +5,7 @@ it); every kind of job can be cancelled, queued or running, and cancelling one t
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from client.identity import Identity
-from client.node.control import ControlClient
+from client.node import api
+from client.node.control import ControlClient, RemoteError, socket_path
 from client.p2p.host import new_secure_host
 from tests.conftest import Result
 from tests.test_node import jsonl, nodes
@@ -135,3 +137,45 @@ def test_a_sync_finishes_while_training_runs_and_every_kind_of_job_can_be_cancel
         )
         unknown = a.cli.run("jobs", "--cancel", "0123456789abcdef")
         assert unknown.code == 1 and "There is no job '0123456789abcdef' here" in unknown.stderr
+
+
+def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(40))))
+        a.start()
+        control = a.control()
+        queued = control.prove("ward")
+        samples: dict[str, dict[str, Any]] = {  # a valid request of each method; a new method needs one here
+            "status": {},
+            "peers": {},
+            "datanets": {},
+            "jobs": {"limit": 5},
+            "job": {"id": queued["id"]},
+            "sync": {"datanet": "ward"},  # no member is connected: an answer that says so
+            "prove": {"datanet": "ward", "workers": 1},
+            "train": {"datanet": "ward", "base": "tiny-classifier", "epochs": 1},
+            "cancel": {"id": queued["id"]},
+            "subscribe": {},
+            "stop": {},
+        }
+        answers: dict[str, str] = {}
+        for name, method in api.METHODS.items():
+            if name == "subscribe":  # the raw call: the connection turns into an event stream after it
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(30)
+                    sock.connect(str(socket_path(a.cli.data_dir)))
+                    sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
+                    reply = json.loads(sock.makefile("rb").readline())
+                answers[name] = "result" if reply.get("result") == {"subscribed": True} else str(reply)
+                continue
+            try:
+                control.call(name, **samples[method.name])
+                answers[name] = "result"
+            except RemoteError as exc:  # it ran and said why not, in one sentence
+                answers[name] = "error" if str(exc).endswith(".") else str(exc)
+        assert set(samples) == set(api.METHODS) == set(answers)
+        assert set(answers.values()) <= {"result", "error"}, answers
+        assert answers["sync"] == "error" and answers["stop"] == "result"
+        assert a.proc is not None and a.proc.wait(timeout=60) == 0  # `stop` stopped it cleanly
+        a.proc.communicate()
+        a.proc = None
