@@ -69,6 +69,9 @@ class Vault:
         self.data_dir = data_dir
         self._master_key = master_key
         self.unlocked_with = unlocked_with  # "created" | "keyring" | "passphrase" | "recovery code"
+        # Name -> uuid of the shards seen by this process: `open_shard` opens one file when it knows the name,
+        # and scans (rebuilding this) only when it does not. In memory only: names never touch the disk in clear.
+        self._names: dict[str, str] = {}
 
     # -- finding, creating, unlocking ---------------------------------------------------------------
 
@@ -317,18 +320,31 @@ class Vault:
 
     def open_shard(self, name: str) -> Shard:
         """The shard named exactly `name` (names are matched exactly: sync admission relies on it; no two shards
-        of a vault differ only in case, `create_shard` sees to that)."""
+        of a vault differ only in case, `create_shard` sees to that). A name this process has seen opens its one
+        file; any other (or one that no longer matches: deleted, or another process changed it) scans them all."""
+        known = self._names.get(name)
+        if known is not None:
+            try:
+                shard = self._open_by_uuid(known)
+            except StorageError:
+                shard = None
+            if shard is not None and shard.info.name == name:
+                return shard
+            if shard is not None:
+                shard.close()
+        self._names.clear()
         broken = 0
         near: str | None = None
         for item in self.each_shard():
             if isinstance(item, BrokenShard):
                 broken += 1
-            elif item.info.name == name:
+                continue
+            self._names[item.info.name] = item.info.uuid
+            if item.info.name == name:
                 return item  # the generator is left unfinished: shards after this one are never opened
-            else:
-                if item.info.name.lower() == name.lower():
-                    near = item.info.name
-                item.close()
+            if item.info.name.lower() == name.lower():
+                near = item.info.name
+            item.close()
         hint = (
             f" ({broken} shard file(s) could not be opened: `datanet vault check` says why)"
             if broken
@@ -360,6 +376,7 @@ class Vault:
             now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
         )
         logger.info("shard %s created", shard_uuid)
+        self._names[name] = shard_uuid
         return Shard(connection, Shard.read_info(connection, path))
 
     def rekey_shard(self, name: str) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,34 @@ def test_real_secret_service_round_trip(data_dir: Path, secret_service: OsKeyrin
     with Vault.unlock(data_dir, keystore=secret_service).open_shard("clinic") as shard:
         assert shard.count() == 5
     secret_service.delete(entry)
+
+
+def test_a_known_name_opens_one_file_and_an_unknown_one_is_found_by_a_scan(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault, _ = Vault.create(data_dir, keystore=None, passphrase="pw", argon2=FAST_ARGON2)
+    for name in ("alpha", "beta", "gamma", "delta"):
+        vault.create_shard(name, "text").close()
+    opened: list[str] = []
+    real = Vault._open_by_uuid
+
+    def counting(self: Vault, shard_uuid: str, kf: KeyFile | None = None) -> Any:
+        opened.append(shard_uuid)
+        return real(self, shard_uuid, kf)
+
+    monkeypatch.setattr(Vault, "_open_by_uuid", counting)
+    with vault.open_shard("gamma") as shard:  # created by this process: known
+        gamma = shard.info.uuid
+    assert opened == [gamma]
+
+    other = Vault.unlock(data_dir, keystore=None, passphrase=lambda: "pw")  # another process, as it were
+    other.create_shard("epsilon", "text").close()
+    opened.clear()
+    with vault.open_shard("epsilon") as shard:  # unknown here: one scan finds it, and learns every name
+        assert shard.info.name == "epsilon"
+    assert 1 < len(opened) <= 5
+    opened.clear()
+    with vault.open_shard("beta"), vault.open_shard("epsilon"):
+        assert len(opened) == 2
+    with pytest.raises(ShardNotFound, match="did you mean 'beta'"):
+        vault.open_shard("BETA")
