@@ -1,0 +1,291 @@
+"""The node's jobs: queued in the journal, run in lanes, one job at a time in each: `network` (syncs) and `heavy`
+(proving and training, whose work runs in child processes), so a long training run never holds a sync back. Any
+job can be cancelled: a queued one at once, a running one at its next safe point. A job the node's stop
+interrupts goes back in the queue and resumes at the next start (so does one a crash left "running": the
+journal's recovery at start, for the kinds in RESUMABLE).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from client import failures
+from client.config import Config
+from client.errors import ClientError
+from client.identity import Identity
+from client.node import control
+from client.node.journal import Job, Journal
+from client.node.peers import Peers
+from client.p2p import sync
+from client.p2p.errors import P2PError
+from client.p2p.host import peer_info
+from client.p2p.service import SyncService
+from storage.vault import Vault
+
+logger = logging.getLogger(__name__)
+
+# Kinds a restart queues again: a sync keeps what it committed and asks for the rest; proving keeps every batch
+# it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs).
+RESUMABLE = {"sync", "prove", "train"}
+LANES = {"sync": "network", "prove": "heavy", "train": "heavy"}  # each lane runs its jobs one at a time
+
+
+class JobEnded(ClientError):
+    """Cancelling a job that already ended."""
+
+
+class Jobs:
+    def __init__(
+        self,
+        journal: Journal,
+        events: control.Events,
+        service: SyncService,
+        peers: Peers,
+        *,
+        vault: Vault,
+        identity: Identity,
+        data_dir: Path,
+        config: Config | None,
+        admit: Callable[[sync.SyncResult], None],
+    ) -> None:
+        self.journal = journal
+        self.events = events
+        self.service = service
+        self.peers = peers
+        self.vault = vault
+        self.identity = identity
+        self.data_dir = data_dir
+        self.config = config
+        self.admit = admit  # a peer that finished a sync with us is a member (see Node._admit)
+        self._wakes = {lane: trio.Event() for lane in set(LANES.values())}
+        self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
+        self._running: dict[str, trio.CancelScope] = {}  # job id -> the scope that cancels it
+        self._cancelled: set[str] = set()  # jobs cancelled by a client (not by a stop of the node)
+
+    @property
+    def lanes(self) -> list[str]:
+        return list(self._wakes)
+
+    # --- queueing and cancelling ----------------------------------------------------------------------------
+
+    def add(self, kind: str, params: dict[str, Any]) -> tuple[Job, trio.Event]:
+        """Put a job in the queue, run at its lane's next look (`poke` makes that now); the event is set once the job
+        stops running."""
+        job = self.journal.add(kind, params)
+        return job, self._ended.setdefault(job.id, trio.Event())
+
+    async def queue(self, kind: str, params: dict[str, Any], wait: bool) -> dict[str, Any]:
+        job, ended = self.add(kind, params)
+        self.events.publish({"type": "job", "id": job.id, "state": "queued", "kind": kind, "params": params})
+        self.poke()
+        if wait:
+            await ended.wait()
+        return self.journal.get(job.id).as_dict()
+
+    def queue_sync(self, name: str, address: str) -> None:
+        """An announcement says a member has something else: sync with it (unless one is queued already)."""
+        for job in self.journal.queued():
+            if job.params == {"datanet": name, "peer": address}:
+                return
+        job = self.journal.add("sync", {"datanet": name, "peer": address})
+        self._ended[job.id] = trio.Event()
+        self.events.publish({"type": "job", "id": job.id, "state": "queued", "params": job.params, "cause": "gossip"})
+        self.poke()
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued job at once, or a running one at its next safe point (a sync between frames, proving
+        between batches, training at its next step); what it committed stays."""
+        job = self.journal.get(job_id)
+        if job.state in ("done", "failed", "cancelled"):
+            raise JobEnded(f"Job {job.id} ({job.kind}) already ended ({job.state}); there is nothing to cancel.")
+        self._cancelled.add(job.id)
+        scope = self._running.get(job.id)
+        if scope is not None:
+            scope.cancel()
+            await self._ended.setdefault(job.id, trio.Event()).wait()
+        elif self.journal.get(job.id).state == "queued":
+            self.journal.set_state(job.id, "cancelled")
+            self.events.publish({"type": "job", "id": job.id, "state": "cancelled", "kind": job.kind})
+        return self.journal.get(job.id).as_dict()
+
+    def poke(self) -> None:
+        for event in self._wakes.values():
+            event.set()
+
+    # --- running --------------------------------------------------------------------------------------------
+
+    async def run_lane(self, lane: str) -> None:
+        """Run the queued jobs of one lane, oldest first, one at a time."""
+        while True:
+            for job in self.journal.queued():
+                if LANES.get(job.kind) == lane and job.id not in self._cancelled:
+                    await self._run_job(job.id, job.kind, job.params)
+            self._wakes[lane] = trio.Event()
+            with trio.move_on_after(1.0):
+                await self._wakes[lane].wait()
+
+    async def _run_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                self._running[job_id] = scope
+                if kind == "sync":
+                    await self._sync_job(job_id, params)
+                else:
+                    await self._local_job(job_id, kind, params)
+        finally:
+            self._running.pop(job_id, None)
+            self._ended.pop(job_id, trio.Event()).set()
+
+    def _interrupted(self, job_id: str, kind: str) -> None:
+        """A running job stopped before its end: cancelled by a client, or back in the queue (the node stops)."""
+        if self.journal.get(job_id).state != "running":
+            return
+        if job_id in self._cancelled:
+            self.journal.set_state(job_id, "cancelled")
+            self.events.publish({"type": "job", "id": job_id, "state": "cancelled", "kind": kind})
+        else:
+            self.journal.set_state(job_id, "queued")
+
+    def _failed(self, job_id: str, kind: str, exc: Exception) -> str:
+        message = failures.describe(exc, log="the node's log").message
+        self.journal.set_state(job_id, "failed", error=message)
+        self.events.publish({"type": "job", "id": job_id, "state": "failed", "kind": kind, "error": message})
+        return message
+
+    async def _sync_job(self, job_id: str, params: dict[str, Any]) -> None:
+        self.journal.set_state(job_id, "running")
+        self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": "sync", "params": params})
+        name, address = params["datanet"], params["peer"]
+        peer = str(peer_info(address).peer_id)
+        self.peers.note(peer, address)
+        done = False
+        try:
+            try:
+                result = await self.service.sync_with(address, name)
+            except trio.TooSlowError as exc:
+                raise P2PError(f"Peer {peer} did not answer in time.") from exc
+            done = True
+        except Exception as exc:  # a failed job is reported in the journal, whatever failed
+            message = self._failed(job_id, "sync", exc)
+            self.peers.note(peer, address, error=message)
+            logger.warning("sync job %s failed: %s", job_id, message)
+            return
+        finally:
+            if not done:
+                self._interrupted(job_id, "sync")
+        self.peers.note(peer, address, sync_done=True)
+        self.admit(result)
+        summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
+        self.journal.set_progress(job_id, summary)
+        self.journal.set_state(job_id, "done")
+        if result.received:
+            self.events.publish({"type": "records.received", "datanet": name, "peer": peer, "count": result.received})
+        self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": "sync", **summary})
+
+    async def _local_job(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
+        """Proving or training: blocking work in a worker thread (the heavy part in child processes), told to
+        stop at its next batch or checkpoint when the job is cancelled or the node stops."""
+        self.journal.set_state(job_id, "running")
+        self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": kind, "params": params})
+        stop = threading.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def progress(update: dict[str, Any]) -> None:  # from the worker thread
+            def publish() -> None:
+                self.journal.set_progress(job_id, update)
+                self.events.publish({"type": f"{kind}.progress", "id": job_id, **update})
+
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(publish)
+
+        work = self._prove_work if kind == "prove" else self._train_work
+        summary: dict[str, Any] | None = None
+        interrupted = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_set_on_cancel, stop)
+                summary = await trio.to_thread.run_sync(work, params, stop, progress)
+                interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            self._failed(job_id, kind, exc)
+            return
+        finally:
+            stopped = summary is None or interrupted
+            if stopped:
+                self._interrupted(job_id, kind)
+        if stopped:
+            return
+        self.journal.set_progress(job_id, summary)
+        self.journal.set_state(job_id, "done")
+        self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": kind, **summary})
+
+    # --- the work of local jobs (in a worker thread) --------------------------------------------------------
+
+    def _prove_work(
+        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        from client.contribution import prove_for_binding, prove_pending
+
+        with self.vault.open_shard(params["datanet"]) as shard:
+            bound = shard.binding() is not None  # a bound shard proves for its on-chain id, whatever was asked
+            prove_for_binding(shard, self.identity, self.data_dir)
+            done = prove_pending(
+                shard,
+                self.identity,
+                self.data_dir,
+                limit=None,
+                datanet_id=None if bound else params.get("datanet_id"),
+                workers=int(params.get("workers", 1)),
+                on_batch=lambda batch, n, total: progress({"batches_done": n, "batches": total}),
+                stop=stop,
+            )
+            pending = len(shard.pending())
+        return {"batches": len(done), "records": sum(b.count for b in done), "pending": pending}
+
+    def _train_work(
+        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        from client.training.base_models import DEFAULT_FOR_TASK
+        from client.training.job import make_request, run
+        from client.training.settings import Cancelled, TrainConfig
+
+        if self.config is None:
+            raise ClientError("This node was started without a configuration; it cannot train.")
+        with self.vault.open_shard(params["datanet"]) as shard:
+            base = params.get("base") or DEFAULT_FOR_TASK.get(shard.info.task)
+            if base is None:
+                raise ClientError(f"No base model serves the {shard.info.task!r} task yet.")
+            settings = {
+                k: params[k]
+                for k in ("epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon")
+                if k in params
+            }
+            request = make_request(self.config, shard, TrainConfig(base=base, **settings), _path(params.get("eval")))
+        try:
+            result = run(
+                request,
+                lambda event: progress({k: event[k] for k in ("step", "total_steps", "loss") if k in event}),
+                stop=stop,
+            )
+        except Cancelled:
+            return {}
+        return {"adapter_id": result.adapter_id, "reused": result.reused, "training_job": result.job_id}
+
+
+async def _set_on_cancel(stop: threading.Event) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        stop.set()
+
+
+def _path(value: Any) -> Path | None:
+    return None if value is None else Path(str(value))
