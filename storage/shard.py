@@ -9,6 +9,7 @@ one transaction, so a crash leaves all or none of it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -105,6 +106,19 @@ class CheckReport:
         return not self.problems
 
 
+# Rows a multi-row INSERT carries: 8 columns each, within SQLite's 32,766 bound parameters. One statement per 4,000
+# rows instead of one step per row: sqlite3 lets go of the GIL once per step, so a writer in a worker thread does
+# not hand the GIL back and forth with the event loop for every row (and the import gets faster too).
+ROWS_PER_INSERT = 4000
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_rows(count: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)  # placeholders only: no value is ever in the SQL
+    columns = "id, body, source, imported_at, size, salt, origin, received_from"
+    return f"INSERT OR IGNORE INTO records ({columns}) VALUES {values}"  # noqa: S608
+
+
 def new_salt() -> bytes:
     return secrets.randbelow(BN254_SCALAR_FIELD).to_bytes(32, "big")
 
@@ -146,21 +160,20 @@ class ShardWriter:
                     received_from,
                 )
             )
-        cursor = self._connection.executemany(
-            "INSERT OR IGNORE INTO records (id, body, source, imported_at, size, salt, origin, received_from) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        added = cursor.rowcount
+        added = 0
+        for start in range(0, len(rows), ROWS_PER_INSERT):  # one statement, one sqlite3_step, per 4,000 rows
+            part = rows[start : start + ROWS_PER_INSERT]
+            cursor = self._connection.execute(_insert_rows(len(part)), [value for row in part for value in row])
+            added += cursor.rowcount
         self.added += added
         self.duplicates += len(rows) - added
         if origin == OWN and added < len(rows):
             for start in range(0, len(rows), 500):
-                part = [row[0] for row in rows[start : start + 500]]
-                marks = ",".join("?" * len(part))
+                ids = [row[0] for row in rows[start : start + 500]]
+                marks = ",".join("?" * len(ids))
                 (n,) = self._connection.execute(
                     f"SELECT count(*) FROM records WHERE origin = 'peer' AND id IN ({marks})",  # noqa: S608
-                    part,
+                    ids,
                 ).fetchone()
                 self.already_received += int(n)
         return added

@@ -32,14 +32,17 @@ A `/datanet/sync/1.0.0` peer (no provenance) is answered with one REFUSED frame 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import trio
 
+from client.db_lane import DbLane
 from client.p2p import admission, claims, transfer
 from client.p2p.errors import ProtocolViolation
 from client.p2p.frames import (
@@ -188,6 +191,15 @@ async def _reconcile(frames: FrameStream, ids: list[bytes], *, initiator: bool, 
             return reconciler
 
 
+def _check_want(ids: list[bytes], offered: set[bytes], served: set[bytes]) -> None:
+    """A WANT may ask only for ids reconciliation showed the peer lacks, each once (an honest fetcher asks again
+    only for what it was not sent)."""
+    if not set(ids) <= offered:
+        raise ProtocolViolation("The peer asked for records that reconciliation did not show it lacks.")
+    if not served.isdisjoint(ids):
+        raise ProtocolViolation("The peer asked again for records it was sent.")
+
+
 class _Fetcher(Protocol):
     def next_request(self) -> bytes | None: ...
     def receive(self, frame: bytes) -> Any: ...
@@ -195,6 +207,8 @@ class _Fetcher(Protocol):
 
 class _Session:
     """The two phases (records, then batch claims) of one session, from one side."""
+
+    lane: DbLane  # the shard's reads and writes during the records phase, off the event loop
 
     def __init__(
         self,
@@ -218,6 +232,7 @@ class _Session:
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(self.frames.pump)
+            self.lane = DbLane(nursery)
             try:
                 await self._records(initiator=initiator)
                 await self._batches(initiator=initiator)
@@ -233,7 +248,8 @@ class _Session:
         is asked for at once (WINDOW WANTs in flight), while the peer's WANTs are answered as they come. Each
         side sends FETCHED once reconciliation is over and it holds everything it asked for; the phase ends when
         both have."""
-        reconciler = Reconciler(self.shard.ids())
+        lane = self.lane
+        reconciler = Reconciler(await lane.call(self.shard.ids))
         limits = self.frames.limits
         wanted: deque[bytes] = deque()
         retry: deque[transfer.Fetcher] = deque()
@@ -241,7 +257,13 @@ class _Session:
         sent_fetched = got_fetched = False
         served: set[bytes] = set()  # records sent to the peer: asking for one again is a violation
         verified = byte_count = 0
-        groups = transfer.CommitGroups(self._store)
+        ready: list[list[tuple[bytes, bytes]]] = []  # groups of verified records to commit, in order
+        groups = transfer.CommitGroups(ready.append)
+
+        async def commit_ready() -> None:  # in the lane, while the loop goes on verifying
+            while ready:
+                await lane.write_behind(partial(self._store, ready.pop(0)))
+
         if initiator:
             await self.frames.send(RECONCILE, reconciler.initiate())
         try:
@@ -258,6 +280,8 @@ class _Session:
                         in_flight.append(fetcher)
                 if reconciler.done and not (in_flight or retry or wanted or sent_fetched):
                     groups.flush()
+                    await commit_ready()
+                    await lane.drain()
                     await self.frames.send(FETCHED)
                     sent_fetched = True
                     continue
@@ -274,8 +298,10 @@ class _Session:
                         await self.frames.send(RECONCILE, reply)
                     self.result.rounds = reconciler.rounds
                 elif kind == TRANSFER and payload[1:2] == bytes([transfer.WANT]):
-                    found: list[tuple[bytes, bytes]] = []
-                    reply, count = transfer.serve_counted(payload, self._lookup(reconciler.offered, served, found))
+                    ids = transfer.decode_want(payload)
+                    _check_want(ids, reconciler.offered, served)
+                    found = await lane.call(partial(self.shard.bodies, ids))
+                    reply, count = transfer.answer(found)
                     served.update(record_id for record_id, _ in found[:count])
                     self.result.sent += count
                     await self.frames.send(TRANSFER, reply)
@@ -285,6 +311,7 @@ class _Session:
                     fetcher = in_flight.popleft()
                     records = fetcher.receive(payload)
                     groups.add(records)
+                    await commit_ready()
                     verified += len(records)
                     byte_count += sum(len(body) for _, body in records)
                     if fetcher.progress.records_left:
@@ -295,7 +322,10 @@ class _Session:
                 else:
                     raise ProtocolViolation(f"The peer sent a frame of type {kind} out of turn.")
         except BaseException:
-            groups.flush()  # what was verified is kept, whatever ended the session
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):  # what was verified is kept,
+                groups.flush()  # whatever ended the session (a failed write is in the log, not raised over it)
+                await commit_ready()
+                await lane.drain()
             raise
 
     def _store(self, records: list[tuple[bytes, bytes]]) -> None:
@@ -318,20 +348,6 @@ class _Session:
         else:
             await self._serve(BATCHES, answer)
             await self._fetch_claims(need)
-
-    def _lookup(self, offered: set[bytes], served: set[bytes], found: list[tuple[bytes, bytes]]) -> transfer.Lookup:
-        """The records a WANT may have: only ids reconciliation showed the peer lacks, each sent once (an honest
-        fetcher asks again only for what it was not sent). `found` receives what was looked up."""
-
-        def lookup(ids: list[bytes]) -> list[tuple[bytes, bytes]]:
-            if not set(ids) <= offered:
-                raise ProtocolViolation("The peer asked for records that reconciliation did not show it lacks.")
-            if not served.isdisjoint(ids):
-                raise ProtocolViolation("The peer asked again for records it was sent.")
-            found[:] = self.shard.bodies(ids)
-            return found
-
-        return lookup
 
     def _claims(self, carried: set[bytes]) -> Callable[[bytes], bytes]:
         """Answers to the peer's WANTs of batch claims: only roots we offered, each sent once; a root we cannot

@@ -186,20 +186,18 @@ class CommitGroups:
 
 def serve(request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS) -> bytes:
     """Answer a WANT frame with the records we hold, as many as fit in one frame (in the order asked)."""
-    return serve_counted(request, lookup, max_frame=max_frame, max_ids=max_ids)[0]
+    return answer(lookup(decode_want(request, max_frame=max_frame, max_ids=max_ids)), max_frame=max_frame)[0]
 
 
-def serve_counted(
-    request: bytes, lookup: Lookup, *, max_frame: int = MAX_FRAME, max_ids: int = CHUNK_IDS
-) -> tuple[bytes, int]:
-    """`serve`, and how many records the answer holds."""
-    ids = decode_want(request, max_frame=max_frame, max_ids=max_ids)
-    chosen: list[tuple[bytes, bytes]] = []
+def answer(found: list[tuple[bytes, bytes]], *, max_frame: int = MAX_FRAME) -> tuple[bytes, int]:
+    """The RECORDS frame answering a WANT with the records `found` for it (in the order asked): as many as fit
+    in one frame, and how many that is (the fetcher asks again for the rest)."""
+    chosen = 0
     size = 2 + 10
-    for record_id, body in lookup(ids):
+    for _, body in found:
         entry = ID_BYTES + len(varint(len(body))) + len(body)
         if chosen and size + entry > max_frame:
             break
-        chosen.append((record_id, body))
+        chosen += 1
         size += entry
-    return encode_records(chosen), len(chosen)
+    return encode_records(found[:chosen]), chosen
