@@ -77,10 +77,13 @@ def prove_pending(
     workers: int = 1,
     on_batch: Callable[[ProvedBatch, int, int], None] | None = None,
     stop: threading.Event | None = None,
+    isolate: bool = False,
 ) -> list[ProvedBatch]:
     """Prove the shard's pending records (at most `limit`), a batch of 16 at a time, on up to `workers` cores.
 
     Each batch is stored as soon as its proof is back, in order, so an interruption keeps every batch before it.
+    With `isolate` (the node) the proving always runs in child processes, one worker included: in the calling
+    process it would hold the GIL the node's event loop needs.
     """
     pending = shard.pending(limit)
     public = identity.public()
@@ -90,7 +93,7 @@ def prove_pending(
     args = [(identity.zk_secret, public.identity_commitment, chunk, chosen_id, recipient) for chunk in chunks]
     done: list[ProvedBatch] = []
     pool = None
-    if workers > 1 and len(chunks) > 2:
+    if chunks and (isolate or (workers > 1 and len(chunks) > 2)):
         # Proving is single-threaded: one process per core. Each worker loads the keys once (about 0.5 s).
         pool = ProcessPoolExecutor(
             max_workers=workers,

@@ -4,6 +4,7 @@ checked once subscribed and again on each matching event, never on a timer; a ti
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,11 +86,13 @@ def test_a_condition_is_checked_once_subscribed_then_on_each_matching_event(tmp_
 
         assert client.wait(done, timeout=10, on=("job",))
         assert client.job("j1")["state"] == "done"
-        assert seen == [  # numbered as published: the sync.progress event (2) did not match `on`
+        stamped = [e and {k: v for k, v in e.items() if k != "at"} for e in seen]
+        assert stamped == [  # numbered as published: the sync.progress event (2) did not match `on`
             None,
             {"type": "job", "id": "j1", "state": "running", "seq": 2},
             {"type": "job", "id": "j1", "state": "done", "seq": 3},
         ]
+        assert all(e is None or abs(e["at"] - time.time()) < 60 for e in seen)
 
 
 def test_wait_job_returns_the_ended_job_and_a_timeout_is_one_sentence(tmp_path: Path) -> None:

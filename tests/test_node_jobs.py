@@ -149,6 +149,7 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
             "status": {},
             "peers": {},
             "datanets": {},
+            "records.count": {"datanet": "ward"},
             "jobs": {"limit": 5},
             "job": {"id": queued["id"]},
             "sync": {"datanet": "ward"},  # no member is connected: an answer that says so

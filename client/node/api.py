@@ -49,6 +49,7 @@ METHODS: Final[dict[str, Method]] = {
             "peers", "every peer seen: address, direct or relayed, connected, latency, last error", "list[PeerInfo]"
         ),
         Method("datanets", "every Datanet in the vault: records and members", "list[DatanetInfo]"),
+        Method("records.count", "how many records a Datanet holds: own and received", "RecordCount", (_DATANET,)),
         Method("jobs", "the latest jobs, newest first", "list[JobInfo]", (Param("limit", "int", "at most this many"),)),
         Method("job", "one job", "JobInfo", (Param("id", "str", "the job id", required=True, nullable=False),)),
         Method(
@@ -96,8 +97,9 @@ METHODS: Final[dict[str, Method]] = {
     )
 }
 
-# Events: `{"jsonrpc": "2.0", "method": "event", "params": {"type": ..., "seq": n, ...}}`. `seq` counts every
-# event the node published; a subscriber that fell behind gets {"type": "missed", "count": n} before the next one.
+# Events: `{"jsonrpc": "2.0", "method": "event", "params": {"type": ..., "seq": n, "at": t, ...}}`. `seq` counts
+# every event the node published, `at` is when (Unix seconds); a subscriber that fell behind gets
+# {"type": "missed", "count": n} before the next one.
 EVENTS: Final[dict[str, str]] = {
     "job": "a job changed state: id, state (queued, running, done, failed, cancelled), kind, and its summary or error",
     "sync.progress": "a sync session's progress: datanet, peer, phase, records and bytes done and left, rate, ETA",
@@ -166,6 +168,13 @@ class DatanetInfo(TypedDict):
     name: str
     records: int
     members: list[str]
+
+
+class RecordCount(TypedDict):
+    datanet: str
+    records: int
+    own: int
+    peer: int
 
 
 class JobInfo(TypedDict):

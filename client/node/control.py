@@ -74,11 +74,11 @@ class Events:
 
     def publish(self, event: dict[str, Any]) -> None:
         self.seq += 1
-        event = {**event, "seq": self.seq}
+        event = {**event, "seq": self.seq, "at": time.time()}
         for channel, missed in list(self._subscribers.items()):
             try:
                 if missed:
-                    channel.send_nowait({"type": "missed", "count": missed, "seq": self.seq})
+                    channel.send_nowait({"type": "missed", "count": missed, "seq": self.seq, "at": event["at"]})
                     self._subscribers[channel] = missed = 0
                 channel.send_nowait(event)
             except trio.WouldBlock:

@@ -1,11 +1,13 @@
 """The control API's method handlers (declared in api.py, served by control.py): what the node answers to
-`status`, `peers`, `datanets`, `jobs`, `job`, `sync`, `prove`, `train`, `cancel` and `stop`. The ones that queue
-a job check its Datanet (and peer address) first, for a clear error at once; the jobs themselves run in jobs.py."""
+`status`, `peers`, `datanets`, `records.count`, `jobs`, `job`, `sync`, `prove`, `train`, `cancel` and `stop`. The
+ones that queue a job check its Datanet (and peer address) first, for a clear error at once; the jobs themselves
+run in jobs.py. Vault work runs in the node's database thread (`vault_call`), never on the event loop."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import trio
 
@@ -18,6 +20,8 @@ from client.node.journal import Journal
 from client.node.peers import Peers
 from client.p2p.host import IHost, peer_info
 from storage.vault import BrokenShard, Vault
+
+T = TypeVar("T")
 
 
 class Handlers:
@@ -41,12 +45,18 @@ class Handlers:
         self.announcer = announcer
         self.started = started  # time.time() when the node started
         self.stop = stop  # set by `stop`; the node then stops (Node._stop_on_request)
+        self._db = trio.CapacityLimiter(1)  # the handlers' database thread: one vault call at a time
+
+    async def vault_call(self, fn: Callable[[], T]) -> T:
+        """Run vault work (opening shards, counting, listing) in the database thread, off the event loop."""
+        return await trio.to_thread.run_sync(fn, limiter=self._db)
 
     def methods(self) -> dict[str, control.Handler]:
         return {
             "status": self._status,
             "peers": self._peers,
             "datanets": self._datanets,
+            "records.count": self._records_count,
             "jobs": self._jobs,
             "job": self._job,
             "sync": self._sync,
@@ -72,13 +82,34 @@ class Handlers:
         return await self.peers.report(self.host)
 
     async def _datanets(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        out = []
-        for item in self.vault.each_shard():
-            if isinstance(item, BrokenShard):
-                continue
-            with item as shard:
-                out.append({"name": shard.info.name, "records": shard.count(), "members": shard.members()})
-        return out
+        def listed() -> list[dict[str, Any]]:
+            out = []
+            for item in self.vault.each_shard():
+                if isinstance(item, BrokenShard):
+                    continue
+                with item as shard:
+                    out.append({"name": shard.info.name, "records": shard.count(), "members": shard.members()})
+            return out
+
+        return await self.vault_call(listed)
+
+    async def _records_count(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = str(params["datanet"])
+
+        def counted() -> dict[str, Any]:
+            with self.vault.open_shard(name) as shard:
+                return {"datanet": name, "records": shard.count(), **shard.count_by_origin()}
+
+        return await self.vault_call(counted)
+
+    async def _members_of(self, name: str) -> set[str]:
+        """The members of Datanet `name`; ShardNotFound (a clear error at once) if there is none."""
+
+        def members() -> set[str]:
+            with self.vault.open_shard(name) as shard:
+                return set(shard.members())
+
+        return await self.vault_call(members)
 
     async def _jobs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         return [j.as_dict() for j in self.journal.jobs(limit=int(params.get("limit", 50)))]
@@ -90,8 +121,7 @@ class Handlers:
         """Queue a sync of `datanet` with `peer` (an address with /p2p/), or with every connected peer that is one
         of its members when no peer is given; `wait` returns once they ended."""
         name = str(params["datanet"])
-        with self.vault.open_shard(name) as shard:  # a clear error now for an unknown Datanet
-            members = set(shard.members())
+        members = await self._members_of(name)  # a clear error now for an unknown Datanet
         if params.get("peer"):
             address = str(params["peer"])
             peer_info(address)  # a clear error now for a malformed address
@@ -113,8 +143,7 @@ class Handlers:
     async def _prove(self, params: dict[str, Any]) -> dict[str, Any]:
         """Queue proving the pending records of `datanet` (a long job: it resumes after a restart)."""
         name = str(params["datanet"])
-        with self.vault.open_shard(name):
-            pass  # a clear error now for an unknown Datanet
+        await self._members_of(name)  # a clear error now for an unknown Datanet
         job: dict[str, Any] = {"datanet": name, "workers": int(params.get("workers") or 1)}
         if params.get("datanet_id") is not None:
             job["datanet_id"] = int(params["datanet_id"])
@@ -123,8 +152,7 @@ class Handlers:
     async def _train(self, params: dict[str, Any]) -> dict[str, Any]:
         """Queue training a LoRA adapter on `datanet` (resumes from its checkpoint after a restart)."""
         name = str(params["datanet"])
-        with self.vault.open_shard(name):
-            pass
+        await self._members_of(name)  # a clear error now for an unknown Datanet
         allowed = {"base", "epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon", "eval"}
         unknown = set(params) - allowed - {"datanet", "wait"}
         if unknown:

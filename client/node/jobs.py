@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 # Kinds a restart queues again: a sync keeps what it committed and asks for the rest; proving keeps every batch
 # it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs).
 RESUMABLE = {"sync", "prove", "train"}
+PROGRESS_SAVE_EVERY = 1.0  # seconds between progress writes to the journal, per job
 LANES = {"sync": "network", "prove": "heavy", "train": "heavy"}  # each lane runs its jobs one at a time
 
 
@@ -197,9 +199,15 @@ class Jobs:
         stop = threading.Event()
         token = trio.lowlevel.current_trio_token()
 
+        saved = [0.0]  # when the journal last got this job's progress
+
         def progress(update: dict[str, Any]) -> None:  # from the worker thread
             def publish() -> None:
-                self.journal.set_progress(job_id, update)
+                # Every update is an event; the journal (an fsync each) gets one a second, which is all a
+                # restart needs to show (the job's own checkpoints are what it resumes from).
+                if time.monotonic() - saved[0] >= PROGRESS_SAVE_EVERY:
+                    self.journal.set_progress(job_id, update)
+                    saved[0] = time.monotonic()
                 self.events.publish({"type": f"{kind}.progress", "id": job_id, **update})
 
             with contextlib.suppress(trio.RunFinishedError):
@@ -246,6 +254,7 @@ class Jobs:
                 workers=int(params.get("workers", 1)),
                 on_batch=lambda batch, n, total: progress({"batches_done": n, "batches": total}),
                 stop=stop,
+                isolate=True,
             )
             pending = len(shard.pending())
         return {"batches": len(done), "records": sum(b.count for b in done), "pending": pending}

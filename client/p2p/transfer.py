@@ -121,28 +121,47 @@ class Fetcher(WantQueue):
 
     def receive(self, frame: bytes) -> list[tuple[bytes, bytes]]:
         """The verified records of a RECORDS frame, for the caller to store."""
+        records = self.delivered(frame)
+        for record_id, body in records:
+            problem = record_problem(record_id, body, self.check)
+            if problem is not None:
+                raise ProtocolViolation(problem)
+        self.settle(records)
+        return records
+
+    def delivered(self, frame: bytes) -> list[tuple[bytes, bytes]]:
+        """The records of a RECORDS frame, each one asked for (once), not yet checked: the caller checks each
+        with `record_problem` (in slices, between which its event loop runs) and then calls `settle`."""
         records = decode_records(frame, max_frame=self.max_frame)
         if not records and self._asked:
             raise ProtocolViolation("The peer answered with no records at all; it does not hold what it announced.")
-        accepted = []
-        for record_id, body in records:
-            if record_id not in self._asked:
+        seen: set[bytes] = set()
+        for record_id, _ in records:
+            if record_id not in self._asked or record_id in seen:
                 raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]}, which was not asked for.")
-            if hashlib.sha256(body).digest() != record_id:
-                raise ProtocolViolation(f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it.")
-            try:
-                obj = canonical_object(body)  # canonical record JSON
-                if self.check is not None:
-                    self.check(obj)
-            except RecordError as exc:
-                raise ProtocolViolation(
-                    f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
-                ) from None
+            seen.add(record_id)
+        return records
+
+    def settle(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Count checked records as received: they are no longer asked for."""
+        for record_id, body in records:
             self._asked.discard(record_id)
             self._done += 1
             self._bytes += len(body)
-            accepted.append((record_id, body))
-        return accepted
+
+
+def record_problem(record_id: bytes, body: bytes, check: Callable[[dict[str, Any]], None] | None) -> str | None:
+    """Why a received record may not be stored, as the sentence that cuts the peer off; None if it may: its bytes
+    hash to its id, are canonical record JSON, and fit the Datanet's task (`check`, raising RecordError)."""
+    if hashlib.sha256(body).digest() != record_id:
+        return f"The peer sent record {record_id.hex()[:16]} with bytes that do not match it."
+    try:
+        obj = canonical_object(body)
+        if check is not None:
+            check(obj)
+    except RecordError as exc:
+        return f"The peer sent record {record_id.hex()[:16]} that is not a valid record ({exc})."
+    return None
 
 
 class CommitGroups:
