@@ -22,7 +22,7 @@ initiator fetches what it lacks (WANT frames pipelined `WINDOW` deep), sends FET
 the other way. Every record is verified (asked for, canonical, hashes to its id, fits the Datanet's task), and
 verified records are committed in groups of up to 16 MiB or one second (transfer.CommitGroups), as received from
 this peer: never the receiver's own. Every batch claim is stored unverified, then checked in its own lane once the
-session's data is in (`verify_carried`: off the event loop, its root recomputed from the records held here, its
+session's data is in (`carried.verify_carried`: off the event loop, its root recomputed from the records held here, its
 Groth16 proof verified); a claim that does not check out cuts the peer off, and nothing of that peer's unchecked
 claims is kept. A WANT for a record that reconciliation did not show the peer lacks is a violation too. An
 interrupted session keeps every record it had verified, and the next one asks only for what is still missing.
@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import trio
 
 from client.db_lane import DbLane
-from client.p2p import admission, claims, transfer
+from client.p2p import admission, carried, claims, transfer
 from client.p2p.errors import ProtocolViolation
 from client.p2p.frames import (
     BATCHES,
@@ -60,7 +60,6 @@ from client.p2p.frames import (
 )
 from client.p2p.progress import ProgressCallback, Reporter, SyncProgress, SyncResult
 from client.p2p.reconcile import Reconciler
-from client.provenance import claim_problem
 from storage.provenance import BatchClaim
 from storage.shard import NewRecord, Shard
 
@@ -134,39 +133,6 @@ async def _admitted(
     if account is None:
         return None
     return account if await chain_member(binding, account) else None
-
-
-async def verify_carried(shard: Shard, peer: str, result: SyncResult) -> None:
-    """The verification lane, after a session: check every claim `peer` carried that is not checked yet (this
-    session's, and any an interrupted one left) off the event loop, each root recomputed from the records held
-    here and each proof verified (for the bound Datanet's id, when the shard is bound); keep them all, or, at the
-    first that does not check out, none of that peer's unchecked claims, and cut the peer off (ProtocolViolation)."""
-    store = shard.provenance
-    pending = [claim for claim, _ in store.unverified(peer, limit=Limits().max_claims)]
-    if not pending:
-        return
-    held = store.held(record_id for claim in pending for record_id, _ in claim.records)
-    binding = shard.binding()
-    expected = None if binding is None else binding.datanet_id
-
-    def first_problem() -> tuple[BatchClaim, str] | None:
-        for claim in pending:
-            problem = claim_problem(claim, held, expected)
-            if problem is not None:
-                return claim, problem
-        return None
-
-    started = time.perf_counter()
-    found = await trio.to_thread.run_sync(first_problem)
-    result.verify_seconds += time.perf_counter() - started
-    if found is not None:
-        store.drop_unverified_from(peer)
-        raise ProtocolViolation(
-            f"The peer carried batch {found[0].root.hex()[:16]} that does not check out ({found[1]}); none of its "
-            "batches were kept."
-        )
-    store.settle_all([claim.root for claim in pending], True)
-    result.batches_received += len(pending)
 
 
 def credential_for(shard: Shard, evm_private_key: bytes | None, peer_id: str) -> bytes | None:
@@ -398,7 +364,7 @@ class _Session:
 
     async def _fetch_claims(self, need: set[bytes]) -> None:
         """Fetch the batch claims we lack and store each frame's unverified as it arrives: nothing shows, uses or
-        forwards them until `verify_carried` has checked them, after the session."""
+        forwards them until `carried.verify_carried` has checked them, after the session."""
         ordered = sorted(need)
         fetchers = [claims.ClaimFetcher(ordered[i::PARTS]) for i in range(PARTS) if ordered[i::PARTS]]
         store = self.shard.provenance
@@ -459,7 +425,7 @@ async def initiate(
         raise Refused(f"Peer {peer} is neither a member here nor proves membership on chain; nothing was sent.")
     await _Session(frames, shard, peer, result, report, check_record).run(initiator=True)
     _finish(result, counters, started, report)
-    await verify_carried(shard, peer, result)
+    await carried.verify_carried(shard, peer, result)
     return result
 
 
@@ -507,7 +473,7 @@ async def respond(
     started = time.perf_counter()
     await _Session(frames, shard, peer, result, report, check_record).run(initiator=False)
     _finish(result, frames.counters, started, report)
-    await verify_carried(shard, peer, result)
+    await carried.verify_carried(shard, peer, result)
     return result
 
 
