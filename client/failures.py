@@ -49,6 +49,8 @@ class Failure:
 def describe(exc: BaseException, *, log: str = "the log") -> Failure:
     """(exit code, sentence) for `exc`. An error without words of its own is logged with its traceback here, so
     the callers never log one themselves; `log` says where that is ("/path/datanet.log", "the node's log")."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:  # trio's nurseries wrap what they raise
+        return describe(exc.exceptions[0], log=log)
     if isinstance(exc, ClientError | StorageError | ProverError):
         return Failure(int(exc.exit_code), str(exc) or type(exc).__name__, True)
     if isinstance(exc, KeyboardInterrupt):

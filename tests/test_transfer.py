@@ -154,3 +154,15 @@ def test_verified_records_are_committed_in_groups_by_size_and_by_age() -> None:
     groups.flush()
     groups.flush()  # nothing left: no empty transaction
     assert stored[-1] == [b[0]] and len(stored) == 3
+
+
+def test_the_same_record_twice_in_one_frame_is_refused_and_nothing_counts() -> None:
+    store = _store(["once", "other"])
+    record_id, other = list(store)
+    fetcher = Fetcher(store)
+    assert fetcher.next_request() is not None
+    twice = encode_records([(record_id, store[record_id]), (record_id, store[record_id])])
+    with pytest.raises(ProtocolViolation, match="not asked for"):
+        fetcher.receive(twice)
+    assert fetcher.progress.records_done == 0
+    assert fetcher.receive(encode_records([(record_id, store[record_id]), (other, store[other])])) != []

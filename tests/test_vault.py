@@ -280,3 +280,14 @@ def test_a_known_name_opens_one_file_and_an_unknown_one_is_found_by_a_scan(
         assert len(opened) == 2
     with pytest.raises(ShardNotFound, match="did you mean 'beta'"):
         vault.open_shard("BETA")
+
+
+def test_a_stale_name_index_never_opens_another_shard(data_dir: Path) -> None:
+    vault, _ = Vault.create(data_dir, keystore=None, passphrase="pw", argon2=FAST_ARGON2)
+    vault.create_shard("alpha", "text").close()
+    vault.create_shard("beta", "text").close()
+    with vault.open_shard("beta") as beta:
+        beta_uuid = beta.info.uuid
+    vault._names["alpha"] = beta_uuid  # as if the index were stale (a name now on another file)
+    with vault.open_shard("alpha") as shard:
+        assert shard.info.name == "alpha" and shard.info.uuid != beta_uuid

@@ -8,7 +8,9 @@ through the node when one runs for this data directory, or else starts a host of
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -32,6 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="a peer to stay connected to, repeatable")
     p.add_argument("--headless", action="store_true", help="a server: no LAN discovery unless configured (mdns)")
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
+    # A node the CLI starts for itself (client/cli/attach.py): offline, passphrase on stdin, stops when idle.
+    p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--idle-exit", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_run)
     nsub.add_parser(
         "stop", help="stop this data directory's node cleanly (its jobs resume at the next start)"
@@ -61,9 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _client(ctx: Context) -> Any:
-    from client.node.control import ControlClient
+    from client.cli.attach import attach
 
-    return ControlClient(ctx.config.data_dir)
+    return attach(ctx)
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
@@ -72,13 +77,20 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from client.node.control import socket_path
     from client.node.node import Node, NodeSettings
 
-    opened = ctx.open()
+    if args.background:  # the passphrase (if any) arrives on stdin; it never enters os.environ or a child's
+        secret = sys.stdin.readline().rstrip("\n")
+        sys.stdin.close()
+        env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
+        ctx = dataclasses.replace(ctx, env={**env, "DATANET_PASSPHRASE": secret} if secret else env)
+    opened = ctx.open(create=not args.background)
     settings = NodeSettings(
-        listen=tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
-        bootstrap=tuple(args.bootstrap or ()) + ctx.config.bootstrap,
+        listen=() if args.background else tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
+        bootstrap=() if args.background else tuple(args.bootstrap or ()) + ctx.config.bootstrap,
         announce_every=ctx.config.announce_every,
-        mdns=_mdns(args.mdns, ctx.config.mdns, headless=args.headless),
+        mdns=False if args.background else _mdns(args.mdns, ctx.config.mdns, headless=args.headless),
         discover_every=ctx.config.discover_every,
+        offline=args.background,
+        idle_exit=args.idle_exit,
     )
     from client.node.chain_admission import chain_admission
 
@@ -90,6 +102,11 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
         if ctx.out.json_mode:  # one line: a supervisor or a test reads it as soon as the node is ready
             print(json.dumps(data), flush=True)
+            if args.background:  # the CLI that started it has what it waited for: its pipes close now
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.close(devnull)
         else:
             print(f"node {n.host.get_id()} listening on\n" + "\n".join(f"  {a}" for a in addresses), flush=True)
 
@@ -133,15 +150,21 @@ def cmd_peers(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    import signal
+
     from client.node import instance
-    from client.node.control import NodeNotRunning
+    from client.node.control import ControlClient, NodeError, NodeNotRunning, RemoteError
 
     pid = instance.recorded_pid(ctx.config.data_dir)
     try:
-        _client(ctx).stop()
+        ControlClient(ctx.config.data_dir).stop()
     except NodeNotRunning:
         ctx.out.emit({"stopped": False}, f"No node was running for {ctx.config.data_dir}.")
         return 0
+    except (NodeError, RemoteError):  # a node of another API version: SIGTERM stops any node as cleanly
+        if pid is None:
+            raise
+        os.kill(pid, signal.SIGTERM)
     if pid is not None and not instance.wait_exit(pid, 60):
         raise ClientError(f"The node (pid {pid}) was asked to stop but still runs after 60 s; see its log.")
     ctx.out.emit({"stopped": True}, "Node stopped; its unfinished jobs resume at the next start.")
@@ -180,7 +203,9 @@ def _progress(job: dict[str, Any]) -> str:
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
-    client = _client(ctx)
+    from client.node.control import ControlClient
+
+    client = ControlClient(ctx.config.data_dir)  # an online node syncs; without one, a host of our own does
     if client.running():
         answer = client.call("sync", datanet=args.name, peer=args.peer, wait=True)
         jobs = [answer] if args.peer else answer["jobs"]

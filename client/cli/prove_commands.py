@@ -49,11 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
     if args.background:
-        from client.node.control import ControlClient
+        from client.cli.attach import attach
 
-        job = ControlClient(ctx.config.data_dir).call(
-            "prove", datanet=args.name, workers=args.jobs, datanet_id=args.datanet_id
-        )
+        job = attach(ctx).call("prove", datanet=args.name, workers=args.jobs, datanet_id=args.datanet_id)
         ctx.out.emit(job, f"Queued job {job['id']}: proving {args.name!r} on the node (`datanet jobs` shows it).")
         return 0
     opened = ctx.open(create=False)

@@ -76,7 +76,7 @@ def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
 
 
 def _train_in_background(ctx: Context, args: argparse.Namespace) -> int:
-    from client.node.control import ControlClient
+    from client.cli.attach import attach
 
     settings = {
         "base": args.base,
@@ -88,7 +88,7 @@ def _train_in_background(ctx: Context, args: argparse.Namespace) -> int:
         "dp_epsilon": args.dp_epsilon,
         "eval": str(args.eval.absolute()) if args.eval else None,
     }
-    job = ControlClient(ctx.config.data_dir).call("train", datanet=args.name, **settings)
+    job = attach(ctx).call("train", datanet=args.name, **settings)
     ctx.out.emit(job, f"Queued job {job['id']}: training on {args.name!r} on the node (`datanet jobs` shows it).")
     return 0
 

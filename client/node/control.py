@@ -71,6 +71,14 @@ class Events:
         self._queue = queue
         self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], int] = {}  # channel -> events it missed
         self.seq = 0
+        self.last_activity = time.monotonic()  # the last control request (a node started by the CLI idles out)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
 
     def publish(self, event: dict[str, Any]) -> None:
         self.seq += 1
@@ -136,6 +144,7 @@ async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], ev
                 return
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
+                events.touch()
                 reply, subscribe = await _answer(line, methods)
                 # Subscribed before the acknowledgement leaves: a client that checks its condition once
                 # acknowledged (ControlClient.wait) misses no event published after that check.
@@ -287,7 +296,8 @@ class ControlClient:
         return cast(JobInfo, self.call("cancel", id=job_id))
 
     def stop(self) -> None:
-        self.call("stop")
+        """Ask the node to stop (without the version check: any version's node should be stoppable)."""
+        self._call("stop")
 
     def _events(self, deadline: float | None) -> Generator[dict[str, Any] | None]:
         """None once the subscription stands, then each event the node publishes; ends at `deadline` (a

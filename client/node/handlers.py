@@ -5,6 +5,7 @@ run in jobs.py. Vault work runs in the node's database thread (`vault_call`), ne
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from client.p2p.host import IHost, peer_info
 from storage.vault import BrokenShard, Vault
 
 T = TypeVar("T")
+MAX_LIST = 1000  # jobs one `jobs` call lists
 
 
 class Handlers:
@@ -112,7 +114,10 @@ class Handlers:
         return await self.vault_call(members)
 
     async def _jobs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [j.as_dict() for j in self.journal.jobs(limit=int(params.get("limit", 50)))]
+        limit = int(params.get("limit", 50))
+        if not 1 <= limit <= MAX_LIST:
+            raise ClientError(f"jobs lists 1 to {MAX_LIST} jobs at a time, not {limit}.")
+        return [j.as_dict() for j in self.journal.jobs(limit=limit)]
 
     async def _job(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.journal.get(str(params["id"])).as_dict()
@@ -144,7 +149,10 @@ class Handlers:
         """Queue proving the pending records of `datanet` (a long job: it resumes after a restart)."""
         name = str(params["datanet"])
         await self._members_of(name)  # a clear error now for an unknown Datanet
-        job: dict[str, Any] = {"datanet": name, "workers": int(params.get("workers") or 1)}
+        workers = int(params.get("workers") or 1)
+        if not 1 <= workers <= (os.cpu_count() or 1):
+            raise ClientError(f"prove takes 1 to {os.cpu_count() or 1} workers on this machine, not {workers}.")
+        job: dict[str, Any] = {"datanet": name, "workers": workers}
         if params.get("datanet_id") is not None:
             job["datanet_id"] = int(params["datanet_id"])
         return await self.jobs.queue("prove", job, bool(params.get("wait")))

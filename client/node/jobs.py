@@ -115,6 +115,7 @@ class Jobs:
         elif self.journal.get(job.id).state == "queued":
             self.journal.set_state(job.id, "cancelled")
             self.events.publish({"type": "job", "id": job.id, "state": "cancelled", "kind": job.kind})
+            self._ended.pop(job.id, trio.Event()).set()  # a client waiting on it (`wait`) gets its answer
         return self.journal.get(job.id).as_dict()
 
     def poke(self) -> None:
@@ -165,11 +166,12 @@ class Jobs:
         self.journal.set_state(job_id, "running")
         self.events.publish({"type": "job", "id": job_id, "state": "running", "kind": "sync", "params": params})
         name, address = params["datanet"], params["peer"]
-        peer = str(peer_info(address).peer_id)
-        self.peers.note(peer, address)
+        peer = address
         done = False
         try:
             try:
+                peer = str(peer_info(address).peer_id)  # checked when queued; a bad one fails this job only
+                self.peers.note(peer, address)
                 result = await self.service.sync_with(address, name)
             except trio.TooSlowError as exc:
                 raise P2PError(f"Peer {peer} did not answer in time.") from exc
@@ -216,20 +218,24 @@ class Jobs:
         work = self._prove_work if kind == "prove" else self._train_work
         summary: dict[str, Any] | None = None
         interrupted = True
+        failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_set_on_cancel, stop)
-                summary = await trio.to_thread.run_sync(work, params, stop, progress)
+                try:  # caught in here: out of the nursery it would come wrapped in an ExceptionGroup
+                    summary = await trio.to_thread.run_sync(work, params, stop, progress)
+                except Exception as exc:
+                    failure = exc
                 interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
                 nursery.cancel_scope.cancel()
-        except Exception as exc:
-            self._failed(job_id, kind, exc)
-            return
+            if failure is not None:
+                self._failed(job_id, kind, failure)
+                return
         finally:
             stopped = summary is None or interrupted
             if stopped:
                 self._interrupted(job_id, kind)
-        if stopped:
+        if stopped or summary is None:
             return
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")

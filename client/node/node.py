@@ -42,6 +42,8 @@ class NodeSettings:
     announce_every: float = 5.0  # seconds between checks for changed Datanets to announce
     mdns: bool = False  # find peers on the LAN (desktop default; off on headless nodes unless configured)
     discover_every: float = 60.0  # seconds between DHT rounds (provide our Datanets, look up their providers)
+    offline: bool = False  # control socket only: no listening port, no dialling, no discovery or announcements
+    idle_exit: float | None = None  # stop after this many seconds with no request, subscriber or job
 
 
 class Node:
@@ -60,7 +62,7 @@ class Node:
         self.vault = vault
         self.identity = identity
         self.data_dir = data_dir
-        self.listen = listen_addrs(settings.listen)
+        self.listen = [] if settings.offline else listen_addrs(settings.listen)  # offline: no port at all
         self.host = new_secure_host(identity, self.listen, mdns=settings.mdns)
         self.events = control.Events()
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
@@ -149,12 +151,15 @@ class Node:
                 await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
                 for lane in self.jobs.lanes:
                     nursery.start_soon(self.jobs.run_lane, lane)
-                nursery.start_soon(self.discovery.bootstrap)
-                if self.settings.mdns:
-                    self.discovery.listen_for_mdns(nursery)
-                nursery.start_soon(self.discovery.discover)
-                nursery.start_soon(self.announcer.run)
+                if not self.settings.offline:
+                    nursery.start_soon(self.discovery.bootstrap)
+                    if self.settings.mdns:
+                        self.discovery.listen_for_mdns(nursery)
+                    nursery.start_soon(self.discovery.discover)
+                    nursery.start_soon(self.announcer.run)
                 nursery.start_soon(self._stop_on_request, nursery.cancel_scope)
+                if self.settings.idle_exit is not None:
+                    nursery.start_soon(self._stop_when_idle, self.settings.idle_exit)
                 if ready is not None:
                     ready(self)
                 async for signum in signals:
@@ -163,6 +168,19 @@ class Node:
                     break
             await self.host.close()
         self.journal.close()
+
+    async def _stop_when_idle(self, idle: float) -> None:
+        """A node the CLI started for itself: stop once nothing happened for `idle` seconds (no control request,
+        no subscriber, no queued or running job)."""
+        while True:
+            await trio.sleep(max(0.0, self.events.last_activity + idle - time.monotonic()))
+            busy = self.events.subscribers or any(j.state in ("queued", "running") for j in self.journal.jobs(limit=20))
+            if busy:
+                self.events.touch()
+            elif time.monotonic() - self.events.last_activity >= idle:
+                logger.info("node stopping (idle for %.0f s)", idle)
+                self._stop.set()
+                return
 
     async def _stop_on_request(self, scope: trio.CancelScope) -> None:
         await self._stop.wait()

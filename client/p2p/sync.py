@@ -32,7 +32,6 @@ A `/datanet/sync/1.0.0` peer (no provenance) is answered with one REFUSED frame 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -205,6 +204,8 @@ class _Session:
                 await self._batches(initiator=initiator)
             except Exception as exc:  # raised below, outside the nursery (not wrapped in an ExceptionGroup)
                 error = exc
+            finally:
+                self.lane.close()  # its worker runs what is queued, then ends
             nursery.cancel_scope.cancel()
         if error is not None:  # a failed session's carried claims are never checked: none of them stays
             self.shard.provenance.drop_unverified_from(self.peer)
@@ -229,7 +230,8 @@ class _Session:
 
         async def commit_ready() -> None:  # in the lane, while the loop goes on verifying
             while ready:
-                await lane.write_behind(partial(self._store, ready.pop(0)))
+                await lane.write_behind(partial(self._store, ready[0]))
+                ready.pop(0)  # only once queued: a cancelled wait for room leaves it for the error path
 
         if initiator:
             await self.frames.send(RECONCILE, reconciler.initiate())
@@ -289,10 +291,13 @@ class _Session:
                 else:
                     raise ProtocolViolation(f"The peer sent a frame of type {kind} out of turn.")
         except BaseException:
-            with trio.CancelScope(shield=True), contextlib.suppress(Exception):  # what was verified is kept,
-                groups.flush()  # whatever ended the session (a failed write is in the log, not raised over it)
-                await commit_ready()
-                await lane.drain()
+            with trio.CancelScope(shield=True):  # what was verified is kept, whatever ended the session
+                try:
+                    groups.flush()
+                    await commit_ready()
+                    await lane.drain()
+                except Exception as exc:  # logged, not raised over what ended the session
+                    logger.warning("records verified from peer %s could not be stored (%s)", self.peer, exc)
             raise
 
     async def _checked(self, fetcher: transfer.Fetcher, frame: bytes) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,93 @@
+"""The CLI as a client of its data directory's node: attach to the running one, or start one in the background.
+
+A node the CLI starts is detached (its own session, no terminal), offline (its control socket only: no listening
+port, no dialling, no discovery) and stops itself after `IDLE_EXIT` seconds without a request, a subscriber or a
+job; `datanet node run` is what puts a node online. The node unlocks the vault itself: with the keyring, or with
+the passphrase this process has from its own sources (`DATANET_PASSPHRASE_FILE`, the systemd credential,
+`DATANET_PASSPHRASE`), handed over a pipe, never on a command line or in the child's environment. Its log goes
+to the data directory's log file, as any node's does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import sys
+import time
+
+from client.cli.context import Context
+from client.node.control import ControlClient, NodeError
+from client.unlock import passphrase_from_environment
+
+IDLE_EXIT = 600.0  # seconds a node started by the CLI waits for something to do before it stops
+READY_TIMEOUT = 60.0
+
+
+def attach(ctx: Context) -> ControlClient:
+    """A client of this data directory's node, started now (in the background, offline) if none runs."""
+    client = ControlClient(ctx.config.data_dir)
+    if not client.running():
+        start_background_node(ctx)
+    return client
+
+
+def start_background_node(ctx: Context) -> None:
+    """Start the data directory's node detached and wait until its control socket answers; a node that cannot
+    start (a locked vault, another node starting at the same moment) is its own one sentence here."""
+    env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
+    secret = passphrase_from_environment(ctx.env) or ""
+    argv = [sys.executable, "-m", "client.cli.main", "--json", "--data-dir", str(ctx.config.data_dir)]
+    argv += ["--key-store", ctx.config.key_store, "node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            sys.executable,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, stdin_r, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+            setsid=True,  # detached: no terminal, and a Ctrl-C of this command does not reach it
+        )
+    finally:
+        for fd in (stdin_r, out_w, err_w):
+            os.close(fd)
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            os.write(stdin_w, secret.encode() + b"\n")
+        os.close(stdin_w)
+        ready = _read_line(out_r, READY_TIMEOUT)
+        if not ready:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                raise NodeError(
+                    f"The node started for {ctx.config.data_dir} is not ready after {READY_TIMEOUT:g} s; see its log."
+                )
+            problem = os.read(err_r, 65536).decode("utf-8", "replace").strip().removeprefix("datanet: ")
+            code = os.waitstatus_to_exitcode(status)
+            raise NodeError(problem or f"The node for {ctx.config.data_dir} did not start (exit code {code}).")
+        json.loads(ready)  # the node's ready line
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """One line from `fd` within `timeout` seconds; "" if it ends (or the time passes) first."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return ""
+        data += chunk
+    return data.decode()
