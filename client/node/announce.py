@@ -76,7 +76,7 @@ class Announcer:
         self.check_every = check_every
         self.refresh = refresh
         self.min_interval = min_interval
-        self.members = MemberSet(rate_limit)  # the node calls members.update / members.admit
+        self.members = MemberSet(rate_limit)  # updated from the vault here; the node calls members.admit
         from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB
         from libp2p.pubsub.gossipsub import GossipSub
         from libp2p.pubsub.pubsub import Pubsub

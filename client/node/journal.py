@@ -1,6 +1,6 @@
-"""The node's durable job journal: long jobs (syncs now; training and proving once the node runs them) are
-recorded in SQLite before they start and after every change of state, so that after a restart, crash or
-SIGKILL included, each job is resumed or reported failed, never left "running".
+"""The node's durable job journal: long jobs (syncs, proving, training) are recorded in SQLite before they start
+and after every change of state, so that after a restart, crash or SIGKILL included, each job is resumed or
+reported failed, never left "running".
 
     <data dir>/node/jobs.sqlite (0600)
     jobs(id, kind, params JSON, state, progress JSON, error, created_ms, updated_ms)
