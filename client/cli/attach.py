@@ -17,6 +17,7 @@ import select
 import sys
 import time
 
+from client import failures
 from client.cli.context import Context
 from client.node.control import ControlClient, NodeError
 from client.unlock import passphrase_from_environment
@@ -71,7 +72,9 @@ def start_background_node(ctx: Context) -> None:
                 )
             problem = os.read(err_r, 65536).decode("utf-8", "replace").strip().removeprefix("datanet: ")
             code = os.waitstatus_to_exitcode(status)
-            raise NodeError(problem or f"The node for {ctx.config.data_dir} did not start (exit code {code}).")
+            failed = NodeError(problem or f"The node for {ctx.config.data_dir} did not start (exit code {code}).")
+            failed.exit_code = code if code > 0 else failures.EXIT_NODE  # a locked vault stays exit code 3
+            raise failed
         json.loads(ready)  # the node's ready line
     finally:
         os.close(out_r)
