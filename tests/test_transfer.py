@@ -166,3 +166,11 @@ def test_the_same_record_twice_in_one_frame_is_refused_and_nothing_counts() -> N
         fetcher.receive(twice)
     assert fetcher.progress.records_done == 0
     assert fetcher.receive(encode_records([(record_id, store[record_id]), (other, store[other])])) != []
+
+
+def test_a_want_always_fits_the_frame_limit_it_is_read_with() -> None:
+    store = _store([f"r{i}" for i in range(19)])
+    fetcher = Fetcher(store, chunk=19, max_frame=600)  # 19 ids would make a 611-byte WANT (found by Hypothesis)
+    request = fetcher.next_request()
+    assert request is not None and len(request) <= 600
+    assert len(decode_want(request, max_frame=600, max_ids=19)) == 18

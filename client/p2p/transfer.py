@@ -109,7 +109,9 @@ class Fetcher(WantQueue):
         max_frame: int = MAX_FRAME,
         check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        super().__init__(need, chunk=chunk, version=VERSION, kind=WANT)
+        # A WANT is never over the frame limit it will be read with (version, kind, count: at most 16 bytes).
+        fits = max(1, (max_frame - 16) // ID_BYTES)
+        super().__init__(need, chunk=min(chunk, fits), version=VERSION, kind=WANT)
         self.check = check  # the Datanet's own rule for a record (its task); raises RecordError
         self.max_frame = max_frame
         self._done = 0
