@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from client.identity import Identity
 from client.p2p import sync, transfer
 from client.p2p.errors import P2PError, ProtocolViolation
 from client.p2p.frames import Limits
-from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, new_secure_host, peer_info
+from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, IHost, new_secure_host, peer_info
 from client.p2p.reconcile import Reconciler
 from tests.test_sync import LISTEN, NAME, Node, _closing, record, running, sync_pair, with_p2p
 
@@ -33,6 +34,23 @@ async def welcome_and_reconcile(stream: object, ids: list[bytes]) -> sync.FrameS
         if reconciler.done:
             break
     return frames
+
+
+async def cut_off(
+    a: Node,
+    scripted: IHost,
+    handler: Callable[[object], Awaitable[None]],
+    *,
+    match: str | None = None,
+    within: float = 20,
+) -> None:
+    """`a` syncs with a scripted peer that serves `handler`, and cuts it off (a ProtocolViolation matching
+    `match`) within `within` seconds."""
+    scripted.set_stream_handler(SYNC_PROTOCOL, handler)
+    async with scripted.run(listen_addrs=LISTEN), _closing(scripted):
+        a.allow(str(scripted.get_id()))
+        with pytest.raises(ProtocolViolation, match=match), trio.fail_after(within):
+            await a.service.sync_with(with_p2p(str(scripted.get_addrs()[0]), str(scripted.get_id())), NAME)
 
 
 def prove(node: Node) -> list[bytes]:
@@ -219,11 +237,7 @@ def test_a_want_for_records_reconciliation_did_not_offer_is_refused(tmp_path: Pa
                 except Exception:  # a cuts it off
                     return
 
-            greedy.set_stream_handler(SYNC_PROTOCOL, handler)
-            async with greedy.run(listen_addrs=LISTEN), _closing(greedy):
-                a.allow(str(greedy.get_id()))
-                with pytest.raises(ProtocolViolation, match="did not show it lacks"), trio.fail_after(20):
-                    await a.service.sync_with(with_p2p(str(greedy.get_addrs()[0]), str(greedy.get_id())), NAME)
+            await cut_off(a, greedy, handler, match="did not show it lacks")
 
     trio.run(main)
 
@@ -274,11 +288,7 @@ def test_records_known_to_be_needed_are_asked_for_while_reconciliation_goes_on(t
                                 break
                 await stream.reset()  # type: ignore[attr-defined]  # it has none of the records it listed
 
-            peer.set_stream_handler(SYNC_PROTOCOL, handler)
-            async with peer.run(listen_addrs=LISTEN), _closing(peer):
-                a.allow(str(peer.get_id()))
-                with pytest.raises(ProtocolViolation), trio.fail_after(60):
-                    await a.service.sync_with(with_p2p(str(peer.get_addrs()[0]), str(peer.get_id())), NAME)
+            await cut_off(a, peer, handler, within=60)
 
     trio.run(main)
     last_reconcile = max(i for i, kind in enumerate(seen) if kind == sync.RECONCILE)
@@ -317,11 +327,7 @@ def test_a_want_for_records_already_sent_is_refused(tmp_path: Path) -> None:
                 except Exception:  # a cuts it off
                     return
 
-            greedy.set_stream_handler(SYNC_PROTOCOL, handler)
-            async with greedy.run(listen_addrs=LISTEN), _closing(greedy):
-                a.allow(str(greedy.get_id()))
-                with pytest.raises(ProtocolViolation, match="asked again"), trio.fail_after(20):
-                    await a.service.sync_with(with_p2p(str(greedy.get_addrs()[0]), str(greedy.get_id())), NAME)
+            await cut_off(a, greedy, handler, match="asked again")
 
     trio.run(main)
 
@@ -349,15 +355,11 @@ def test_records_verified_before_a_bad_one_are_kept_and_the_bad_frame_is_not(tmp
                             first_answer.extend(asked)
                         await frames.send(sync.TRANSFER, transfer.encode_records([(i, held[i]) for i in asked]))
 
-            evil.set_stream_handler(SYNC_PROTOCOL, handler)
-            async with evil.run(listen_addrs=LISTEN), _closing(evil):
-                a.allow(str(evil.get_id()))
-                with pytest.raises(ProtocolViolation, match="not a valid record"):
-                    await a.service.sync_with(with_p2p(str(evil.get_addrs()[0]), str(evil.get_id())), NAME)
-                with a.vault.open_shard(NAME) as shard:
-                    assert shard.check().ok
-                    assert shard.count_by_origin().get("peer", 0) == len(a.ids())
-                return a.ids()
+            await cut_off(a, evil, handler, match="not a valid record")
+            with a.vault.open_shard(NAME) as shard:
+                assert shard.check().ok
+                assert shard.count_by_origin().get("peer", 0) == len(a.ids())
+            return a.ids()
 
     stored = trio.run(main)
     assert forged_id not in stored
