@@ -69,3 +69,15 @@ def check_body(task: str, body: bytes) -> Record:
     record = record_from_body(body)
     check_record(task, json.loads(record.body))  # canonical, so no duplicate keys and at most MAX_DEPTH deep
     return record
+
+
+def schema_hash(task: str) -> bytes:
+    """What a Datanet's records look like, as the on-chain registry stores it: the hash of its task's name."""
+    import hashlib
+
+    return hashlib.sha256(f"datanet/task/{task}".encode()).digest()
+
+
+def task_of(schema: str) -> str | None:
+    """The task whose schema hash is `schema` (0x hex), or None for one this version does not know."""
+    return next((t for t in TASKS if "0x" + schema_hash(t).hex() == schema), None)

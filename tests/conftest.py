@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,12 +113,32 @@ def desktop_cli(tmp_path: Path, secret_service: OsKeyring) -> Cli:
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every vault file under a data directory with its bytes (to prove an operation changed nothing).
 
-    The log directory is left out: logging a refusal is expected."""
+    The log directory is left out (logging a refusal is expected), and so is the node's folder: the node a
+    command started records the refused job in its journal, by design."""
     return {
         str(p.relative_to(directory)): p.read_bytes()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.relative_to(directory).parts[0] != "logs"
+        if p.is_file() and p.relative_to(directory).parts[0] not in ("logs", "node")
     }
+
+
+@pytest.fixture(autouse=True)
+def _stop_nodes_left_running(tmp_path: Path) -> Iterator[None]:
+    """A command starts its data directory's node in the background when none runs (it would stop by itself
+    after 10 idle minutes): stop every node a test left under its tmp_path, cleanly, before the next test."""
+    yield
+    from client.node import instance
+    from client.node.control import ControlClient, NodeError, RemoteError
+
+    for sock in tmp_path.rglob("node.sock"):
+        data_dir = sock.parent
+        pid = instance.recorded_pid(data_dir)
+        try:
+            ControlClient(data_dir, timeout=10).stop()
+        except (NodeError, RemoteError, OSError):
+            continue
+        if pid is not None:
+            instance.wait_exit(pid, 30)
 
 
 @pytest.fixture(scope="session")

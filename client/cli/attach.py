@@ -16,22 +16,68 @@ import os
 import select
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from client import failures
 from client.cli.context import Context
+from client.errors import ClientError
+from client.node.api import JobInfo
 from client.node.control import ControlClient, NodeError
 from client.unlock import passphrase_from_environment
+from storage.vault import Vault
 
 IDLE_EXIT = 600.0  # seconds a node started by the CLI waits for something to do before it stops
 READY_TIMEOUT = 60.0
 
 
-def attach(ctx: Context) -> ControlClient:
-    """A client of this data directory's node, started now (in the background, offline) if none runs."""
+def attach(ctx: Context, *, chain: bool = False) -> ControlClient:
+    """A client of this data directory's node, started now (in the background, offline) if none runs. With
+    `chain`, the node must use the chain this command is configured for (the devnet, or the same --rpc-url)."""
     client = ControlClient(ctx.config.data_dir)
     if not client.running():
         start_background_node(ctx)
+    if chain:
+        used = client.call("status").get("chain")
+        if used != ctx.config.rpc_url:
+            raise NodeError(
+                f"The node running for {ctx.config.data_dir} uses {used or 'the embedded devnet'}, not "
+                f"{ctx.config.rpc_url or 'the embedded devnet'}; stop it (`datanet node stop`) to use another chain."
+            )
     return client
+
+
+def first_run(ctx: Context) -> dict[str, object]:
+    """Create the vault and identity here if there is none yet (its recovery code is shown once, by this
+    command), so the node can unlock it; the JSON fields saying so, or none."""
+    if Vault.exists(ctx.config.data_dir):
+        return {}
+    return ctx.created_fields(ctx.open(create=True))
+
+
+@contextlib.contextmanager
+def exclusive(ctx: Context) -> Iterator[None]:
+    """For the commands that rewrite the vault's keys or files (rekey, passphrase, recover, identity import):
+    no node may run meanwhile. A node the CLI started for itself is stopped first; one a person started
+    (`datanet node run`) is theirs to stop, and the command says so."""
+    from client.node import instance
+
+    client = ControlClient(ctx.config.data_dir)
+    if client.running():
+        if client.call("status").get("online", True):
+            raise NodeError(
+                f"A node runs for {ctx.config.data_dir}; stop it with `datanet node stop` first (this command "
+                "rewrites the vault)."
+            )
+        pid = instance.recorded_pid(ctx.config.data_dir)
+        client.stop()
+        if pid is not None and not instance.wait_exit(pid, 60):
+            raise NodeError(f"The node (pid {pid}) did not stop within 60 s; see its log.")
+    if not Vault.exists(ctx.config.data_dir):
+        yield
+        return
+    with instance.single_instance(ctx.config.data_dir):
+        yield
 
 
 def start_background_node(ctx: Context) -> None:
@@ -40,7 +86,10 @@ def start_background_node(ctx: Context) -> None:
     env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
     secret = passphrase_from_environment(ctx.env) or ""
     argv = [sys.executable, "-m", "client.cli.main", "--json", "--data-dir", str(ctx.config.data_dir)]
-    argv += ["--key-store", ctx.config.key_store, "node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
+    argv += ["--key-store", ctx.config.key_store]
+    if ctx.config.rpc_url is not None:
+        argv += ["--rpc-url", ctx.config.rpc_url]
+    argv += ["node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -79,6 +128,18 @@ def start_background_node(ctx: Context) -> None:
     finally:
         os.close(out_r)
         os.close(err_r)
+
+
+def job_result(job: JobInfo) -> dict[str, Any]:
+    """A finished job's summary; a failed or cancelled job is its own sentence (and exit code)."""
+    if job["state"] == "failed":
+        error = ClientError(str(job["error"]))
+        error.exit_code = int(job["progress"].get("exit_code", 1)) if isinstance(job["progress"], dict) else 1
+        raise error
+    if job["state"] == "cancelled":
+        raise ClientError(f"Job {job['id']} ({job['kind']}) was cancelled; what it had committed stays.")
+    result: dict[str, Any] = job["progress"]
+    return result
 
 
 def _read_line(fd: int, timeout: float) -> str:

@@ -1,38 +1,23 @@
-"""The chain commands: `chain up|status|reset|fund|deploy`, `create NAME --on-chain`, `join`, `leave`, `allow`,
-`list --chain` and `submit NAME`. Without --rpc-url they use the embedded devnet in the data directory."""
+"""The chain commands: `chain up|status|reset|fund|deploy`, `join`, `leave`, `allow`, `list --chain`, `submit NAME`
+and `adapters register`. Each goes through the node, which holds the chain session (client/app/chain.py): the
+embedded devnet in the data directory, or --rpc-url (the node must use the same one)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from client.chain.types import POLICIES
+from client.cli.attach import attach, first_run, job_result
 from client.cli.context import Context
 from client.cli.output import table
-from client.datanet import TASKS
 from client.errors import ClientError
-from client.unlock import Opened
+from client.node.control import ControlClient
 from storage.vault import Vault
 
-if TYPE_CHECKING:  # web3 takes about a second to import: only the chain commands pay for it
-    from client.chain.session import ChainSession
-    from client.chain.types import ChainStatus, DatanetInfo
-    from storage.shard import ChainBinding
-
 ETHER = 10**18
-
-
-def schema_hash(task: str) -> bytes:
-    """What a Datanet's records look like, as the registry stores it: the hash of its task's name."""
-    return hashlib.sha256(f"datanet/task/{task}".encode()).digest()
-
-
-def task_of(schema: str) -> str | None:
-    return next((t for t in TASKS if "0x" + schema_hash(t).hex() == schema), None)
 
 
 def _wei(text: str) -> int:
@@ -96,62 +81,23 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-stake", type=_wei, default=0, help="on chain: least wei staked with each batch")
 
 
-def _session(ctx: Context, opened: Opened) -> ChainSession:
-    from client.chain.session import open_chain
-
-    return open_chain(ctx.config, opened.identity.evm_private_key)
+CHAIN_TIMEOUT = 600.0  # seconds a chain call may take in the node (a first devnet deploys its contracts)
 
 
-def _datanet_json(d: DatanetInfo) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "name": d.name,
-        "owner": d.owner,
-        "visibility": d.visibility,
-        "policy": d.policy,
-        "task": task_of(d.schema_hash),
-        "join_stake": d.join_stake,
-        "batch_stake": d.batch_stake,
-        "members": d.member_count,
-    }
-
-
-def _find(session: ChainSession, name: str) -> DatanetInfo:
-    found = session.client.find_datanet(name)
-    if found is None:
-        raise ClientError(
-            f"There is no Datanet named {name!r} on this chain; register yours with `datanet create {name} --on-chain`."
-        )
-    return found
-
-
-def _status_json(status: ChainStatus, kind: str) -> dict[str, Any]:
-    d = status.deployment
-    return {
-        "chain": kind,
-        "rpc": status.rpc,
-        "chain_id": status.chain_id,
-        "block": status.block,
-        "account": status.account,
-        "balance_wei": status.balance,
-        "contracts": None
-        if d is None
-        else {k: v for k, v in dataclasses.asdict(d).items() if k not in ("chain_id", "block")},
-    }
+def _node(ctx: Context) -> ControlClient:
+    return attach(ctx, chain=True)
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=args.chain_command == "up")
-    with _session(ctx, opened) as session:
-        status = session.client.status()
-    data = _status_json(status, session.kind)
+    created = first_run(ctx) if args.chain_command == "up" else {}
+    data = _node(ctx).call("chain.status", timeout=CHAIN_TIMEOUT)
     contracts = data["contracts"] or {}
     text = (
-        f"chain     {status.rpc} (chain id {status.chain_id}), block {status.block}\n"
-        f"account   {status.account}: {status.balance / ETHER:.4f} ETH\n"
+        f"chain     {data['rpc']} (chain id {data['chain_id']}), block {data['block']}\n"
+        f"account   {data['account']}: {data['balance_wei'] / ETHER:.4f} ETH\n"
         + "\n".join(f"{name:<19} {address}" for name, address in contracts.items())
     )
-    ctx.out.emit({**data, **ctx.created_fields(opened)}, text)
+    ctx.out.emit({**data, **created}, text)
     return 0
 
 
@@ -163,17 +109,12 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
             "Resetting throws away everything recorded on the embedded devnet (Datanets, batches, stakes); "
             "re-run with --yes to do it. Your local records are not touched."
         )
-    from client.chain.devnet import DEVNET_CHAIN_ID
-    from client.chain.session import reset_devnet
+    if Vault.exists(ctx.config.data_dir):  # the node holds the devnet: it resets it and unbinds the shards
+        _node(ctx).call("chain.reset", timeout=CHAIN_TIMEOUT)
+    else:  # no vault, so no node and no bound shard: only the devnet's files
+        from client.chain.session import reset_devnet
 
-    reset_devnet(ctx.config)
-    if Vault.exists(ctx.config.data_dir):  # shards bound to the devnet's Datanets are bound to nothing now
-        opened = ctx.open(create=False)
-        for info in opened.vault.list_shards():
-            with opened.vault.open_shard(info.name) as shard:
-                binding = shard.binding()
-                if binding is not None and binding.chain_id == DEVNET_CHAIN_ID:
-                    shard.unbind()
+        reset_devnet(ctx.config)
     ctx.out.emit(
         {"reset": True},
         "The embedded devnet was reset; the next chain command starts a new one. `datanet submit` submits your "
@@ -185,137 +126,48 @@ def cmd_reset(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_fund(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.config.rpc_url is not None:
         raise ClientError("Only the embedded devnet has a faucet; fund your account on that chain yourself.")
-    opened = ctx.open(create=False)
-    with _session(ctx, opened) as session:
-        assert session.devnet is not None
-        from client.chain.session import faucet_transfer
-
-        faucet_transfer(session.devnet, session.client.deployment, session.client.address, args.ether * ETHER)
-        balance = session.client.status().balance
-    ctx.out.emit(
-        {"account": session.client.address, "balance_wei": balance},
-        f"{session.client.address} now holds {balance / ETHER:.4f} ETH on the devnet.",
-    )
+    funded = _node(ctx).call("chain.fund", ether=args.ether, timeout=CHAIN_TIMEOUT)
+    ctx.out.emit(funded, f"{funded['account']} now holds {funded['balance_wei'] / ETHER:.4f} ETH on the devnet.")
     return 0
 
 
 def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
-    from client.chain.session import deploy_to_rpc
-
-    deployment = deploy_to_rpc(ctx.config, opened.identity.evm_private_key)
-    data = dataclasses.asdict(deployment)
+    if ctx.config.rpc_url is None:
+        raise ClientError(
+            "The embedded devnet deploys its contracts by itself; `datanet chain deploy` needs --rpc-url."
+        )
+    data = _node(ctx).call("chain.deploy", timeout=CHAIN_TIMEOUT)
     ctx.out.emit(
         data,
-        f"Contracts deployed on chain {deployment.chain_id}:\n"
+        f"Contracts deployed on chain {data['chain_id']}:\n"
         + "\n".join(f"  {k:<19} {v}" for k, v in data.items() if k not in ("chain_id", "block")),
     )
     return 0
 
 
-def create_on_chain(ctx: Context, opened: Opened, name: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
-    policy: Any = args.policy or ("allow-list" if args.private else "open")
-    with _session(ctx, opened) as session:
-        info = session.client.create_datanet(
-            name,
-            schema_hash(task),
-            "private" if args.private else "public",
-            policy,
-            join_stake=args.join_stake,
-            batch_stake=args.batch_stake,
-        )
-        reproved = bind_shard(ctx, opened, session, name, info)
-    return {**_datanet_json(info), "batches_proved_again": reproved}
-
-
-def bind_shard(ctx: Context, opened: Opened, session: ChainSession, name: str, info: DatanetInfo) -> int:
-    """Bind the local shard `name` to the on-chain Datanet `info` and prove its earlier batches again for it (once);
-    returns how many were proved again."""
-    from client.contribution import prove_for_binding
-    from storage.shard import ChainBinding
-
-    binding = ChainBinding(session.client.status().chain_id, session.client.deployment.registry.lower(), info.id)
-    with opened.vault.open_shard(name) as shard:
-        shard.bind(binding)
-        return prove_for_binding(shard, opened.identity, ctx.config.data_dir)
-
-
 def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open()
-    with _session(ctx, opened) as session:
-        info = _find(session, args.name)
-        member = session.client.is_member(info.id, session.client.address)
-        local_binding = _binding_of(opened, args.name)
-        if member and local_binding is not None and local_binding.datanet_id == info.id:
-            raise ClientError(f"You are already a member of Datanet {args.name!r}.")
-        if not member and info.policy == "stake" and info.join_stake > 0 and not args.pay_stake:
-            raise ClientError(
-                f"Joining {args.name!r} needs a stake of {info.join_stake} wei (refunded when you leave); re-run "
-                "with --pay-stake to deposit it."
-            )
-        task = task_of(info.schema_hash)
-        _check_bindable(opened, args.name, task, info)  # before any stake is paid
-        result = None if member else session.client.join(info.id)  # a member already: binding is what is left
-        created = False
-        if task is not None and args.name not in set(local_names(opened)):
-            with opened.vault.create_shard(args.name, task):
-                created = True
-        bound = args.name in set(local_names(opened))
-        reproved = bind_shard(ctx, opened, session, args.name, info) if bound else 0
+    created = first_run(ctx)
+    joined = _node(ctx).call("join", datanet=args.name, pay_stake=args.pay_stake, timeout=CHAIN_TIMEOUT)
+    reproved = joined.pop("batches_proved_again")
     ctx.out.emit(
-        {
-            **_datanet_json(info),
-            "tx": None if result is None else result.tx_hash,
-            "local_shard_created": created,
-            "bound": bound,
-        },
+        {**joined, **created},
         (
-            f"Joined Datanet {args.name!r} (id {info.id})."
-            if result is not None
-            else f"You were a member of Datanet {args.name!r} (id {info.id}) already; your shard is bound to it now."
+            f"Joined Datanet {args.name!r} (id {joined['id']})."
+            if joined["tx"] is not None
+            else f"You were a member of Datanet {args.name!r} (id {joined['id']}) already; your shard is bound to "
+            "it now."
         )
-        + (f" Created its local shard ({task})." if created else "")
+        + (f" Created its local shard ({joined['task']})." if joined["local_shard_created"] else "")
         + (f" Proved {reproved} earlier batch(es) again for it." if reproved else ""),
     )
     return 0
 
 
-def _check_bindable(opened: Opened, name: str, task: str | None, info: DatanetInfo) -> None:
-    """A local shard of that name must serve the on-chain Datanet's task and be bound to nothing else."""
-    if name not in set(local_names(opened)):
-        return
-    with opened.vault.open_shard(name) as shard:
-        binding, local_task = shard.binding(), shard.info.task
-    if binding is not None and binding.datanet_id != info.id:
-        raise ClientError(
-            f"Your Datanet {name!r} is bound to another on-chain Datanet (id {binding.datanet_id}); nothing was joined."
-        )
-    if task != local_task:
-        raise ClientError(
-            f"Your Datanet {name!r} serves the {local_task} task, but the one on chain serves "
-            f"{task or 'a task this version does not know'}; nothing was joined."
-        )
-
-
-def _binding_of(opened: Opened, name: str) -> ChainBinding | None:
-    if name not in set(local_names(opened)):
-        return None
-    with opened.vault.open_shard(name) as shard:
-        return shard.binding()
-
-
-def local_names(opened: Opened) -> list[str]:
-    return [info.name for info in opened.vault.list_shards()]
-
-
 def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
-    with _session(ctx, opened) as session:
-        info = _find(session, args.name)
-        result = session.client.leave(info.id)
-    refund = sum(int(e["refund"]) for e in result.events if e["event"] == "MemberLeft")
+    left = _node(ctx).call("leave", datanet=args.name, timeout=CHAIN_TIMEOUT)
+    refund = left["refund_wei"]
     ctx.out.emit(
-        {"datanet": args.name, "tx": result.tx_hash, "refund_wei": refund},
+        left,
         f"Left Datanet {args.name!r}" + (f"; {refund} wei refunded." if refund else ".") + " Local records are kept.",
     )
     return 0
@@ -325,22 +177,14 @@ def cmd_allow(ctx: Context, args: argparse.Namespace) -> int:
     account = args.account
     if not (account.startswith("0x") and len(account) == 42):
         raise ClientError(f"{account!r} is not an account address (0x followed by 40 hex digits).")
-    opened = ctx.open(create=False)
-    with _session(ctx, opened) as session:
-        info = _find(session, args.name)
-        session.client.set_allowed(info.id, account, not args.remove)
+    allowed = _node(ctx).call("allow", datanet=args.name, account=account, remove=args.remove, timeout=CHAIN_TIMEOUT)
     verb = "removed from" if args.remove else "added to"
-    ctx.out.emit(
-        {"datanet": args.name, "account": account, "allowed": not args.remove},
-        f"{account} {verb} Datanet {args.name!r}'s allow-list.",
-    )
+    ctx.out.emit(allowed, f"{account} {verb} Datanet {args.name!r}'s allow-list.")
     return 0
 
 
-def list_on_chain(ctx: Context, opened: Opened) -> tuple[list[dict[str, Any]], str]:
-    with _session(ctx, opened) as session:
-        me = session.client.address
-        items = [{**_datanet_json(d), "member": session.client.is_member(d.id, me)} for d in session.client.datanets()]
+def list_on_chain(ctx: Context) -> tuple[list[dict[str, Any]], str]:
+    items: list[dict[str, Any]] = _node(ctx).call("chain.datanets", timeout=CHAIN_TIMEOUT)
     rows = [
         [str(i[k]) for k in ("id", "name", "visibility", "policy", "members")] + ["yes" if i["member"] else ""]
         for i in items
@@ -350,74 +194,39 @@ def list_on_chain(ctx: Context, opened: Opened) -> tuple[list[dict[str, Any]], s
 
 
 def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
-    from client.submission import submit_pending
-
-    opened = ctx.open(create=False)
-
-    def progress(line: str) -> None:
+    def progress(event: dict[str, Any]) -> None:
         if sys.stderr.isatty():
+            line = event.get("step") or (
+                f"proving batch {event['batches_done']}/{event['batches']}" if "batches_done" in event else "proving"
+            )
             sys.stderr.write(f"\r{line}   ")
             sys.stderr.flush()
 
-    with opened.vault.open_shard(args.name) as shard, _session(ctx, opened) as session:
-        info = _find(session, args.name)
-        report = submit_pending(
-            shard,
-            opened.identity,
-            ctx.config.data_dir,
-            session.client,
-            session.chain_key,
-            info,
-            stake=args.stake,
-            workers=args.jobs,
-            on_progress=progress,
-        )
+    job = _node(ctx).follow("submit", progress, datanet=args.name, stake=args.stake, workers=args.jobs)
+    report = job_result(job)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    sent = [s for s in report.submitted if s.tx_hash is not None]
-    found = len(report.submitted) - len(sent)
-    records = sum(s.count for s in report.submitted)
+    submitted = report["submitted"]
+    sent = [s for s in submitted if s["tx"] is not None]
+    found = len(submitted) - len(sent)
+    records = sum(s["count"] for s in submitted)
+    already = report["already_submitted"]
     text = (
-        f"Datanet {args.name!r} (id {info.id}): {len(report.submitted)} batch(es), {records} records submitted"
+        f"Datanet {args.name!r} (id {report['datanet_id']}): {len(submitted)} batch(es), {records} records submitted"
         + (f" ({found} already on chain from an earlier run)" if found else "")
-        + (f"; {report.already} were submitted before." if report.already else ".")
-        + "".join(f"\n  {s.root:064x}  {s.count:2d} records  {s.tx_hash or 'found on chain'}" for s in report.submitted)
+        + (f"; {already} were submitted before." if already else ".")
+        + "".join(f"\n  {s['root']}  {s['count']:2d} records  {s['tx'] or 'found on chain'}" for s in submitted)
     )
-    ctx.out.emit(
-        {
-            "datanet": args.name,
-            "datanet_id": info.id,
-            "proved": report.proved,
-            "submitted": [
-                {"root": f"{s.root:064x}", "count": s.count, "tx": s.tx_hash, "gas": s.gas_used}
-                for s in report.submitted
-            ],
-            "already_submitted": report.already,
-            "seconds": round(report.seconds, 3),
-        },
-        text,
-    )
+    ctx.out.emit(report, text)
     return 0
 
 
-def register_adapter(ctx: Context, adapter_id: str, manifest: dict[str, Any]) -> int:
+def register_adapter(ctx: Context, adapter_id: str) -> int:
     """`datanet adapters register ID`: the adapter's content hash, base model weights, Datanet and batches."""
-    name = manifest["datanet"]["name"]
-    roots = [int(root, 16) for root in manifest["trained_on"]["batch_roots"]]
-    opened = ctx.open(create=False)
-    with _session(ctx, opened) as session:
-        info = _find(session, name)
-        missing = [root for root in roots if session.client.batch(root) is None]
-        if missing:
-            raise ClientError(
-                f"{len(missing)} of the {len(roots)} batches this adapter was trained on are not on chain yet; "
-                f"run `datanet submit {name}` first."
-            )
-        result = session.client.register_adapter(
-            bytes.fromhex(adapter_id), bytes.fromhex(manifest["base_model"]["weights_sha256"]), info.id, roots
-        )
+    result = _node(ctx).call("adapters.register", id=adapter_id, timeout=CHAIN_TIMEOUT)
     ctx.out.emit(
-        {"adapter": adapter_id, "datanet": name, "datanet_id": info.id, "batches": len(roots), "tx": result.tx_hash},
-        f"Adapter {adapter_id[:16]} registered on chain for Datanet {name!r} ({len(roots)} batches).",
+        result,
+        f"Adapter {result['adapter'][:16]} registered on chain for Datanet {result['datanet']!r} "
+        f"({result['batches']} batches).",
     )
     return 0

@@ -46,7 +46,7 @@ def _prove_and_submit(
 ) -> dict[str, object]:
     """Step 6: a zero-knowledge proof of contribution for the next 16 records, verified on the embedded devnet."""
     from client.chain.session import open_chain
-    from client.cli.chain_commands import schema_hash
+    from client.datanet import schema_hash
     from client.submission import submit_pending
     from storage.shard import ChainBinding
 

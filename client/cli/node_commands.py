@@ -1,9 +1,9 @@
 """`datanet node run|stop`, `status`, `peers`, `jobs [--wait|--cancel ID]`, `sync NAME --peer ADDR` and
 `members NAME [add|remove] PEER`.
 
-The node is the long-running process; `status`, `peers` and `jobs` ask it over the control API. `sync` goes
-through the node when one runs for this data directory, or else starts a host of its own for one session.
-`members` edits the vault directly (it only touches local data)."""
+The node is the long-running process and the one writer of its data directory; these commands ask it over the
+control API (starting an offline one in the background when none runs: client/cli/attach.py). `members` lists
+from the vault directly (a read)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from client.app import records as records_app
 from client.cli.context import Context
 from client.cli.output import table
 from client.errors import ClientError
@@ -95,7 +96,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from client.node.chain_admission import chain_admission
 
     admission = chain_admission(ctx.config, opened.identity.evm_private_key)
-    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, chain_member=admission, config=ctx.config)
+    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, config=ctx.config, chain_member=admission)
 
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]
@@ -192,6 +193,7 @@ def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _progress(job: dict[str, Any]) -> str:
+    """A job's progress (while it runs) or summary (once done), in a few words."""
     p = job["progress"]
     if "batches_done" in p:
         return f"batch {p['batches_done']}/{p['batches']}"
@@ -199,26 +201,43 @@ def _progress(job: dict[str, Any]) -> str:
         return f"step {p['step']}/{p.get('total_steps', '?')}"
     if "received" in p:
         return f"{p['received']} received, {p['sent']} sent"
+    if "imported" in p:
+        return f"{sum(i['added'] for i in p['imported'])} added" + (
+            f", {len(p['rejected'])} files rejected" if p["rejected"] else ""
+        )
+    if "submitted" in p:
+        return f"{len(p['submitted'])} batches submitted"
+    if isinstance(p.get("batches"), list):
+        return f"{len(p['batches'])} batches, {p['records']} records"
+    if "adapter_id" in p:
+        return f"adapter {p['adapter_id'][:16]}"
+    if "done" in p and "total" in p:
+        return f"{p.get('file', '')} {100 * p['done'] // max(1, p['total'])}%".strip()
     return ""
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
-    from client.node.control import ControlClient
+    """The node syncs: an online one with every connected member (or the peer given), one the CLI started (offline)
+    only with the peer given, which it dials for this sync alone."""
 
-    client = ControlClient(ctx.config.data_dir)  # an online node syncs; without one, a host of our own does
-    if client.running():
-        answer = client.call("sync", datanet=args.name, peer=args.peer, wait=True)
-        jobs = [answer] if args.peer else answer["jobs"]
-        failed = [j for j in jobs if j["state"] != "done"]
-        if failed:
-            raise ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
-        results = [j["progress"] for j in jobs]
-    elif args.peer:
-        results = [_sync_here(ctx, args.name, args.peer)]
+    def show(event: dict[str, Any]) -> None:
+        if sys.stderr.isatty() and event.get("type") == "sync.progress":
+            eta = f", {event['eta']:.0f} s left" if event.get("eta") else ""
+            done, left = event["records_done"], event["records_left"]
+            sys.stderr.write(f"\r{event['phase']}: {done}/{done + left}{eta}  ")
+
+    client = _client(ctx)
+    if args.peer:
+        job = client.follow("sync", show, datanet=args.name, peer=args.peer)
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        jobs = [job]
     else:
-        raise ClientError(
-            "No node is running to find this Datanet's members; give a peer with --peer, or start `datanet node run`."
-        )
+        jobs = client.call("sync", datanet=args.name, wait=True, timeout=24 * 3600.0)["jobs"]
+    failed = [j for j in jobs if j["state"] != "done"]
+    if failed:
+        raise ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
+    results = [j["progress"] for j in jobs]
     received, sent = sum(r["received"] for r in results), sum(r["sent"] for r in results)
     seconds = max(r["seconds"] for r in results)
     ctx.out.emit(
@@ -229,65 +248,20 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync_here(ctx: Context, name: str, address: str) -> dict[str, Any]:
-    """No node running: a host of our own for one session (it listens nowhere)."""
-    import trio
-
-    from client.node.chain_admission import chain_admission
-    from client.p2p.errors import P2PError
-    from client.p2p.host import new_secure_host
-    from client.p2p.service import SyncService
-
-    opened = ctx.open(create=False)
-    admission = chain_admission(ctx.config, opened.identity.evm_private_key)
-
-    def show(event: Any) -> None:
-        if sys.stderr.isatty():
-            eta = f", {event.eta:.0f} s left" if event.eta else ""
-            sys.stderr.write(f"\r{event.phase}: {event.records_done}/{event.records_done + event.records_left}{eta}  ")
-
-    async def main() -> dict[str, Any]:
-        host = new_secure_host(opened.identity)
-        service = SyncService(opened.vault, opened.identity, host, on_progress=show, chain_member=admission)
-        failure: Exception | None = None
-        async with host.run(listen_addrs=[]):
-            try:
-                result = await service.sync_with(address, name)
-            except Exception as exc:  # raised out here, not wrapped in the host's nursery's ExceptionGroup
-                failure = exc
-            await host.close()
-        if failure is not None:
-            raise failure
-        return {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
-
-    try:
-        return trio.run(main)
-    except ValueError as exc:
-        raise ClientError(str(exc)) from None
-    except (P2PError, OSError, trio.TooSlowError) as exc:
-        raise ClientError(f"The sync with {address} failed: {exc or 'no answer in time'}") from None
-    except Exception as exc:  # py-libp2p's dial errors (SwarmException and friends) carry no common base
-        if type(exc).__module__.startswith("libp2p"):
-            raise ClientError(f"Cannot reach the peer at {address} ({type(exc).__name__}).") from None
-        raise
-    finally:
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-
-
 def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.peer:
         raise ClientError(f"`datanet members {args.name} {args.action}` needs a peer id (12D3KooW...).")
-    if args.peer and not (args.peer.startswith(("12D3KooW", "Qm")) and 40 <= len(args.peer) <= 60):
-        raise ClientError(f"{args.peer!r} is not a peer id; peer ids look like 12D3KooW... (`datanet identity show`).")
-    opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        changed = shard.set_member(args.peer, args.action == "add") if args.action != "list" else False
-        members = shard.members()
+    if args.peer:
+        records_app.check_peer_id(args.peer)
+    if args.action == "list":  # a read: the vault is opened here
+        answer = records_app.members(ctx.open(create=False).vault, args.name)
+    else:
+        answer = _client(ctx).call("members", datanet=args.name, action=args.action, peer=args.peer)
+    members, changed = answer["members"], answer["changed"]
     text = "\n".join(members) if members else f"No members: nobody may sync {args.name!r} with you yet."
     if args.action == "add":
         text = f"{args.peer} may now sync {args.name!r}." if changed else f"{args.peer} was already a member."
     elif args.action == "remove":
         text = f"{args.peer} may no longer sync {args.name!r}." if changed else f"{args.peer} was not a member."
-    ctx.out.emit({"datanet": args.name, "members": members, "changed": changed}, text)
+    ctx.out.emit(answer, text)
     return 0

@@ -1,16 +1,17 @@
-"""`datanet prove NAME`: prove the not-yet-batched records of a Datanet, and `datanet batches NAME`."""
+"""`datanet prove NAME`: the node proves the not-yet-batched records of a Datanet (the command follows the job, or
+leaves it queued with --background), and `datanet batches NAME` (a read, from the vault here)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
+from typing import Any
 
+from client.app import records as records_app
+from client.cli.attach import attach, job_result
 from client.cli.context import Context
 from client.cli.output import table
-from client.contribution import ProvedBatch, prove_for_binding, prove_pending
-from client.errors import ClientError
 from prover.poseidon import FIELD
 
 
@@ -48,111 +49,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_prove(ctx: Context, args: argparse.Namespace) -> int:
+    params = {"datanet": args.name, "workers": args.jobs, "datanet_id": args.datanet_id, "limit": args.batch}
+    client = attach(ctx)
     if args.background:
-        from client.cli.attach import attach
-
-        job = attach(ctx).call("prove", datanet=args.name, workers=args.jobs, datanet_id=args.datanet_id)
+        job = client.call("prove", **params)
         ctx.out.emit(job, f"Queued job {job['id']}: proving {args.name!r} on the node (`datanet jobs` shows it).")
         return 0
-    opened = ctx.open(create=False)
 
-    def report(batch: ProvedBatch, number: int, total: int) -> None:
+    def report(event: dict[str, Any]) -> None:
         if sys.stderr.isatty():
-            sys.stderr.write(f"\rproving batch {number}/{total} ({batch.seconds:.2f}s each)")
+            sys.stderr.write(
+                f"\rproving batch {event['batches_done']}/{event['batches']} ({event['seconds_each']:.2f}s each)"
+            )
             sys.stderr.flush()
 
-    started = time.perf_counter()
-    with opened.vault.open_shard(args.name) as shard:
-        binding = shard.binding()
-        if binding is not None and args.datanet_id not in (None, binding.datanet_id):
-            raise ClientError(
-                f"Datanet {args.name!r} is bound to on-chain Datanet {binding.datanet_id}: its proofs are made for "
-                "that id; leave out --datanet-id."
-            )
-        prove_for_binding(shard, opened.identity, ctx.config.data_dir)
-        done = prove_pending(
-            shard,
-            opened.identity,
-            ctx.config.data_dir,
-            limit=args.batch,
-            datanet_id=args.datanet_id,
-            workers=args.jobs,
-            on_batch=report,
-        )
-        left = len(shard.pending())
+    result = job_result(client.follow("prove", report, **params))
+    done = result["batches"]
     if sys.stderr.isatty() and done:
         sys.stderr.write("\n")
-    records = sum(b.count for b in done)
-    wall = time.perf_counter() - started
+    records, wall = result["records"], result["seconds"]
     text = (
         f"{len(done)} batch(es) proved, {records} records in {wall:.1f}s"
-        + (f" ({records / wall:.0f} records/s, {args.jobs} at a time)" if done else "")
-        + f"; {left} records still pending."
-        + "".join(f"\n  {b.root:064x}  {b.count:2d} records  {b.folder}" for b in done)
+        + (f" ({records / wall:.0f} records/s, {args.jobs} at a time)" if done and wall else "")
+        + f"; {result['pending']} records still pending."
+        + "".join(f"\n  {b['root']}  {b['count']:2d} records  {b['folder']}" for b in done)
     )
-    ctx.out.emit(
-        {
-            "datanet": args.name,
-            "batches": [{"root": f"{b.root:064x}", "count": b.count, "folder": str(b.folder)} for b in done],
-            "records": records,
-            "pending": left,
-            "seconds": round(wall, 3),
-        },
-        text,
-    )
+    ctx.out.emit({k: result[k] for k in ("datanet", "batches", "records", "pending", "seconds")}, text)
     return 0
 
 
 def cmd_batches(ctx: Context, args: argparse.Namespace) -> int:
-    if args.received:
-        return _received_batches(ctx, args)
     opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        batches = shard.batches()
-        left = len(shard.pending())
-    rows = [[b.root.hex()[:16], str(b.count), b.status] for b in batches]
+    if args.received:
+        return _received_batches(ctx, records_app.received_batches(opened.vault, args.name))
+    listed = records_app.batches(opened.vault, args.name)
+    rows = [[b["root"][:16], str(b["count"]), b["status"]] for b in listed["batches"]]
     text = table(rows, ["ROOT", "RECORDS", "STATUS"]) if rows else "No batches yet: `datanet prove NAME`."
     ctx.out.emit(
         {
             "datanet": args.name,
-            "batches": [{"root": b.root.hex(), "count": b.count, "status": b.status} for b in batches],
-            "pending": left,
+            "batches": [{k: b[k] for k in ("root", "count", "status")} for b in listed["batches"]],
+            "pending": listed["pending"],
         },
-        text + f"\n{left} records not in any batch yet.",
+        text + f"\n{listed['pending']} records not in any batch yet.",
     )
     return 0
 
 
-def _received_batches(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        received = shard.provenance.received_batches()
-        waiting = shard.provenance.counts()["unverified"]
+def _received_batches(ctx: Context, listed: dict[str, Any]) -> int:
+    received, waiting = listed["received_batches"], listed["unverified"]
     rows = [
-        [c.root.hex()[:16], str(c.count), f"{c.commitment:064x}"[:16], "on chain" if c.chain else ""] for c in received
+        [c["root"][:16], str(c["count"]), c["contributor_commitment"][2:18], "on chain" if c["chain_claimed"] else ""]
+        for c in received
     ]
     text = (
         table(rows, ["ROOT", "RECORDS", "CONTRIBUTOR", "ON CHAIN (THEIR CLAIM)"])
         if rows
         else "No verified batches of other contributors yet (they arrive with sync)."
     )
-    ctx.out.emit(
-        {
-            "datanet": args.name,
-            "received_batches": [
-                {
-                    "root": c.root.hex(),
-                    "count": c.count,
-                    "contributor_commitment": f"{c.commitment:#066x}",
-                    "datanet_id": str(c.datanet_id),
-                    "records": [record_id.hex() for record_id, _ in c.records],
-                    "chain_claimed": c.chain,
-                    "tx_claimed": c.tx_hash,
-                }
-                for c in received
-            ],
-            "unverified": waiting,
-        },
-        text + (f"\n{waiting} carried batch(es) not checked yet." if waiting else ""),
-    )
+    ctx.out.emit(listed, text + (f"\n{waiting} carried batch(es) not checked yet." if waiting else ""))
     return 0

@@ -7,17 +7,17 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from client.app import records as records_app
 from client.cli import chain_commands
+from client.cli.attach import attach, first_run, job_result
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.datanet import DEFAULT_TASK, TASKS
 from client.errors import ClientError, ImportRejected
-from client.importers import ImportSummary, ProgressCallback, import_path
 from storage.key_file import write_private_file
-from storage.provenance import Provenance
-from storage.shard import OWN, RecordMeta
-from storage.vault import BrokenShard
+from storage.shard import OWN
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,55 +71,20 @@ def _date(text: str) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
 
 
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _meta(meta: RecordMeta) -> dict[str, object]:
-    return {
-        "id": meta.record_id.hex(),
-        "source": meta.source,
-        "imported_at": _when(meta.imported_at_ms),
-        "size": meta.size,
-        "origin": meta.origin,
-        "received_from": meta.received_from,
-    }
-
-
-def _provenance(items: list[Provenance], leaves: dict[bytes, list[tuple[bytes, int]]]) -> list[dict[str, object]]:
-    from client.provenance import merkle_path
-
-    return [
-        {
-            "contributor_commitment": f"{p.commitment:#066x}",
-            "batch_root": p.root.hex(),
-            "position": p.position,
-            "count": p.count,
-            "salt": f"{p.salt:#066x}",
-            "merkle_path": [f"{h:#066x}" for h in merkle_path(leaves[p.root], p.commitment, p.position)],
-            "datanet_id": str(p.datanet_id),
-            "recipient": f"{p.recipient:#042x}",
-            "own": p.own,
-            "carried_by": p.from_peer,
-            # where the batch was accepted on chain: this node's receipt for its own, the contributor's word (not
-            # checked here) for a received one
-            "chain" if p.own else "chain_claimed": p.chain,
-            "tx" if p.own else "tx_claimed": p.tx_hash,
-        }
-        for p in items
-    ]
-
-
-def _provenance_text(items: list[Provenance]) -> str:
+def _provenance_text(items: list[dict[str, Any]]) -> str:
     if not items:
         return "provenance  none known: not in a proven batch here, and no verified batch of it was received\n"
     lines = []
     for p in items:
-        who = "you (proved here)" if p.own else f"contributor {p.commitment:#066x}"
+        who = "you (proved here)" if p["own"] else f"contributor {p['contributor_commitment']}"
         lines.append(
-            f"provenance  {who}\n            batch {p.root.hex()} (record {p.position + 1} of {p.count})"
-            + ("" if p.own else f", carried by peer {p.from_peer}, proof verified here")
-            + (f"\n            submitted on chain {p.chain.split(':')[0]} in {p.tx_hash}" if p.chain and p.own else "")
+            f"provenance  {who}\n            batch {p['batch_root']} (record {p['position'] + 1} of {p['count']})"
+            + ("" if p["own"] else f", carried by peer {p['carried_by']}, proof verified here")
+            + (
+                f"\n            submitted on chain {p['chain'].split(':')[0]} in {p['tx']}"
+                if p["own"] and p.get("chain")
+                else ""
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -128,73 +93,61 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     on_chain_only = ("--private", "--policy", "--join-stake", "--batch-stake")
     if not args.on_chain and (args.private or args.policy or args.join_stake or args.batch_stake):
         raise ClientError(f"{', '.join(on_chain_only)} describe the on-chain Datanet; add --on-chain.")
-    opened = ctx.open()
-    if args.on_chain and args.name in chain_commands.local_names(opened):  # registering an existing Datanet
-        with opened.vault.open_shard(args.name) as shard:
-            info = shard.info
-    else:
-        with opened.vault.create_shard(args.name, args.task) as shard:
-            info = shard.info
-    chain: dict[str, object] | None = None
+    created = first_run(ctx)
+    options: dict[str, Any] = {}
     if args.on_chain:
-        try:
-            chain = chain_commands.create_on_chain(ctx, opened, info.name, info.task, args)
-        except ClientError as exc:
-            raise ClientError(
-                f"Datanet {info.name!r} is in your vault but not on chain: {exc} Once that is fixed, register "
-                f"it with `datanet create {info.name} --on-chain`."
-            ) from exc
+        options = {
+            "on_chain": True,
+            "private": args.private,
+            "policy": args.policy,
+            "join_stake": args.join_stake,
+            "batch_stake": args.batch_stake,
+        }
+    result = attach(ctx, chain=args.on_chain).call(
+        "create", datanet=args.name, task=args.task, timeout=chain_commands.CHAIN_TIMEOUT, **options
+    )
+    chain = result["chain"]
     ctx.out.emit(
-        {"datanet": info.name, "task": info.task, "uuid": info.uuid, "chain": chain, **ctx.created_fields(opened)},
-        f"Datanet {info.name!r} created ({info.task})"
+        {**result, **created},
+        f"Datanet {result['datanet']!r} created ({result['task']})"
         + (f" and registered on chain: id {chain['id']}, {chain['visibility']}, {chain['policy']}." if chain else "."),
     )
     return 0
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
     if args.chain:
-        on_chain, text = chain_commands.list_on_chain(ctx, opened)
+        on_chain, text = chain_commands.list_on_chain(ctx)
         ctx.out.emit({"datanets": on_chain}, text)
         return 0
-    items, broken = [], []
-    for item in opened.vault.each_shard():
-        if isinstance(item, BrokenShard):
-            broken.append(item)
-            continue
-        with item as shard:
-            info = shard.info
-            items.append(
-                {
-                    "name": info.name,
-                    "task": info.task,
-                    "records": shard.count(),
-                    "bytes": shard.total_bytes(),
-                    "created_at": _when(info.created_at_ms),
-                }
-            )
-    items.sort(key=lambda i: str(i["name"]).lower())
-    rows = [[str(i["name"]), str(i["task"]), str(i["records"]), human_bytes(int(str(i["bytes"])))] for i in items]
+    opened = ctx.open(create=False)  # a read: the vault is opened here, whether a node runs or not
+    listed = records_app.datanets(opened.vault)
+    items = [
+        {k: d[k] for k in ("name", "task", "records", "own", "peer", "bytes", "pending", "created_at")}
+        for d in listed["datanets"]
+    ]
+    rows = [[str(i["name"]), str(i["task"]), str(i["records"]), human_bytes(int(i["bytes"]))] for i in items]
     text = table(rows, ["NAME", "TASK", "RECORDS", "SIZE"]) if rows else "No Datanets yet: `datanet create NAME`."
-    if broken:
-        text += f"\n{len(broken)} shard file(s) could not be opened: run `datanet vault check` for details."
-    ctx.out.emit({"datanets": items, "unreadable": [str(b.path) for b in broken]}, text)
+    if listed["unreadable"]:
+        text += (
+            f"\n{len(listed['unreadable'])} shard file(s) could not be opened: run `datanet vault check` for details."
+        )
+    ctx.out.emit({"datanets": items, "unreadable": listed["unreadable"]}, text)
     return 0
 
 
-def _progress(label: str, lines: bool) -> ProgressCallback | None:
+def _import_progress(lines: bool) -> Any:
     """Progress on stderr: a live line on a terminal, or (with --progress) one line per percent for logs."""
     if not (lines or sys.stderr.isatty()):
         return None
-    last = -1
+    last: list[Any] = [None, -1]
 
-    def report(done: int, total: int) -> None:
-        nonlocal last
+    def report(event: dict[str, Any]) -> None:
+        done, total, label = int(event["done"]), int(event["total"]), str(event.get("file", ""))
         pct = 100 * done // total if total else 100
-        if pct == last:
+        if [label, pct] == last:
             return
-        last = pct
+        last[:] = [label, pct]
         if lines:
             sys.stderr.write(f"importing {label}: {pct}%\n")
         else:
@@ -205,77 +158,57 @@ def _progress(label: str, lines: bool) -> ProgressCallback | None:
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
-    summaries: list[ImportSummary] = []
-    rejected: list[ImportRejected] = []
-    with opened.vault.open_shard(args.name) as shard:
-        for path in args.files:
-            try:
-                summaries.append(
-                    import_path(
-                        shard,
-                        path,
-                        fmt=args.format,
-                        skip_bad=args.skip_bad,
-                        progress=_progress(path.name, args.progress),
-                    )
-                )
-            except ImportRejected as exc:
-                rejected.append(exc)
-        total = shard.count()
+    job = attach(ctx).follow(
+        "records.import",
+        _import_progress(args.progress),
+        datanet=args.name,
+        paths=[str(path.absolute()) for path in args.files],
+        format=args.format,
+        skip_bad=args.skip_bad,
+    )
+    result = job_result(job)
     lines = []
-    for summary in summaries:
-        bad = f", {len(summary.skipped)} bad lines skipped" if summary.skipped else ""
+    for summary in result["imported"]:
+        bad = f", {len(summary['skipped'])} bad lines skipped" if summary["skipped"] else ""
         theirs = (
-            f" ({summary.already_received} of them received from peers earlier: they stay received, not yours)"
-            if summary.already_received
+            f" ({summary['already_received']} of them received from peers earlier: they stay received, not yours)"
+            if summary["already_received"]
             else ""
         )
-        lines.append(f"{summary.path}: {summary.added} added, {summary.duplicates} duplicates skipped{theirs}{bad}")
-        lines += [f"  skipped {problem}" for problem in summary.skipped]
-    for refusal in rejected:
-        lines.append(str(refusal))
-        lines += [f"  {problem}" for problem in refusal.problems]
-    lines.append(f"Datanet {args.name!r} now holds {total} records.")
-    ctx.out.emit(
-        {
-            "datanet": args.name,
-            "imported": [s.as_dict() for s in summaries],
-            "rejected": [{"message": str(e), "problems": e.problems} for e in rejected],
-            "records": total,
-        },
-        "\n".join(lines),
-    )
-    return ImportRejected.exit_code if rejected else 0
+        lines.append(
+            f"{summary['file']}: {summary['added']} added, {summary['duplicates']} duplicates skipped{theirs}{bad}"
+        )
+        lines += [f"  skipped {problem}" for problem in summary["skipped"]]
+    for refusal in result["rejected"]:
+        lines.append(refusal["message"])
+        lines += [f"  {problem}" for problem in refusal["problems"]]
+    lines.append(f"Datanet {args.name!r} now holds {result['records']} records.")
+    ctx.out.emit(result, "\n".join(lines))
+    return ImportRejected.exit_code if result["rejected"] else 0
 
 
 def cmd_list_records(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        metas = shard.list_records(limit=args.limit, offset=args.offset, source_glob=args.source)
-        total = shard.count()
-    rows = [[m.record_id.hex()[:16], m.source, _when(m.imported_at_ms), human_bytes(m.size), m.origin] for m in metas]
+    listed = records_app.list_records(opened.vault, args.name, limit=args.limit, offset=args.offset, source=args.source)
+    metas, total = listed["records"], listed["total"]
+    rows = [[m["id"][:16], m["source"], m["imported_at"], human_bytes(m["size"]), m["origin"]] for m in metas]
     text = table(rows, ["ID", "SOURCE", "IMPORTED (UTC)", "SIZE", "ORIGIN"]) if rows else "No records."
     if len(metas) < total:
         text += f"\n{len(metas)} of {total} shown (--limit, --offset)."
-    ctx.out.emit({"datanet": args.name, "total": total, "records": [_meta(m) for m in metas]}, text)
+    ctx.out.emit(listed, text)
     return 0
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        record = shard.get(shard.resolve(args.id))
-        known = shard.provenance.of_record(record.meta.record_id)
-        leaves = {p.root: shard.provenance.leaves_of(p.root) for p in known}
-    content = json.loads(record.body)
-    origin = "imported here (own)" if record.meta.origin == OWN else f"received from peer {record.meta.received_from}"
+    shown = records_app.show(opened.vault, args.name, args.id)
+    origin = "imported here (own)" if shown["origin"] == OWN else f"received from peer {shown['received_from']}"
     ctx.out.emit(
-        {**_meta(record.meta), "provenance": _provenance(known, leaves), "record": content},
-        f"id        {record.meta.record_id.hex()}\nsource    {record.meta.source}\norigin    {origin}\n"
-        f"imported  {_when(record.meta.imported_at_ms)} UTC\nsize      {record.meta.size} bytes\n"
-        + _provenance_text(known)
-        + json.dumps(content, indent=2, ensure_ascii=False),
+        shown,
+        f"id        {shown['id']}\nsource    {shown['source']}\norigin    {origin}\n"
+        f"imported  {shown['imported_at']} UTC\nsize      {shown['size']} bytes\n"
+        + _provenance_text(shown["provenance"])
+        + json.dumps(shown["record"], indent=2, ensure_ascii=False),
     )
     return 0
 
@@ -300,22 +233,18 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
         raise ClientError("Say what to delete: record ids, --source GLOB, or --before DATE.")
     if args.ids and (args.source is not None or args.before is not None):
         raise ClientError("Delete either by ids or by filter (--source/--before), not both at once.")
-    opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        if args.ids:
-            deleted = shard.delete([shard.resolve(i) for i in args.ids])
-        else:
-            deleted = shard.delete_where(source_glob=args.source, imported_before_ms=args.before)
-        total = shard.count()
-    ctx.out.emit(
-        {"datanet": args.name, "deleted": deleted, "records": total}, f"{deleted} record(s) deleted; {total} left."
+    result = attach(ctx).call(
+        "records.delete", datanet=args.name, ids=args.ids or None, source=args.source, before_ms=args.before
     )
+    ctx.out.emit(result, f"{result['deleted']} record(s) deleted; {result['records']} left.")
     return 0
 
 
 def cmd_count(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        total, size = shard.count(), shard.total_bytes()
-    ctx.out.emit({"datanet": args.name, "records": total, "bytes": size}, f"{total} records, {human_bytes(size)}")
+    counted = records_app.count(opened.vault, args.name)
+    ctx.out.emit(
+        {"datanet": args.name, "records": counted["records"], "bytes": counted["bytes"]},
+        f"{counted['records']} records, {human_bytes(counted['bytes'])}",
+    )
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -11,13 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from client.cli.attach import attach, job_result
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.training import adapters
-from client.training.base_models import DEFAULT_FOR_TASK, MODELS
+from client.training.base_models import MODELS
 from client.training.errors import TrainingError
-from client.training.job import make_request, run
-from client.training.settings import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,11 +60,12 @@ def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
     interactive = sys.stderr.isatty()
 
     def show(event: dict[str, Any]) -> None:
-        if not (enabled or interactive):
+        if not (enabled or interactive) or "step" not in event:
             return
         eta = f", ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
+        loss = f" loss {event['loss']:.4f}" if event.get("loss") is not None else ""
         line = (
-            f"step {event['step']}/{event['total_steps']} epoch {event['epoch']} loss {event['loss']:.4f} "
+            f"step {event['step']}/{event['total_steps']} epoch {event['epoch']}{loss} "
             f"{event['samples_per_s']:.1f} samples/s{eta}"
         )
         sys.stderr.write(("\r" + line) if interactive and not enabled else line + "\n")
@@ -75,9 +74,7 @@ def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
     return show
 
 
-def _train_in_background(ctx: Context, args: argparse.Namespace) -> int:
-    from client.cli.attach import attach
-
+def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     settings = {
         "base": args.base,
         "epochs": args.epochs,
@@ -87,43 +84,23 @@ def _train_in_background(ctx: Context, args: argparse.Namespace) -> int:
         "threads": args.threads,
         "dp_epsilon": args.dp_epsilon,
         "eval": str(args.eval.absolute()) if args.eval else None,
+        "fresh": args.fresh or None,
     }
-    job = attach(ctx).call("train", datanet=args.name, **settings)
-    ctx.out.emit(job, f"Queued job {job['id']}: training on {args.name!r} on the node (`datanet jobs` shows it).")
-    return 0
-
-
-def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    client = attach(ctx)
     if args.background:
-        return _train_in_background(ctx, args)
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("peft") is None:
-        raise TrainingError("Training needs the `train` extra: pip install 'datanet-client[train]' (see packaging/).")
-    opened = ctx.open(create=False)
-    with opened.vault.open_shard(args.name) as shard:
-        info = shard.info
-        base = args.base or DEFAULT_FOR_TASK.get(info.task)
-        if base is None:
-            raise TrainingError(f"No base model serves the {info.task!r} task yet.")
-        config = TrainConfig(
-            base=base,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            seed=args.seed,
-            threads=args.threads,
-            dp_epsilon=args.dp_epsilon,
-        )
-        request = make_request(ctx.config, shard, config, args.eval)
-    result = run(request, _printer(args.progress), fresh=args.fresh)
+        job = client.call("train", datanet=args.name, **settings)
+        ctx.out.emit(job, f"Queued job {job['id']}: training on {args.name!r} on the node (`datanet jobs` shows it).")
+        return 0
+    summary = job_result(client.follow("train", _printer(args.progress), datanet=args.name, **settings))
     if sys.stderr.isatty() and not args.progress:
         sys.stderr.write("\n")
-    m = result.manifest
+    m = adapters.find(ctx.config.data_dir, summary["adapter_id"]).manifest
     ev = m["evaluation"]
     metric = "accuracy" if "accuracy" in ev["after"] else "loss"
     dp = m["dp"]
     text = (
-        ("Already trained (same Datanet, records and settings): " if result.reused else "Trained ")
-        + f"adapter {result.adapter_id[:16]} on {m['trained_on']['records']} records of {info.name!r} "
+        ("Already trained (same Datanet, records and settings): " if summary["reused"] else "Trained ")
+        + f"adapter {summary['adapter_id'][:16]} on {m['trained_on']['records']} records of {args.name!r} "
         f"with {m['base_model']['name']} on {m['device']}.\n"
         f"{metric} on {ev['records']} evaluation records ({ev['source']}): "
         f"{ev['before'][metric]:.3f} before, {ev['after'][metric]:.3f} after."
@@ -135,7 +112,14 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         )
     )
     ctx.out.emit(
-        {"job_id": result.job_id, "adapter_id": result.adapter_id, "reused": result.reused, "manifest": m}, text
+        {
+            "job_id": summary["training_job"],
+            "node_job": summary.get("id"),
+            "adapter_id": summary["adapter_id"],
+            "reused": summary["reused"],
+            "manifest": m,
+        },
+        text,
     )
     return 0
 
@@ -205,6 +189,5 @@ def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
     from client.cli import chain_commands
 
-    info = adapters.find(ctx.config.data_dir, args.id)
-    adapters.verify(info)
-    return chain_commands.register_adapter(ctx, info.adapter_id, info.manifest)
+    info = adapters.find(ctx.config.data_dir, args.id)  # an unknown id is a sentence before any node starts
+    return chain_commands.register_adapter(ctx, info.adapter_id)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from client import identity as identity_mod
+from client.cli.attach import exclusive
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.errors import IdentityError, NeedsInput
@@ -128,8 +129,9 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rekey(ctx: Context, args: argparse.Namespace) -> int:
-    opened = ctx.open(create=False)
-    opened.vault.rekey_shard(args.name)
+    with exclusive(ctx):  # the shard file is rewritten: no node may hold it open meanwhile
+        opened = ctx.open(create=False)
+        opened.vault.rekey_shard(args.name)
     ctx.out.emit({"datanet": args.name, "rekeyed": True}, f"Datanet {args.name!r} re-encrypted under a new key.")
     return 0
 
@@ -205,6 +207,11 @@ def cmd_identity_export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_identity_import(ctx: Context, args: argparse.Namespace) -> int:
+    with exclusive(ctx):  # the node's identity changes: no node may run with the old one meanwhile
+        return _identity_import(ctx, args)
+
+
+def _identity_import(ctx: Context, args: argparse.Namespace) -> int:
     try:
         data = args.file.read_bytes()
     except OSError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-API_VERSION: Final = 2  # 1: the first wave's node (no version in `status`)
+API_VERSION: Final = 3  # 1: the first wave's node (no version in `status`); 2: before the application layer
 
 # JSON-RPC error codes
 PARSE_ERROR, INVALID_REQUEST, UNKNOWN_METHOD, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -24,7 +24,7 @@ APPLICATION_ERROR = 1
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str
-    kind: str  # "str", "int", "float", "bool"
+    kind: str  # "str", "int", "float", "bool", "list" (of strings)
     doc: str
     required: bool = False
     nullable: bool = True  # null is the same as leaving it out
@@ -40,60 +40,190 @@ class Method:
 
 _DATANET = Param("datanet", "str", "the Datanet's exact name", required=True, nullable=False)
 _WAIT = Param("wait", "bool", "answer only once the job ended")
+_ID = Param("id", "str", "the job id", required=True, nullable=False)
+_ADAPTER = Param("id", "str", "an adapter id, or 8 or more of its first hex digits", required=True, nullable=False)
+
+
+def _m(name: str, doc: str, result: str, *params: Param) -> Method:
+    return Method(name, doc, result, params)
+
 
 METHODS: Final[dict[str, Method]] = {
     m.name: m
     for m in (
-        Method("status", "the node: identity, addresses, uptime, Datanets, peers, jobs by state", "NodeStatus"),
-        Method(
-            "peers", "every peer seen: address, direct or relayed, connected, latency, last error", "list[PeerInfo]"
+        _m("status", "the node: identity, addresses, uptime, Datanets, peers, jobs by state, chain", "NodeStatus"),
+        _m("identity", "the contributor identity's public parts: peer id, EVM address, commitment", "Identity"),
+        _m("vault", "the vault's unlock state: unlocked, how, where", "VaultState"),
+        _m(
+            "datanets",
+            "every Datanet in the vault: task, records own and received, bytes, pending, batches, members, "
+            "on-chain binding; shard files that cannot be opened",
+            "Datanets",
         ),
-        Method("datanets", "every Datanet in the vault: records and members", "list[DatanetInfo]"),
-        Method("records.count", "how many records a Datanet holds: own and received", "RecordCount", (_DATANET,)),
-        Method("jobs", "the latest jobs, newest first", "list[JobInfo]", (Param("limit", "int", "at most this many"),)),
-        Method("job", "one job", "JobInfo", (Param("id", "str", "the job id", required=True, nullable=False),)),
-        Method(
-            "sync",
-            "queue a sync of a Datanet with one peer, or with every connected member",
-            "JobInfo | SyncJobs",
-            (_DATANET, Param("peer", "str", "a peer address ending in /p2p/<peer id>"), _WAIT),
+        _m(
+            "create",
+            "create a Datanet in the vault, and with on_chain register it on chain and bind it",
+            "Created",
+            Param("datanet", "str", "the new Datanet's name", required=True, nullable=False),
+            Param("task", "str", "what its records are for (default: text)"),
+            Param("on_chain", "bool", "also register it on chain (an existing local Datanet is registered)"),
+            Param("private", "bool", "on chain: only allow-listed or staking members"),
+            Param("policy", "str", "on chain: open, allow-list or stake"),
+            Param("join_stake", "int", "on chain: wei a member deposits (policy stake)"),
+            Param("batch_stake", "int", "on chain: least wei staked with each batch"),
         ),
-        Method(
+        _m(
+            "records.count",
+            "how many records a Datanet holds (own and received) and their bytes",
+            "RecordCount",
+            _DATANET,
+        ),
+        _m(
+            "records.list",
+            "a page of a Datanet's records: id, source, time, size, origin (no content)",
+            "RecordList",
+            _DATANET,
+            Param("limit", "int", "at most this many (default 20, at most 10,000)"),
+            Param("offset", "int", "skip this many first"),
+            Param("source", "str", "only records whose source matches this glob"),
+        ),
+        _m(
+            "records.show",
+            "one record with its content and provenance (decrypted for this answer only)",
+            "RecordShown",
+            _DATANET,
+            Param("id", "str", "the record id, or 8 or more of its first hex digits", required=True, nullable=False),
+        ),
+        _m(
+            "records.delete",
+            "delete records by id, or by source glob and/or import time",
+            "Deleted",
+            _DATANET,
+            Param("ids", "list", "record ids (or prefixes of 8 or more hex digits)"),
+            Param("source", "str", "records whose source matches this glob"),
+            Param("before_ms", "int", "records imported before this time (Unix milliseconds)"),
+        ),
+        _m(
+            "records.import",
+            "queue importing JSONL, CSV or text-folder files the node can read (one transaction a file)",
+            "JobInfo",
+            _DATANET,
+            Param("paths", "list", "absolute paths of the files or folders", required=True, nullable=False),
+            Param("format", "str", "jsonl, csv or text (default: from each name)"),
+            Param("skip_bad", "bool", "import the good records and list the bad lines"),
+            _WAIT,
+        ),
+        _m(
+            "members",
+            "the peers allowed to sync a Datanet; add or remove one",
+            "Members",
+            _DATANET,
+            Param("action", "str", "list (default), add or remove"),
+            Param("peer", "str", "a peer id (12D3KooW...)"),
+        ),
+        _m("batches", "a Datanet's own batches (proven, submitted) and its records in none yet", "Batches", _DATANET),
+        _m(
+            "batches.received",
+            "other contributors' verified batches that peers carried here, and how many wait for a check",
+            "ReceivedBatches",
+            _DATANET,
+        ),
+        _m("chain.status", "the chain the node uses: id, block, contracts, account, balance", "ChainStatus"),
+        _m(
+            "chain.datanets",
+            "the Datanets registered on chain, and whether this account is a member",
+            "list[OnChainDatanet]",
+        ),
+        _m(
+            "chain.fund",
+            "embedded devnet only: send ether from its faucet to this account",
+            "Funded",
+            Param("ether", "int", "how much (default 100)"),
+        ),
+        _m("chain.deploy", "deploy the contracts on the configured RPC chain and remember where", "Deployed"),
+        _m("chain.reset", "throw the embedded devnet's state away; shards bound to it are unbound", "Reset"),
+        _m(
+            "join",
+            "join a Datanet on chain, create its local shard if need be, and bind it",
+            "Joined",
+            _DATANET,
+            Param("pay_stake", "bool", "agree to deposit the Datanet's join stake"),
+        ),
+        _m("leave", "leave a Datanet on chain (a join stake is refunded; local records are kept)", "Left", _DATANET),
+        _m(
+            "allow",
+            "owner of a Datanet: allow an account to join it, or remove it",
+            "Allowed",
+            _DATANET,
+            Param("account", "str", "a 0x address", required=True, nullable=False),
+            Param("remove", "bool", "remove it from the allow-list instead"),
+        ),
+        _m(
             "prove",
             "queue proving a Datanet's pending own records in batches of 16",
             "JobInfo",
-            (
-                _DATANET,
-                Param("workers", "int", "processes proving at once"),
-                Param("datanet_id", "int", "the on-chain Datanet id (an unbound shard only)"),
-                _WAIT,
-            ),
+            _DATANET,
+            Param("workers", "int", "processes proving at once"),
+            Param("limit", "int", "prove at most this many records"),
+            Param("datanet_id", "int", "the on-chain Datanet id (an unbound shard only)"),
+            _WAIT,
         ),
-        Method(
+        _m(
+            "submit",
+            "queue proving what is pending and submitting every batch the chain lacks (the chain lane)",
+            "JobInfo",
+            _DATANET,
+            Param("stake", "int", "wei staked with each batch (default: the Datanet's minimum)"),
+            Param("workers", "int", "processes proving at once"),
+            Param("limit", "int", "prove at most this many pending records first"),
+            _WAIT,
+        ),
+        _m(
             "train",
             "queue a LoRA training run on a Datanet",
             "JobInfo",
-            (
-                _DATANET,
-                Param("base", "str", "base model name"),
-                Param("epochs", "int", "passes over the training split"),
-                Param("batch_size", "int", "examples a step"),
-                Param("learning_rate", "float", "step size"),
-                Param("seed", "int", "data order and initialisation"),
-                Param("threads", "int", "CPU threads"),
-                Param("dp_epsilon", "float", "train with DP-SGD to this epsilon"),
-                Param("eval", "str", "a JSONL file of held-out records to evaluate on"),
-                _WAIT,
-            ),
+            _DATANET,
+            Param("base", "str", "base model name"),
+            Param("epochs", "int", "passes over the training split"),
+            Param("batch_size", "int", "examples a step"),
+            Param("learning_rate", "float", "step size"),
+            Param("seed", "int", "data order and initialisation"),
+            Param("threads", "int", "CPU threads"),
+            Param("dp_epsilon", "float", "train with DP-SGD to this epsilon"),
+            Param("eval", "str", "a JSONL file of held-out records to evaluate on"),
+            Param("fresh", "bool", "start over instead of resuming an interrupted run"),
+            _WAIT,
         ),
-        Method(
-            "cancel",
-            "cancel a queued or running job; a finished one is an error",
-            "JobInfo",
-            (Param("id", "str", "the job id", required=True, nullable=False),),
+        _m("adapters.list", "the adapters on this machine with their manifests", "Adapters"),
+        _m("adapters.show", "one adapter's provenance manifest, its files checked", "AdapterShown", _ADAPTER),
+        _m(
+            "adapters.register",
+            "record an adapter on chain: content hash, base model, Datanet, batches",
+            "AdapterRegistered",
+            _ADAPTER,
         ),
-        Method("stop", "stop the node cleanly (running jobs go back to the queue)", "Stopping"),
-        Method("subscribe", "turn this connection into a stream of events (see Events)", "Subscribed"),
+        _m("jobs", "the latest jobs, newest first", "list[JobInfo]", Param("limit", "int", "at most this many")),
+        _m("job", "one job", "JobInfo", _ID),
+        _m("cancel", "cancel a queued or running job; a finished one is an error", "JobInfo", _ID),
+        _m("peers", "every peer seen: address, direct or relayed, connected, latency, last error", "list[PeerInfo]"),
+        _m(
+            "sync",
+            "queue a sync of a Datanet with one peer, or with every connected member",
+            "JobInfo | SyncJobs",
+            _DATANET,
+            Param("peer", "str", "a peer address ending in /p2p/<peer id>"),
+            _WAIT,
+        ),
+        _m(
+            "log.tail",
+            "the last lines of the node's log (never keys, passphrases or record contents)",
+            "LogTail",
+            Param("lines", "int", "at most this many (default 100, at most 10,000)"),
+            Param("level", "str", "at least this level: DEBUG, INFO, WARNING or ERROR"),
+            Param("text", "str", "only lines that contain this text"),
+        ),
+        _m("stop", "stop the node cleanly (running jobs go back to the queue)", "Stopping"),
+        _m("subscribe", "turn this connection into a stream of events (see Events)", "Subscribed"),
     )
 }
 
@@ -104,17 +234,23 @@ EVENTS: Final[dict[str, str]] = {
     "job": "a job changed state: id, state (queued, running, done, failed, cancelled), kind, and its summary or error",
     "sync.progress": "a sync session's progress: datanet, peer, phase, records and bytes done and left, rate, ETA",
     "records.received": "records arrived from a peer: datanet, peer, count",
+    "records.changed": "records were imported or deleted here: datanet, count",
     "peer.up": "a peer connected: peer, how it was found (bootstrap, mdns, dht)",
-    "prove.progress": "a prove job's progress: id, batches done, batches",
-    "train.progress": "a training job's progress: id, step, total steps, loss",
+    "import.progress": "an import job's progress: id, file, done and total bytes of it",
+    "prove.progress": "a prove job's progress: id, batches done, batches, seconds each",
+    "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step",
+    "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
+    "evaluations (before; after at the end)",
+    "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx",
     "missed": "this subscriber fell behind and lost `count` events",
 }
 
-_JSON_TYPES: Final[dict[str, tuple[type, ...]]] = {
+_JSON_TYPES: Final[dict[str, tuple[type[Any], ...]]] = {
     "str": (str,),
     "int": (int,),
     "float": (int, float),
     "bool": (bool,),
+    "list": (list,),
 }
 
 
@@ -138,6 +274,8 @@ def check_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
         wrong_bool = isinstance(value, bool) and param.kind in ("int", "float")
         if wrong_bool or not isinstance(value, _JSON_TYPES[param.kind]):
             raise InvalidParams(f"{method.name}: {param.name!r} must be a JSON {param.kind}.")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise InvalidParams(f"{method.name}: {param.name!r} must be a list of strings.")
     return given
 
 
@@ -152,6 +290,170 @@ class NodeStatus(TypedDict):
     datanets: int
     peers_connected: int
     jobs: dict[str, int]
+    online: bool  # False: a node the CLI started (control socket only, stops when idle)
+    chain: str | None  # the RPC endpoint the node's chain commands use; None: the embedded devnet
+
+
+class Identity(TypedDict):
+    peer_id: str
+    evm_address: str
+    identity_commitment: str
+
+
+class VaultState(TypedDict):
+    unlocked: bool
+    unlocked_with: str
+    data_dir: str
+
+
+class Datanets(TypedDict):
+    datanets: list[dict[str, Any]]  # name, task, uuid, created_at, records, own, peer, bytes, pending, batches...
+    unreadable: list[str]
+
+
+class Created(TypedDict):
+    datanet: str
+    task: str
+    uuid: str
+    chain: dict[str, Any] | None
+
+
+class RecordCount(TypedDict):
+    datanet: str
+    records: int
+    own: int
+    peer: int
+    bytes: int
+
+
+class RecordList(TypedDict):
+    datanet: str
+    total: int
+    records: list[dict[str, Any]]
+
+
+class RecordShown(TypedDict):
+    id: str
+    source: str
+    imported_at: str
+    size: int
+    origin: str
+    received_from: str | None
+    provenance: list[dict[str, Any]]
+    record: dict[str, Any]
+
+
+class Deleted(TypedDict):
+    datanet: str
+    deleted: int
+    records: int
+
+
+class Members(TypedDict):
+    datanet: str
+    members: list[str]
+    changed: bool
+
+
+class Batches(TypedDict):
+    datanet: str
+    batches: list[dict[str, Any]]
+    pending: int
+
+
+class ReceivedBatches(TypedDict):
+    datanet: str
+    received_batches: list[dict[str, Any]]
+    unverified: int
+
+
+class ChainStatus(TypedDict):
+    chain: str  # "devnet" | "rpc"
+    rpc: str
+    chain_id: int
+    block: int
+    account: str
+    balance_wei: int
+    contracts: dict[str, str] | None
+
+
+class OnChainDatanet(TypedDict):
+    id: int
+    name: str
+    owner: str
+    visibility: str
+    policy: str
+    task: str | None
+    join_stake: int
+    batch_stake: int
+    members: int
+    member: bool
+
+
+class Funded(TypedDict):
+    account: str
+    balance_wei: int
+
+
+class Deployed(TypedDict):
+    chain_id: int
+    registry: str
+    ledger: str
+    contribution_check: str
+    membership_check: str
+    block: int
+
+
+class Reset(TypedDict):
+    reset: bool
+    unbound: list[str]
+
+
+class Joined(TypedDict):
+    id: int
+    name: str
+    owner: str
+    visibility: str
+    policy: str
+    task: str | None
+    join_stake: int
+    batch_stake: int
+    members: int
+    tx: str | None
+    was_member: bool
+    local_shard_created: bool
+    bound: bool
+    batches_proved_again: int
+
+
+class Left(TypedDict):
+    datanet: str
+    tx: str
+    refund_wei: int
+
+
+class Allowed(TypedDict):
+    datanet: str
+    account: str
+    allowed: bool
+    tx: str
+
+
+class Adapters(TypedDict):
+    adapters: list[dict[str, Any]]  # each adapter's manifest
+
+
+class AdapterShown(TypedDict):
+    adapter_id: str
+    manifest: dict[str, Any]
+
+
+class AdapterRegistered(TypedDict):
+    adapter: str
+    datanet: str
+    datanet_id: int
+    batches: int
+    tx: str
 
 
 class PeerInfo(TypedDict):
@@ -164,22 +466,9 @@ class PeerInfo(TypedDict):
     latency_ms: float | None
 
 
-class DatanetInfo(TypedDict):
-    name: str
-    records: int
-    members: list[str]
-
-
-class RecordCount(TypedDict):
-    datanet: str
-    records: int
-    own: int
-    peer: int
-
-
 class JobInfo(TypedDict):
     id: str
-    kind: str  # "sync" | "prove" | "train"
+    kind: str  # "sync" | "import" | "prove" | "submit" | "train"
     params: dict[str, Any]
     state: str  # "queued" | "running" | "done" | "failed" | "cancelled"
     progress: dict[str, Any]
@@ -190,6 +479,11 @@ class JobInfo(TypedDict):
 
 class SyncJobs(TypedDict):
     jobs: list[JobInfo]
+
+
+class LogTail(TypedDict):
+    file: str
+    lines: list[str]
 
 
 class Stopping(TypedDict):

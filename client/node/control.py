@@ -229,26 +229,29 @@ class ControlClient:
             ) from None
         return sock
 
-    def call(self, method: str, **params: Any) -> Any:
+    def call(self, method: str, /, *, timeout: float | None = None, **params: Any) -> Any:
         """Call a method (api.METHODS) and return its result; RemoteError with the node's sentence and exit code
-        if it failed there. The first call checks that the node speaks this client's control API version."""
+        if it failed there. The first call checks that the node speaks this client's control API version.
+        `timeout` (seconds) replaces the client's for this call (chain calls wait for receipts)."""
         if not self._version_checked:
             status = self._call("status")
             self._check_version(status)
             if method == "status":
                 return status
-        return self._call(method, **params)
+        return self._call(method, timeout=timeout, **params)
 
-    def _call(self, method: str, **params: Any) -> Any:
+    def _call(self, method: str, /, *, timeout: float | None = None, **params: Any) -> Any:
         self._next_id += 1
         request = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+        limit = self.timeout if timeout is None else timeout
         try:
             with self._connect() as sock:
+                sock.settimeout(limit)
                 sock.sendall(json.dumps(request).encode() + b"\n")
                 reply = json.loads(_read_line(sock))
         except TimeoutError:
             raise NodeError(
-                f"The node did not answer {method!r} within {self.timeout:g} s; it may be stuck (see its log)."
+                f"The node did not answer {method!r} within {limit:g} s; it may be stuck (see its log)."
             ) from None
         if "error" in reply:
             error = reply["error"]
@@ -349,6 +352,46 @@ class ControlClient:
             raise ClientError(
                 f"Job {job_id} has not finished after {timeout:g} s; it goes on in the node (see `datanet jobs`)."
             )
+        return self.job(job_id)
+
+    def follow(
+        self, method: str, /, on_progress: Callable[[dict[str, Any]], None] | None = None, **params: Any
+    ) -> JobInfo:
+        """Queue a job (a method that answers JobInfo), pass each of its progress events to `on_progress`, and
+        return the job once it ended (done, failed or cancelled). Ctrl-C cancels the job at its next safe point
+        (what it committed stays) and is raised again; a node that stops meanwhile is one sentence."""
+        if not self._version_checked:
+            self._check_version(self._call("status"))
+        ended = ("done", "failed", "cancelled")
+        with contextlib.closing(self._events(None)) as events:
+            next(events)  # the subscription stands: no event of the job can be missed
+            job = cast(JobInfo, self._call(method, **params))
+            job_id = job["id"]
+            try:
+                for event in events:
+                    if event is None:
+                        continue
+                    kind = str(event.get("type"))
+                    if kind == "missed" and self.job(job_id)["state"] in ended:
+                        break
+                    mine = event.get("id") == job_id or (  # a sync session's progress names its Datanet
+                        kind == "sync.progress" and method == "sync" and event.get("datanet") == params.get("datanet")
+                    )
+                    if not mine:
+                        continue
+                    if kind == "job" and event.get("state") in ended:
+                        break
+                    if kind.endswith(".progress") and on_progress is not None:
+                        on_progress(event)
+                else:
+                    raise NodeError(
+                        f"The node stopped while job {job_id} ran; it resumes when the node starts again "
+                        "(`datanet jobs` shows it)."
+                    )
+            except KeyboardInterrupt:
+                with contextlib.suppress(ClientError):
+                    self.cancel(job_id)
+                raise
         return self.job(job_id)
 
     def running(self) -> bool:

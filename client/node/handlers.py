@@ -1,18 +1,25 @@
-"""The control API's method handlers (declared in api.py, served by control.py): what the node answers to
-`status`, `peers`, `datanets`, `records.count`, `jobs`, `job`, `sync`, `prove`, `train`, `cancel` and `stop`. The
-ones that queue a job check its Datanet (and peer address) first, for a clear error at once; the jobs themselves
-run in jobs.py. Vault work runs in the node's database thread (`vault_call`), never on the event loop."""
+"""The control API's method handlers (declared in api.py, served by control.py). Each one checks what it can at
+once (an unknown Datanet, a malformed peer address) and then calls the application layer (client/app/): vault
+work in the node's database thread, chain work in its chain thread, never on the event loop; long work (import,
+prove, submit, train, sync) is queued as a job (jobs.py) and answered with the job."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
+from client.app import records as records_app
+from client.app.chain import ChainService
+from client.config import Config
 from client.errors import ClientError
+from client.identity import Identity
+from client.log_setup import log_path
 from client.node import control
 from client.node.announce import Announcer
 from client.node.api import API_VERSION
@@ -20,10 +27,13 @@ from client.node.jobs import Jobs
 from client.node.journal import Journal
 from client.node.peers import Peers
 from client.p2p.host import IHost, peer_info
-from storage.vault import BrokenShard, Vault
+from client.training import adapters
+from storage.vault import Vault
 
 T = TypeVar("T")
 MAX_LIST = 1000  # jobs one `jobs` call lists
+MAX_LOG_LINES = 10_000
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Handlers:
@@ -32,77 +42,173 @@ class Handlers:
         *,
         host: IHost,
         vault: Vault,
+        identity: Identity,
+        config: Config,
+        chain: ChainService,
         journal: Journal,
         jobs: Jobs,
         peers: Peers,
         announcer: Announcer,
+        events: control.Events,
         started: float,
+        online: bool,
         stop: trio.Event,
     ) -> None:
         self.host = host
         self.vault = vault
+        self.identity = identity
+        self.config = config
+        self.chain = chain
         self.journal = journal
         self.jobs = jobs
         self.peers = peers
         self.announcer = announcer
+        self.events = events
         self.started = started  # time.time() when the node started
+        self.online = online
         self.stop = stop  # set by `stop`; the node then stops (Node._stop_on_request)
         self._db = trio.CapacityLimiter(1)  # the handlers' database thread: one vault call at a time
+        self._chain = trio.CapacityLimiter(1)  # the chain thread: one chain call at a time
 
     async def vault_call(self, fn: Callable[[], T]) -> T:
         """Run vault work (opening shards, counting, listing) in the database thread, off the event loop."""
         return await trio.to_thread.run_sync(fn, limiter=self._db)
 
+    async def chain_call(self, fn: Callable[[], T]) -> T:
+        """Run chain work (web3, the embedded devnet's EVM) in the chain thread, off the event loop."""
+        return await trio.to_thread.run_sync(fn, limiter=self._chain)
+
     def methods(self) -> dict[str, control.Handler]:
         return {
             "status": self._status,
-            "peers": self._peers,
+            "identity": self._identity,
+            "vault": self._vault,
             "datanets": self._datanets,
+            "create": self._create,
             "records.count": self._records_count,
+            "records.list": self._records_list,
+            "records.show": self._records_show,
+            "records.delete": self._records_delete,
+            "records.import": self._records_import,
+            "members": self._members,
+            "batches": self._batches,
+            "batches.received": self._batches_received,
+            "chain.status": self._chain_status,
+            "chain.datanets": self._chain_datanets,
+            "chain.fund": self._chain_fund,
+            "chain.deploy": self._chain_deploy,
+            "chain.reset": self._chain_reset,
+            "join": self._join,
+            "leave": self._leave,
+            "allow": self._allow,
+            "prove": self._prove,
+            "submit": self._submit,
+            "train": self._train,
+            "adapters.list": self._adapters_list,
+            "adapters.show": self._adapters_show,
+            "adapters.register": self._adapters_register,
             "jobs": self._jobs,
             "job": self._job,
-            "sync": self._sync,
-            "prove": self._prove,
-            "train": self._train,
             "cancel": self._cancel,
+            "peers": self._peers,
+            "sync": self._sync,
+            "log.tail": self._log_tail,
             "stop": self._stop_method,
         }
 
+    # --- the node, the identity, the vault ---------------------------------------------------------------------
+
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         jobs = self.journal.jobs()
+        shards = await self.vault_call(lambda: len(self.vault.list_shards()))
         return {
             "api_version": API_VERSION,
             "peer_id": str(self.host.get_id()),
             "addresses": [str(a) for a in self.host.get_addrs()],
             "uptime_s": round(time.time() - self.started, 1),
-            "datanets": len(await self._datanets({})),
+            "datanets": shards,
             "peers_connected": len(self.host.get_network().connections),
             "jobs": {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running", "failed")},
+            "online": self.online,
+            "chain": self.config.rpc_url,
         }
 
-    async def _peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return await self.peers.report(self.host)
+    async def _identity(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.identity.public().as_dict())
 
-    async def _datanets(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        def listed() -> list[dict[str, Any]]:
-            out = []
-            for item in self.vault.each_shard():
-                if isinstance(item, BrokenShard):
-                    continue
-                with item as shard:
-                    out.append({"name": shard.info.name, "records": shard.count(), "members": shard.members()})
-            return out
+    async def _vault(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"unlocked": True, "unlocked_with": self.vault.unlocked_with, "data_dir": str(self.config.data_dir)}
 
-        return await self.vault_call(listed)
+    # --- Datanets and records --------------------------------------------------------------------------------
+
+    async def _datanets(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(lambda: records_app.datanets(self.vault))
+
+    async def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+        name, task = str(params["datanet"]), str(params.get("task") or "text")
+        options = {k: params[k] for k in ("private", "policy", "join_stake", "batch_stake") if k in params}
+        if params.get("on_chain"):
+            created = await self.chain_call(lambda: self.chain.create(name, task, on_chain=True, **options))
+            self.events.publish({"type": "chain.tx", "method": "createDatanet", "datanet": name, "tx": None})
+            return created
+        if options:
+            raise ClientError(
+                "--private, --policy, --join-stake, --batch-stake describe the on-chain Datanet; add --on-chain."
+            )
+        return {**await self.vault_call(lambda: records_app.create(self.vault, name, task)), "chain": None}
 
     async def _records_count(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(lambda: records_app.count(self.vault, str(params["datanet"])))
+
+    async def _records_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(
+            lambda: records_app.list_records(
+                self.vault,
+                str(params["datanet"]),
+                limit=int(params.get("limit", 20)),
+                offset=int(params.get("offset", 0)),
+                source=params.get("source"),
+            )
+        )
+
+    async def _records_show(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(lambda: records_app.show(self.vault, str(params["datanet"]), str(params["id"])))
+
+    async def _records_delete(self, params: dict[str, Any]) -> dict[str, Any]:
         name = str(params["datanet"])
+        deleted = await self.vault_call(
+            lambda: records_app.delete(
+                self.vault,
+                name,
+                ids=list(params.get("ids") or ()),
+                source=params.get("source"),
+                before_ms=params.get("before_ms"),
+            )
+        )
+        if deleted["deleted"]:
+            self.events.publish({"type": "records.changed", "datanet": name, "count": -int(deleted["deleted"])})
+        return deleted
 
-        def counted() -> dict[str, Any]:
-            with self.vault.open_shard(name) as shard:
-                return {"datanet": name, "records": shard.count(), **shard.count_by_origin()}
-
-        return await self.vault_call(counted)
+    async def _records_import(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue importing files the node reads itself (absolute paths: the node's working directory is not the
+        client's)."""
+        name = str(params["datanet"])
+        await self._members_of(name)  # a clear error now for an unknown Datanet
+        paths = [str(p) for p in params["paths"]]
+        if not paths:
+            raise ClientError("Give at least one file or folder to import.")
+        relative = [p for p in paths if not Path(p).is_absolute()]
+        if relative:
+            raise ClientError(f"The node reads files by absolute path; {relative[0]!r} is relative.")
+        if params.get("format") not in (None, "jsonl", "csv", "text"):
+            raise ClientError(f"{params['format']!r} is not an import format (jsonl, csv or text).")
+        job = {
+            "datanet": name,
+            "paths": paths,
+            "format": params.get("format"),
+            "skip_bad": bool(params.get("skip_bad")),
+        }
+        return await self.jobs.queue("import", job, bool(params.get("wait")))
 
     async def _members_of(self, name: str) -> set[str]:
         """The members of Datanet `name`; ShardNotFound (a clear error at once) if there is none."""
@@ -113,6 +219,127 @@ class Handlers:
 
         return await self.vault_call(members)
 
+    async def _members(self, params: dict[str, Any]) -> dict[str, Any]:
+        action, peer = str(params.get("action") or "list"), params.get("peer")
+        name = str(params["datanet"])
+        answer = await self.vault_call(lambda: records_app.members(self.vault, name, action, peer))
+        if answer["changed"]:  # the announcement validator sees the change now, not at its next vault check
+            self.announcer.members.update(name, answer["members"])
+        return answer
+
+    async def _batches(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(lambda: records_app.batches(self.vault, str(params["datanet"])))
+
+    async def _batches_received(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.vault_call(lambda: records_app.received_batches(self.vault, str(params["datanet"])))
+
+    # --- the chain -----------------------------------------------------------------------------------------------
+
+    async def _chain_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(self.chain.status)
+
+    async def _chain_datanets(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.chain_call(self.chain.datanets)
+
+    async def _chain_fund(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(lambda: self.chain.fund(int(params.get("ether", 100))))
+
+    async def _chain_deploy(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(self.chain.deploy)
+
+    async def _chain_reset(self, params: dict[str, Any]) -> dict[str, Any]:
+        if any(j.kind == "submit" and j.state in ("queued", "running") for j in self.journal.jobs(limit=MAX_LIST)):
+            raise ClientError("A submission is queued or running; wait for it (`datanet jobs`) before a reset.")
+        return await self.chain_call(self.chain.reset)
+
+    async def _join(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = str(params["datanet"])
+        joined = await self.chain_call(lambda: self.chain.join(name, pay_stake=bool(params.get("pay_stake"))))
+        if joined["tx"]:
+            self.events.publish({"type": "chain.tx", "method": "join", "datanet": name, "tx": joined["tx"]})
+        return joined
+
+    async def _leave(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = str(params["datanet"])
+        left = await self.chain_call(lambda: self.chain.leave(name))
+        self.events.publish({"type": "chain.tx", "method": "leave", "datanet": name, "tx": left["tx"]})
+        return left
+
+    async def _allow(self, params: dict[str, Any]) -> dict[str, Any]:
+        name, account = str(params["datanet"]), str(params["account"])
+        allowed = await self.chain_call(lambda: self.chain.allow(name, account, remove=bool(params.get("remove"))))
+        self.events.publish({"type": "chain.tx", "method": "setAllowed", "datanet": name, "tx": allowed["tx"]})
+        return allowed
+
+    # --- jobs: prove, submit, train ----------------------------------------------------------------------------
+
+    def _workers(self, params: dict[str, Any]) -> int:
+        workers = int(params.get("workers") or 1)
+        if not 1 <= workers <= (os.cpu_count() or 1):
+            raise ClientError(f"Proving takes 1 to {os.cpu_count() or 1} workers on this machine, not {workers}.")
+        return workers
+
+    @staticmethod
+    def _limit(params: dict[str, Any]) -> dict[str, Any]:
+        limit = params.get("limit")
+        if limit is None:
+            return {}
+        if int(limit) < 1:
+            raise ClientError(f"limit is a number of records of at least 1, not {limit}.")
+        return {"limit": int(limit)}
+
+    async def _prove(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue proving the pending records of `datanet` (a long job: it resumes after a restart)."""
+        name = str(params["datanet"])
+        await self._members_of(name)  # a clear error now for an unknown Datanet
+        job: dict[str, Any] = {"datanet": name, "workers": self._workers(params), **self._limit(params)}
+        if params.get("datanet_id") is not None:
+            job["datanet_id"] = int(params["datanet_id"])
+        return await self.jobs.queue("prove", job, bool(params.get("wait")))
+
+    async def _submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue proving and submitting a Datanet's batches in the chain lane."""
+        name = str(params["datanet"])
+        await self._members_of(name)
+        job: dict[str, Any] = {"datanet": name, "workers": self._workers(params), **self._limit(params)}
+        if params.get("stake") is not None:
+            if int(params["stake"]) < 0:
+                raise ClientError("A stake is a number of wei, 0 or more.")
+            job["stake"] = int(params["stake"])
+        return await self.jobs.queue("submit", job, bool(params.get("wait")))
+
+    async def _train(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Queue training a LoRA adapter on `datanet` (resumes from its checkpoint after a restart)."""
+        name = str(params["datanet"])
+        await self._members_of(name)  # a clear error now for an unknown Datanet
+        if params.get("eval") is not None and not Path(str(params["eval"])).is_absolute():
+            raise ClientError(f"The node reads files by absolute path; {params['eval']!r} is relative.")
+        job = {k: v for k, v in params.items() if k != "wait"}
+        return await self.jobs.queue("train", job, bool(params.get("wait")))
+
+    # --- adapters ----------------------------------------------------------------------------------------------
+
+    async def _adapters_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        found = await self.vault_call(lambda: adapters.list_adapters(self.config.data_dir))
+        return {"adapters": [info.manifest for info in found]}
+
+    async def _adapters_show(self, params: dict[str, Any]) -> dict[str, Any]:
+        def shown() -> dict[str, Any]:
+            info = adapters.find(self.config.data_dir, str(params["id"]))
+            adapters.verify(info)
+            return {"adapter_id": info.adapter_id, "manifest": info.manifest}
+
+        return await self.vault_call(shown)
+
+    async def _adapters_register(self, params: dict[str, Any]) -> dict[str, Any]:
+        registered = await self.chain_call(lambda: self.chain.register_adapter(str(params["id"])))
+        self.events.publish(
+            {"type": "chain.tx", "method": "registerAdapter", "datanet": registered["datanet"], "tx": registered["tx"]}
+        )
+        return registered
+
+    # --- jobs, peers, sync ---------------------------------------------------------------------------------------
+
     async def _jobs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         limit = int(params.get("limit", 50))
         if not 1 <= limit <= MAX_LIST:
@@ -122,9 +349,17 @@ class Handlers:
     async def _job(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.journal.get(str(params["id"])).as_dict()
 
+    async def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a queued job at once, or a running one at its next safe point (see `Jobs.cancel`)."""
+        return await self.jobs.cancel(str(params["id"]))
+
+    async def _peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.peers.report(self.host)
+
     async def _sync(self, params: dict[str, Any]) -> dict[str, Any]:
         """Queue a sync of `datanet` with `peer` (an address with /p2p/), or with every connected peer that is one
-        of its members when no peer is given; `wait` returns once they ended."""
+        of its members when no peer is given; `wait` returns once they ended. An offline node dials only the peer
+        it is asked to."""
         name = str(params["datanet"])
         members = await self._members_of(name)  # a clear error now for an unknown Datanet
         if params.get("peer"):
@@ -145,34 +380,41 @@ class Handlers:
         results = [self.journal.get(job.id).as_dict() for job, _ in queued]
         return results[0] if params.get("peer") else {"jobs": results}
 
-    async def _prove(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Queue proving the pending records of `datanet` (a long job: it resumes after a restart)."""
-        name = str(params["datanet"])
-        await self._members_of(name)  # a clear error now for an unknown Datanet
-        workers = int(params.get("workers") or 1)
-        if not 1 <= workers <= (os.cpu_count() or 1):
-            raise ClientError(f"prove takes 1 to {os.cpu_count() or 1} workers on this machine, not {workers}.")
-        job: dict[str, Any] = {"datanet": name, "workers": workers}
-        if params.get("datanet_id") is not None:
-            job["datanet_id"] = int(params["datanet_id"])
-        return await self.jobs.queue("prove", job, bool(params.get("wait")))
+    # --- the log, stopping -----------------------------------------------------------------------------------
 
-    async def _train(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Queue training a LoRA adapter on `datanet` (resumes from its checkpoint after a restart)."""
-        name = str(params["datanet"])
-        await self._members_of(name)  # a clear error now for an unknown Datanet
-        allowed = {"base", "epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon", "eval"}
-        unknown = set(params) - allowed - {"datanet", "wait"}
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        job = {k: v for k, v in params.items() if k in allowed and v is not None}
-        return await self.jobs.queue("train", {"datanet": name, **job}, bool(params.get("wait")))
+    async def _log_tail(self, params: dict[str, Any]) -> dict[str, Any]:
+        lines = int(params.get("lines", 100))
+        if not 1 <= lines <= MAX_LOG_LINES:
+            raise ClientError(f"log.tail gives 1 to {MAX_LOG_LINES} lines, not {lines}.")
+        level = str(params.get("level") or "DEBUG").upper()
+        if level not in LEVELS:
+            raise ClientError(f"{level!r} is not a log level ({', '.join(LEVELS)}).")
+        shown = set(LEVELS[LEVELS.index(level) :]) | {"CRITICAL"}
+        text = params.get("text")
+        path = log_path(self.config)
 
-    async def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Cancel a queued job at once, or a running one at its next safe point (see `Jobs.cancel`)."""
-        return await self.jobs.cancel(str(params["id"]))
+        def tail() -> list[str]:
+            kept: deque[str] = deque(maxlen=lines)
+            if not path.exists():
+                return []
+            with path.open(encoding="utf-8", errors="replace") as log:
+                for line in log:
+                    if _level_of(line) in shown and (text is None or str(text) in line):
+                        kept.append(line.rstrip("\n"))
+            return list(kept)
+
+        return {"file": str(path), "lines": await trio.to_thread.run_sync(tail)}
 
     async def _stop_method(self, params: dict[str, Any]) -> dict[str, Any]:
         """Stop the node as SIGTERM does, once this answer has left (see `Node.run`)."""
         self.stop.set()
         return {"stopping": True}
+
+
+def _level_of(line: str) -> str:
+    """The level field of one of our log lines (`date time pid LEVEL area: message`); INFO for anything else (a
+    traceback's lines belong to the ERROR above them, and are kept with any level down to INFO)."""
+    for level in (*LEVELS, "CRITICAL"):
+        if f" {level} " in line[:40]:
+            return level
+    return "INFO"

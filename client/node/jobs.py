@@ -1,8 +1,9 @@
-"""The node's jobs: queued in the journal, run in lanes, one job at a time in each: `network` (syncs) and `heavy`
-(proving and training, whose work runs in child processes), so a long training run never holds a sync back. Any
-job can be cancelled: a queued one at once, a running one at its next safe point. A job the node's stop
-interrupts goes back in the queue and resumes at the next start (so does one a crash left "running": the
-journal's recovery at start, for the kinds in RESUMABLE).
+"""The node's jobs: queued in the journal, run in lanes, one job at a time in each: `network` (syncs), `local`
+(imports), `heavy` (proving and training, whose work runs in child processes) and `chain` (submissions), so a long
+training run never holds a sync or an import back. Any job can be cancelled: a queued one at once, a running one
+at its next safe point. A job the node's stop interrupts goes back in the queue and resumes at the next start (so
+does one a crash left "running": the journal's recovery at start, for the kinds in RESUMABLE). The work itself is
+the application layer's (client/app/), run in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from typing import Any
 import trio
 
 from client import failures
+from client.app import contribution
+from client.app import records as records_app
+from client.app import training as training_app
+from client.app.chain import ChainService
 from client.config import Config
 from client.errors import ClientError
 from client.identity import Identity
@@ -33,10 +38,17 @@ from storage.vault import Vault
 logger = logging.getLogger(__name__)
 
 # Kinds a restart queues again: a sync keeps what it committed and asks for the rest; proving keeps every batch
-# it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs).
-RESUMABLE = {"sync", "prove", "train"}
+# it stored and proves the rest; training resumes from its last checkpoint (same job id, same inputs); a
+# submission never re-proves and finds a batch whose receipt was lost on chain. An import is not resumed (its
+# client has gone): each file was one transaction, so running it again adds only what is missing.
+RESUMABLE = {"sync", "prove", "train", "submit"}
 PROGRESS_SAVE_EVERY = 1.0  # seconds between progress writes to the journal, per job
-LANES = {"sync": "network", "prove": "heavy", "train": "heavy"}  # each lane runs its jobs one at a time
+# each lane runs its jobs one at a time
+LANES = {"sync": "network", "import": "local", "prove": "heavy", "train": "heavy", "submit": "chain"}
+
+
+Progress = Callable[[dict[str, Any]], None]
+Work = Callable[[dict[str, Any], threading.Event, Progress], "dict[str, Any] | None"]
 
 
 class JobEnded(ClientError):
@@ -54,7 +66,8 @@ class Jobs:
         vault: Vault,
         identity: Identity,
         data_dir: Path,
-        config: Config | None,
+        config: Config,
+        chain: ChainService,
         admit: Callable[[sync.SyncResult], None],
     ) -> None:
         self.journal = journal
@@ -65,8 +78,9 @@ class Jobs:
         self.identity = identity
         self.data_dir = data_dir
         self.config = config
+        self.chain = chain
         self.admit = admit  # a peer that finished a sync with us is a member (see Node._admit)
-        self._wakes = {lane: trio.Event() for lane in set(LANES.values())}
+        self._wakes = {lane: trio.Event() for lane in sorted(set(LANES.values()))}
         self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
         self._running: dict[str, trio.CancelScope] = {}  # job id -> the scope that cancels it
         self._cancelled: set[str] = set()  # jobs cancelled by a client (not by a stop of the node)
@@ -157,9 +171,20 @@ class Jobs:
             self.journal.set_state(job_id, "queued")
 
     def _failed(self, job_id: str, kind: str, exc: Exception) -> str:
-        message = failures.describe(exc, log="the node's log").message
+        failure = failures.describe(exc, log="the node's log")
+        message = failure.message
+        self.journal.set_progress(job_id, {"exit_code": failure.exit_code})  # a client ends as the command would
         self.journal.set_state(job_id, "failed", error=message)
-        self.events.publish({"type": "job", "id": job_id, "state": "failed", "kind": kind, "error": message})
+        self.events.publish(
+            {
+                "type": "job",
+                "id": job_id,
+                "state": "failed",
+                "kind": kind,
+                "error": message,
+                "exit_code": failure.exit_code,
+            }
+        )
         return message
 
     async def _sync_job(self, job_id: str, params: dict[str, Any]) -> None:
@@ -175,6 +200,10 @@ class Jobs:
                 result = await self.service.sync_with(address, name)
             except trio.TooSlowError as exc:
                 raise P2PError(f"Peer {peer} did not answer in time.") from exc
+            except Exception as exc:  # py-libp2p's dial errors (SwarmException and friends) share no base class
+                if type(exc).__module__.startswith("libp2p"):
+                    raise P2PError(f"Cannot reach the peer at {address} ({type(exc).__name__}).") from exc
+                raise
             done = True
         except Exception as exc:  # a failed job is reported in the journal, whatever failed
             message = self._failed(job_id, "sync", exc)
@@ -215,7 +244,7 @@ class Jobs:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(publish)
 
-        work = self._prove_work if kind == "prove" else self._train_work
+        work = self._work[kind]
         summary: dict[str, Any] | None = None
         interrupted = True
         failure: Exception | None = None
@@ -239,60 +268,87 @@ class Jobs:
             return
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")
+        if kind == "import":
+            added = sum(int(s["added"]) for s in summary["imported"])
+            self.events.publish({"type": "records.changed", "datanet": params["datanet"], "count": added})
+        if kind == "submit":
+            for sent in summary["submitted"]:
+                if sent["tx"]:
+                    self.events.publish(
+                        {"type": "chain.tx", "method": "submitBatch", "datanet": params["datanet"], "tx": sent["tx"]}
+                    )
         self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": kind, **summary})
 
     # --- the work of local jobs (in a worker thread) --------------------------------------------------------
 
-    def _prove_work(
-        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
-    ) -> dict[str, Any]:
-        from client.contribution import prove_for_binding, prove_pending
+    @property
+    def _work(self) -> dict[str, Work]:
+        return {
+            "import": self._import_work,
+            "prove": self._prove_work,
+            "train": self._train_work,
+            "submit": self._submit_work,
+        }
 
-        with self.vault.open_shard(params["datanet"]) as shard:
-            bound = shard.binding() is not None  # a bound shard proves for its on-chain id, whatever was asked
-            prove_for_binding(shard, self.identity, self.data_dir)
-            done = prove_pending(
-                shard,
-                self.identity,
-                self.data_dir,
-                limit=None,
-                datanet_id=None if bound else params.get("datanet_id"),
-                workers=int(params.get("workers", 1)),
-                on_batch=lambda batch, n, total: progress({"batches_done": n, "batches": total}),
-                stop=stop,
-                isolate=True,
-            )
-            pending = len(shard.pending())
-        return {"batches": len(done), "records": sum(b.count for b in done), "pending": pending}
+    def _import_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        current = [""]
 
-    def _train_work(
-        self, params: dict[str, Any], stop: threading.Event, progress: Callable[[dict[str, Any]], None]
-    ) -> dict[str, Any]:
-        from client.training.base_models import DEFAULT_FOR_TASK
-        from client.training.job import make_request, run
-        from client.training.settings import Cancelled, TrainConfig
+        def on_file(path: Path) -> None:
+            current[0] = path.name
 
-        if self.config is None:
-            raise ClientError("This node was started without a configuration; it cannot train.")
-        with self.vault.open_shard(params["datanet"]) as shard:
-            base = params.get("base") or DEFAULT_FOR_TASK.get(shard.info.task)
-            if base is None:
-                raise ClientError(f"No base model serves the {shard.info.task!r} task yet.")
-            settings = {
-                k: params[k]
-                for k in ("epochs", "batch_size", "learning_rate", "seed", "threads", "dp_epsilon")
-                if k in params
-            }
-            request = make_request(self.config, shard, TrainConfig(base=base, **settings), _path(params.get("eval")))
-        try:
-            result = run(
-                request,
-                lambda event: progress({k: event[k] for k in ("step", "total_steps", "loss") if k in event}),
-                stop=stop,
-            )
-        except Cancelled:
-            return {}
-        return {"adapter_id": result.adapter_id, "reused": result.reused, "training_job": result.job_id}
+        summary = records_app.import_files(
+            self.vault,
+            params["datanet"],
+            [Path(p) for p in params["paths"]],
+            fmt=params.get("format"),
+            skip_bad=bool(params.get("skip_bad")),
+            progress=lambda done, total: progress({"file": current[0], "done": done, "total": total}),
+            on_file=on_file,
+            stop=stop,
+        )
+        return None if stop.is_set() else summary
+
+    def _prove_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        summary = contribution.prove(
+            self.vault,
+            self.identity,
+            self.data_dir,
+            params["datanet"],
+            limit=params.get("limit"),
+            datanet_id=params.get("datanet_id"),
+            workers=int(params.get("workers", 1)),
+            progress=progress,
+            stop=stop,
+            isolate=True,
+        )
+        return None if stop.is_set() else summary
+
+    def _submit_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        summary = self.chain.submit(
+            params["datanet"],
+            stake=params.get("stake"),
+            workers=int(params.get("workers", 1)),
+            limit=params.get("limit"),
+            progress=progress,
+            stop=stop,
+        )
+        return None if stop.is_set() or summary.get("stopped") else summary
+
+    def _train_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        settings = {k: params[k] for k in training_app.SETTINGS if k in params}
+        result = training_app.train(
+            self.config,
+            self.vault,
+            params["datanet"],
+            settings,
+            eval_path=_path(params.get("eval")),
+            fresh=bool(params.get("fresh")),
+            progress=progress,
+            stop=stop,
+        )
+        if result is None:
+            return None
+        return {k: result[k] for k in ("adapter_id", "reused", "training_job")}
 
 
 async def _set_on_cancel(stop: threading.Event) -> None:

@@ -1,5 +1,6 @@
-"""`datanet node run`: the long-running node. One trio loop owns the libp2p host (TCP and WebSocket, Noise,
-yamux), the sync service, the job journal and its lanes (jobs.py), discovery (discovery.py), announcements, the
+"""`datanet node run`: the long-running node, the one owner and writer of its data directory. One trio loop owns
+the libp2p host (TCP and WebSocket, Noise, yamux), the sync service, the job journal and its lanes (jobs.py),
+discovery (discovery.py), announcements, the chain session (client/app/chain.py, opened at its first use), the
 control API (handlers.py) and the peer diagnostics (peers.py). It holds the data directory's node lock
 (instance.py) for its whole life. SIGTERM, SIGINT or the `stop` method stop it gracefully (running jobs are put
 back in the queue and resume at the next start; so are ones a crash left "running").
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from client.app.chain import ChainService
 from client.config import Config
 from client.identity import Identity
 from client.node import control, instance
@@ -54,8 +56,8 @@ class Node:
         data_dir: Path,
         settings: NodeSettings,
         *,
+        config: Config,
         chain_member: ChainMembership | None = None,
-        config: Config | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -72,6 +74,7 @@ class Node:
         )
         self.started = time.time()
         self._stop = trio.Event()
+        self.chain = ChainService(config, vault, identity)  # opened at its first use, closed when the node stops
         self.jobs = Jobs(
             self.journal,
             self.events,
@@ -81,6 +84,7 @@ class Node:
             identity=identity,
             data_dir=data_dir,
             config=config,
+            chain=self.chain,
             admit=self._admit,
         )
         self.announcer = Announcer(
@@ -102,11 +106,16 @@ class Node:
         self.handlers = Handlers(
             host=self.host,
             vault=vault,
+            identity=identity,
+            config=config,
+            chain=self.chain,
             journal=self.journal,
             jobs=self.jobs,
             peers=self.peers,
             announcer=self.announcer,
+            events=self.events,
             started=self.started,
+            online=not settings.offline,
             stop=self._stop,
         )
 
@@ -167,6 +176,7 @@ class Node:
                     nursery.cancel_scope.cancel()
                     break
             await self.host.close()
+        self.chain.close()
         self.journal.close()
 
     async def _stop_when_idle(self, idle: float) -> None:

@@ -292,12 +292,26 @@ def train(
                     "loss": round(float(losses.detach().mean()), 5),
                     "samples_per_s": round(rate, 2),
                     "eta_s": round((total_steps - step) * config.batch_size / rate, 1) if rate else None,
+                    "device": device.type,
+                    "evaluation": {"before": metrics_before},
                 }
             )
             if step % config.checkpoint_every == 0 or step == total_steps:
                 checkpoint(step)
 
     metrics_after = evaluate(model, base.kind, eval_seqs, eval_examples.label_ids, pad_id, device)
+    progress(
+        {
+            "step": step,
+            "total_steps": total_steps,
+            "epoch": config.epochs,
+            "loss": round(loss_sum / loss_count, 5) if loss_count else None,
+            "samples_per_s": round(timed_samples / timed_seconds, 2) if timed_seconds else 0.0,
+            "eta_s": 0.0,
+            "device": device.type,
+            "evaluation": {"before": metrics_before, "after": metrics_after},
+        }
+    )
     spent = privacy.get_epsilon(config.dp_delta) if privacy is not None else None
     if privacy is not None:
         _remove_dp_hooks(trainable_module)
