@@ -55,14 +55,14 @@ def test_the_docs_list_exactly_the_declared_methods_parameters_results_and_event
 
 
 @contextmanager
-def server(data_dir: Path, methods: dict[str, Handler]) -> Iterator[None]:
+def server(data_dir: Path, methods: dict[str, Handler], events: Events | None = None) -> Iterator[None]:
     """The real control server with `methods`, in a trio loop on its own thread."""
     ready = threading.Event()
     held: dict[str, Any] = {}
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, socket_path(data_dir), methods, Events())
+            await nursery.start(serve, socket_path(data_dir), methods, events or Events())
             held["token"], held["scope"] = trio.lowlevel.current_trio_token(), nursery.cancel_scope
             ready.set()
 
@@ -213,3 +213,53 @@ def test_events_are_numbered_and_a_subscriber_that_fell_behind_is_told_how_many_
     assert [e["seq"] for e in got] == [1, 2, 3, 6, 6]
     assert {k: v for k, v in got[3].items() if k != "at"} == {"type": "missed", "count": 2, "seq": 6}
     assert got[3]["at"] == got[4]["at"] >= got[0]["at"]
+
+
+def test_the_asyncio_client_calls_checks_the_version_carries_errors_and_streams_events(tmp_path: Path) -> None:
+    """The TUI's client (asyncio) against the real server: the same answers, sentences and exit codes as the
+    blocking one, and the event stream with its sequence numbers."""
+    import asyncio
+
+    from client.node.async_client import AsyncControlClient
+
+    events = Events()
+
+    async def job(params: dict[str, Any]) -> dict[str, Any]:
+        if params["id"] == "gone":
+            raise ClientError("No job gone; `datanet jobs` lists them.")
+        events.publish({"type": "job", "id": params["id"], "state": "done"})
+        return {"id": params["id"]}
+
+    async def main() -> tuple[Any, ...]:
+        client = AsyncControlClient(tmp_path)
+        status = await client.status()
+        stream = client.events()
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)  # the subscription stands before the event is published
+        answer = await client.call("job", id="j1")
+        event = await asyncio.wait_for(first, 10)
+        await stream.aclose()
+        with pytest.raises(RemoteError) as failed:
+            await client.call("job", id="gone")
+        with pytest.raises(NodeError, match="No node is listening"):
+            await AsyncControlClient(tmp_path / "elsewhere").call("status")
+        return status, answer, event, failed.value
+
+    with server(tmp_path, {"status": _status, "job": job}, events):
+        status, answer, event, failed = asyncio.run(main())
+    assert status == {"api_version": api.API_VERSION} and answer == {"id": "j1"}
+    assert (event["type"], event["id"], event["state"], event["seq"]) == ("job", "j1", "done", 1)
+    assert (str(failed), failed.exit_code) == ("No job gone; `datanet jobs` lists them.", failures.EXIT_ERROR)
+
+
+def test_the_asyncio_client_refuses_a_node_of_another_version(tmp_path: Path) -> None:
+    import asyncio
+
+    from client.node.async_client import AsyncControlClient
+
+    async def old_status(params: dict[str, Any]) -> dict[str, Any]:
+        return {"peer_id": "12D3KooWold"}
+
+    with server(tmp_path, {"status": old_status}), pytest.raises(NodeError) as mismatch:
+        asyncio.run(AsyncControlClient(socket=socket_path(tmp_path)).call("jobs"))
+    assert f"this datanet speaks {api.API_VERSION}" in str(mismatch.value)

@@ -1,8 +1,11 @@
-"""A process killed (SIGKILL) in the middle of an import leaves all or none of that file, and a sound vault."""
+"""The node (the one writer) killed (SIGKILL) in the middle of an import leaves all or none of that file and a sound
+vault; the command that followed the import says in one sentence that the node went away; the next command starts
+a new node, which marks the interrupted import failed, and importing again adds the file."""
 
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -10,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from client.node import instance
 from storage.vault import Vault
 from tests.conftest import REPO, Cli
 
@@ -52,14 +56,20 @@ def test_sigkill_mid_import_keeps_all_or_nothing(headless_cli: Cli, tmp_path: Pa
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
+    node = instance.recorded_pid(headless_cli.data_dir)
+    assert node is not None
     try:
         _wait_for_line(proc, b"importing big.jsonl: 20%", deadline_s=120)
-        proc.send_signal(signal.SIGKILL)
+        os.kill(node, signal.SIGKILL)  # the writer, not its client
+        proc.wait(timeout=60)
     finally:
-        proc.wait(timeout=30)
+        proc.kill()
         assert proc.stderr is not None
+        said = proc.stderr.read().decode()
         proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == 7, said
+    assert said.strip().splitlines()[-1].startswith("datanet: The node stopped while job ")
+    assert instance.wait_exit(node, 30)
 
     vault = Vault.unlock(headless_cli.data_dir, keystore=None, passphrase=lambda: "crash test passphrase")
     with vault.open_shard("big") as shard:
@@ -67,6 +77,9 @@ def test_sigkill_mid_import_keeps_all_or_nothing(headless_cli: Cli, tmp_path: Pa
         report = shard.check()
     assert report.ok, report.problems
 
+    interrupted = headless_cli.ok("--json", "jobs").json()[0]  # a new node started, and says what happened
+    assert (interrupted["kind"], interrupted["state"]) == ("import", "failed")
+    assert interrupted["error"] == "interrupted by a node restart; start it again"
     finished = headless_cli.ok("--json", "import", "big", str(big)).json()
     assert finished["imported"][0]["added"] == RECORDS and finished["records"] == RECORDS + 480
     assert headless_cli.ok("--json", "vault", "check").json()["ok"] is True

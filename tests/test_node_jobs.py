@@ -33,7 +33,7 @@ def test_a_second_node_is_refused_and_the_first_keeps_its_socket_and_journal(tmp
             f"datanet: A node is already running for {a.cli.data_dir} (pid {a.proc.pid if a.proc else '?'}); "
             "use it, or stop it with `datanet node stop` first."
         )
-        assert a.control().status()["api_version"] == 2  # its socket was not unlinked
+        assert a.control().status()["api_version"] == api.API_VERSION  # its socket was not unlinked
         assert a.control().jobs() == before
 
         stopped = a.cli.ok("node", "stop")
@@ -146,19 +146,44 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
         a.start()
         control = a.control()
         queued = control.prove("ward")
+        record = control.call("records.list", datanet="ward", limit=1)["records"][0]["id"]
+        more = jsonl(tmp_path / "more.jsonl", range(40, 45))
         samples: dict[str, dict[str, Any]] = {  # a valid request of each method; a new method needs one here
             "status": {},
-            "peers": {},
+            "identity": {},
+            "vault": {},
             "datanets": {},
+            "create": {"datanet": "second", "task": "text"},
             "records.count": {"datanet": "ward"},
+            "records.list": {"datanet": "ward", "limit": 5, "offset": 1},
+            "records.show": {"datanet": "ward", "id": record[:12]},
+            "records.delete": {"datanet": "ward", "ids": [record]},
+            "records.import": {"datanet": "ward", "paths": [str(more)], "wait": True},
+            "members": {"datanet": "ward"},
+            "batches": {"datanet": "ward"},
+            "batches.received": {"datanet": "ward"},
+            "chain.status": {},
+            "chain.datanets": {},
+            "chain.fund": {"ether": 1},
+            "chain.deploy": {},  # the devnet deploys by itself: an answer that says so
+            "chain.reset": {},
+            "join": {"datanet": "ward"},  # not on chain: an answer that says so
+            "leave": {"datanet": "ward"},
+            "allow": {"datanet": "ward", "account": "0x" + "11" * 20},
+            "prove": {"datanet": "ward", "workers": 1},
+            "submit": {"datanet": "ward"},  # queued: the job fails later (the shard is not bound)
+            "train": {"datanet": "ward", "base": "tiny-classifier", "epochs": 1},
+            "adapters.list": {},
+            "adapters.show": {"id": "00000000"},
+            "adapters.register": {"id": "00000000"},
             "jobs": {"limit": 5},
             "job": {"id": queued["id"]},
-            "sync": {"datanet": "ward"},  # no member is connected: an answer that says so
-            "prove": {"datanet": "ward", "workers": 1},
-            "train": {"datanet": "ward", "base": "tiny-classifier", "epochs": 1},
             "cancel": {"id": queued["id"]},
-            "subscribe": {},
+            "peers": {},
+            "sync": {"datanet": "ward"},  # no member is connected: an answer that says so
+            "log.tail": {"lines": 10, "level": "INFO"},
             "stop": {},
+            "subscribe": {},
         }
         answers: dict[str, str] = {}
         for name, method in api.METHODS.items():
@@ -179,6 +204,7 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
         assert set(samples) == set(api.METHODS) == set(answers)
         assert set(answers.values()) <= {"result", "error"}, answers
         assert answers["sync"] == "error" and answers["stop"] == "result"
+        assert answers["records.import"] == answers["records.show"] == answers["chain.status"] == "result"
         assert a.proc is not None and a.proc.wait(timeout=60) == 0  # `stop` stopped it cleanly
         a.proc.communicate()
         a.proc = None

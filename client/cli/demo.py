@@ -21,10 +21,13 @@ import sys
 from pathlib import Path
 
 from client import identity as identity_mod
+from client.app import records as records_app
+from client.app.chain import ChainService
 from client.cli.context import Context
 from client.cli.output import human_bytes
-from client.identity import Identity
+from client.config import Config
 from client.importers import import_path
+from client.node import instance
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
 from client.unlock import keystore_for, passphrase_from_environment
 from prover.proofs import BATCH_CAPACITY
@@ -41,76 +44,79 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
 
-def _prove_and_submit(
-    ctx: Context, data_dir: Path, vault: Vault, identity: Identity, say: list[str]
-) -> dict[str, object]:
+def _prove_and_submit(chain: ChainService, vault: Vault, say: list[str]) -> dict[str, object]:
     """Step 6: a zero-knowledge proof of contribution for the next 16 records, verified on the embedded devnet."""
-    from client.chain.session import open_chain
-    from client.datanet import schema_hash
-    from client.submission import submit_pending
     from storage.shard import ChainBinding
 
-    config = dataclasses.replace(ctx.config, data_dir=data_dir, rpc_url=None)  # the demo's own devnet
-    with vault.open_shard(DATANET) as shard, open_chain(config, identity.evm_private_key) as session:
-        info = session.client.find_datanet(DATANET) or session.client.create_datanet(
-            DATANET, schema_hash("intent-classification"), "public", "open"
-        )
-        binding = ChainBinding(session.client.status().chain_id, session.client.deployment.registry.lower(), info.id)
-        if shard.binding() not in (None, binding):  # the demo's devnet was reset: its Datanet is a new one
+    with chain.session() as session:
+        info = session.client.find_datanet(DATANET)
+        registry = session.client.deployment.registry.lower()
+        wanted = None if info is None else ChainBinding(session.client.status().chain_id, registry, info.id)
+    with vault.open_shard(DATANET) as shard:
+        bound = shard.binding()
+        if bound is not None and bound != wanted:  # the demo's devnet was reset: its Datanet is a new one
             shard.unbind()
-        shard.bind(binding)
-        report = submit_pending(
-            shard, identity, data_dir, session.client, session.chain_key, info, limit=BATCH_CAPACITY
-        )
-        batches, pending = shard.batches(), len(shard.pending())
-        block = session.client.status().block
-    sent = [s for s in report.submitted if s.tx_hash]
+    if info is None:
+        chain.create(DATANET, "intent-classification", on_chain=True)
+    elif bound != wanted:
+        chain.join(DATANET)  # its owner is a member already: this binds the shard
+    report = chain.submit(DATANET, limit=BATCH_CAPACITY, workers=1)
+    listed = records_app.batches(vault, DATANET)
+    status = chain.status()
+    sent = [s for s in report["submitted"] if s["tx"]]
     if sent:
         batch = sent[0]
         say.append(
-            f"6. Proof of contribution for {batch.count} records (Groth16, verified locally), submitted to the "
-            f"embedded devnet (chain id {session.client.deployment.chain_id}, block {block}), whose contract "
-            f"verified it on chain ({batch.gas_used:,} gas). It reveals the batch root {batch.root:064x}"[:-48]
+            f"6. Proof of contribution for {batch['count']} records (Groth16, verified locally), submitted to the "
+            f"embedded devnet (chain id {status['chain_id']}, block {status['block']}), whose contract "
+            f"verified it on chain ({batch['gas']:,} gas). It reveals the batch root {batch['root']}"[:-48]
             + "… and the count, never the records."
         )
     else:
-        say.append(f"6. {len(batches)} batch(es) proven and on the devnet; {pending} records not in a batch yet.")
+        say.append(
+            f"6. {len(listed['batches'])} batch(es) proven and on the devnet; {listed['pending']} records not in a "
+            "batch yet."
+        )
     return {
-        "batches": len(batches),
-        "pending": pending,
-        "submitted_now": [{"root": f"{s.root:064x}", "tx": s.tx_hash, "gas": s.gas_used} for s in sent],
-        "chain_id": session.client.deployment.chain_id,
+        "batches": len(listed["batches"]),
+        "pending": listed["pending"],
+        "submitted_now": [{"root": s["root"], "tx": s["tx"], "gas": s["gas"]} for s in sent],
+        "chain_id": status["chain_id"],
     }
 
 
-def _train(ctx: Context, data_dir: Path, vault: Vault, say: list[str]) -> dict[str, object] | None:
+def _train(config: Config, vault: Vault, say: list[str]) -> dict[str, object] | None:
     """Step 7: fine-tune a LoRA adapter on the sample, locally, in a child process (skipped without torch)."""
     if importlib.util.find_spec("torch") is None:
         say.append("7. Training skipped: install the `train` extra to fine-tune adapters locally.")
         return None
-    from client.training.job import make_request, run
-    from client.training.settings import TrainConfig
-
-    config = dataclasses.replace(ctx.config, data_dir=data_dir)
-    with vault.open_shard(DATANET) as shard:
-        request = make_request(config, shard, TrainConfig(base="minilm-l6", threads=os.cpu_count() or 1), EVAL_FILE)
+    from client.app import training as training_app
 
     def show(event: dict[str, object]) -> None:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and "step" in event:
             sys.stderr.write(f"\r   training: step {event['step']}/{event['total_steps']}, loss {event['loss']}")
             sys.stderr.flush()
 
-    result = run(request, show)
+    result = training_app.train(
+        config,
+        vault,
+        DATANET,
+        {"base": "minilm-l6", "threads": os.cpu_count() or 1},
+        eval_path=EVAL_FILE,
+        progress=show,
+    )
+    assert result is not None  # nothing stops it but Ctrl-C, which ends the demo
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    ev = result.manifest["evaluation"]
+    manifest = result["manifest"]
+    ev = manifest["evaluation"]
     say.append(
-        f"7. LoRA adapter {result.adapter_id[:16]} fine-tuned here on {result.manifest['device']} "
-        f"({result.manifest['base_model']['name']}{', reused' if result.reused else ''}): accuracy on "
+        f"7. LoRA adapter {result['adapter_id'][:16]} fine-tuned here on {manifest['device']} "
+        f"({manifest['base_model']['name']}{', reused' if result['reused'] else ''}): accuracy on "
         f"{ev['records']} held-out messages {ev['before']['accuracy']:.2f} before, {ev['after']['accuracy']:.2f} "
-        f"after; only the adapter ({result.manifest['training'].get('seconds', 0):.0f} s of training) would leave."
+        f"after; only the adapter ({manifest['training'].get('seconds', 0):.0f} s of training) would leave."
     )
-    return {"adapter_id": result.adapter_id, "before": ev["before"], "after": ev["after"]}
+    return {"adapter_id": result["adapter_id"], "before": ev["before"], "after": ev["after"]}
 
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
@@ -132,6 +138,11 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
             + ("in the OS keyring." if keystore is not None else "under a passphrase (Argon2id).")
         )
         ctx.out.recovery_code(code, str(data_dir))
+    with instance.single_instance(data_dir):  # the tour writes the demo vault itself: no node may run for it
+        return _tour(ctx, data_dir, vault, code, say)
+
+
+def _tour(ctx: Context, data_dir: Path, vault: Vault, code: str | None, say: list[str]) -> int:
     identity, _ = identity_mod.load_or_create(vault)
     public = identity.public()
     say.append(f"2. Identity: peer id {public.peer_id}, EVM address {public.evm_address}.")
@@ -168,8 +179,13 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
         f"5. Integrity check (cipher pages, structure, every record against its id): "
         f"{'ok' if report.ok else '; '.join(report.problems)}."
     )
-    proved = _prove_and_submit(ctx, data_dir, vault, identity, say)
-    trained = _train(ctx, data_dir, vault, say)
+    config = dataclasses.replace(ctx.config, data_dir=data_dir, rpc_url=None)  # the demo's own devnet
+    chain = ChainService(config, vault, identity)
+    try:
+        proved = _prove_and_submit(chain, vault, say)
+    finally:
+        chain.close()
+    trained = _train(config, vault, say)
     say.append(f"Explore it: datanet --data-dir {data_dir} records {DATANET}   (run `datanet --help` for more)")
     ctx.out.emit(
         {

@@ -83,6 +83,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         sys.stdin.close()
         env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
         ctx = dataclasses.replace(ctx, env={**env, "DATANET_PASSPHRASE": secret} if secret else env)
+    if not args.background:
+        _replace_background_node(ctx)
     opened = ctx.open(create=not args.background)
     settings = NodeSettings(
         listen=() if args.background else tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
@@ -114,6 +116,26 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     trio.run(lambda: node.run(ready=ready))
     ctx.out.note("datanet: node stopped.")
     return 0
+
+
+def _replace_background_node(ctx: Context) -> None:
+    """`datanet node run` is the node that goes online: one a command started in the background (offline) hands
+    over to it, stopping cleanly (its jobs resume here). A node someone started with `node run` stays, and the
+    node lock refuses this one in one sentence."""
+    from client.node import instance
+    from client.node.control import ControlClient, NodeError, RemoteError
+
+    client = ControlClient(ctx.config.data_dir, timeout=10)
+    try:
+        status = client.call("status")
+    except (NodeError, RemoteError):  # none, or one of another version: the lock decides
+        return
+    if status.get("online", True):
+        return
+    pid = instance.recorded_pid(ctx.config.data_dir)
+    client.stop()
+    if pid is not None and not instance.wait_exit(pid, 60):
+        raise ClientError(f"The background node (pid {pid}) did not stop within 60 s; see its log.")
 
 
 def _mdns(flag: bool | None, configured: bool | None, *, headless: bool) -> bool:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Generator, Iterator
 from pathlib import Path
@@ -65,13 +66,22 @@ def socket_path(data_dir: Path) -> Path:
 class Events:
     """Fan-out of events to every subscriber: a bounded queue each. Every event gets the next sequence number; a
     subscriber whose queue is full loses events, and is told how many (a `missed` event) before the next one it
-    gets, never silently."""
+    gets, never silently.
+
+    `publish` may be called from any thread. Once `attach`ed to the loop that serves the control API (the node's
+    control thread, control_loop.py), the fan-out runs there, in the order the sequence numbers were given."""
 
     def __init__(self, queue: int = 256) -> None:
         self._queue = queue
         self._subscribers: dict[trio.MemorySendChannel[dict[str, Any]], int] = {}  # channel -> events it missed
         self.seq = 0
         self.last_activity = time.monotonic()  # the last control request (a node started by the CLI idles out)
+        self._lock = threading.Lock()
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    def attach(self, token: trio.lowlevel.TrioToken | None) -> None:
+        """Fan out in the loop of `token` from now on (None: in the caller's, as before)."""
+        self._token = token
 
     @property
     def subscribers(self) -> int:
@@ -81,12 +91,20 @@ class Events:
         self.last_activity = time.monotonic()
 
     def publish(self, event: dict[str, Any]) -> None:
-        self.seq += 1
-        event = {**event, "seq": self.seq, "at": time.time()}
+        with self._lock:
+            self.seq += 1
+            event = {**event, "seq": self.seq, "at": time.time()}
+            if self._token is not None:
+                with contextlib.suppress(trio.RunFinishedError):  # the control loop has stopped: nobody listens
+                    self._token.run_sync_soon(self._fan_out, event)
+                return
+        self._fan_out(event)
+
+    def _fan_out(self, event: dict[str, Any]) -> None:
         for channel, missed in list(self._subscribers.items()):
             try:
                 if missed:
-                    channel.send_nowait({"type": "missed", "count": missed, "seq": self.seq, "at": event["at"]})
+                    channel.send_nowait({"type": "missed", "count": missed, "seq": event["seq"], "at": event["at"]})
                     self._subscribers[channel] = missed = 0
                 channel.send_nowait(event)
             except trio.WouldBlock:
@@ -95,6 +113,7 @@ class Events:
                 del self._subscribers[channel]
 
     def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        """A new subscriber's channel (called in the loop that fans out)."""
         send, receive = trio.open_memory_channel[dict[str, Any]](self._queue)
         self._subscribers[send] = 0
         return receive
@@ -253,19 +272,10 @@ class ControlClient:
             raise NodeError(
                 f"The node did not answer {method!r} within {limit:g} s; it may be stuck (see its log)."
             ) from None
-        if "error" in reply:
-            error = reply["error"]
-            data = error.get("data") if isinstance(error.get("data"), dict) else {}
-            raise RemoteError(str(error.get("message")), int(data.get("exit_code", failures.EXIT_ERROR)))
-        return reply["result"]
+        return result_of(reply)
 
     def _check_version(self, status: Any) -> None:
-        version = status.get("api_version") if isinstance(status, dict) else None
-        if version != api.API_VERSION:
-            raise NodeError(
-                f"The node running for {self.path.parent} speaks control API version {version or 1}, and this "
-                f"datanet speaks {api.API_VERSION}; restart it (`datanet node stop`, then `datanet node run`)."
-            )
+        check_version(status, self.path.parent)
         self._version_checked = True
 
     # typed calls --------------------------------------------------------------------------------------------
@@ -277,7 +287,8 @@ class ControlClient:
         return cast(list[PeerInfo], self.call("peers"))
 
     def datanets(self) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], self.call("datanets"))
+        """The vault's Datanets (the `datanets` method's list; shard files that cannot be opened left out)."""
+        return cast(list[dict[str, Any]], self.call("datanets")["datanets"])
 
     def jobs(self, limit: int = 50) -> list[JobInfo]:
         return cast(list[JobInfo], self.call("jobs", limit=limit))
@@ -400,6 +411,25 @@ class ControlClient:
         except NodeNotRunning:
             return False
         return True
+
+
+def result_of(reply: dict[str, Any]) -> Any:
+    """A JSON-RPC reply's result, or RemoteError with the node's sentence and exit code."""
+    if "error" in reply:
+        error = reply["error"]
+        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        raise RemoteError(str(error.get("message")), int(data.get("exit_code", failures.EXIT_ERROR)))
+    return reply["result"]
+
+
+def check_version(status: Any, data_dir: Path) -> None:
+    """NodeError unless `status` is a node's that speaks this client's control API version."""
+    version = status.get("api_version") if isinstance(status, dict) else None
+    if version != api.API_VERSION:
+        raise NodeError(
+            f"The node running for {data_dir} speaks control API version {version or 1}, and this "
+            f"datanet speaks {api.API_VERSION}; restart it (`datanet node stop`, then `datanet node run`)."
+        )
 
 
 def _read_line(sock: socket.socket) -> bytes:

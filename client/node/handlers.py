@@ -31,6 +31,9 @@ from client.training import adapters
 from storage.vault import Vault
 
 T = TypeVar("T")
+# The methods that change the node loop's state (jobs, dialling, the announcement validator, stopping): they run in
+# the node's loop; every other one in the control API's own (control_loop.py).
+ON_NODE_LOOP = frozenset({"peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members"})
 MAX_LIST = 1000  # jobs one `jobs` call lists
 MAX_LOG_LINES = 10_000
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -67,16 +70,23 @@ class Handlers:
         self.started = started  # time.time() when the node started
         self.online = online
         self.stop = stop  # set by `stop`; the node then stops (Node._stop_on_request)
-        self._db = trio.CapacityLimiter(1)  # the handlers' database thread: one vault call at a time
-        self._chain = trio.CapacityLimiter(1)  # the chain thread: one chain call at a time
+        # one database thread and one chain thread per loop that calls (a trio limiter belongs to one loop); the
+        # chain session takes its own lock too, so chain calls stay one at a time whichever loop makes them
+        self._limiters: dict[tuple[trio.lowlevel.TrioToken, str], trio.CapacityLimiter] = {}
+
+    def _limiter(self, kind: str) -> trio.CapacityLimiter:
+        key = (trio.lowlevel.current_trio_token(), kind)
+        if key not in self._limiters:
+            self._limiters[key] = trio.CapacityLimiter(1)
+        return self._limiters[key]
 
     async def vault_call(self, fn: Callable[[], T]) -> T:
-        """Run vault work (opening shards, counting, listing) in the database thread, off the event loop."""
-        return await trio.to_thread.run_sync(fn, limiter=self._db)
+        """Run vault work (opening shards, counting, listing) in a database thread, off the event loop."""
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter("vault"))
 
     async def chain_call(self, fn: Callable[[], T]) -> T:
         """Run chain work (web3, the embedded devnet's EVM) in the chain thread, off the event loop."""
-        return await trio.to_thread.run_sync(fn, limiter=self._chain)
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter("chain"))
 
     def methods(self) -> dict[str, control.Handler]:
         return {

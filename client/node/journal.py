@@ -1,18 +1,26 @@
-"""The node's durable job journal: long jobs (syncs, proving, training) are recorded in SQLite before they start
-and after every change of state, so that after a restart, crash or SIGKILL included, each job is resumed or
-reported failed, never left "running".
+"""The node's durable job journal: jobs (imports, syncs, proving, submissions, training) are recorded in SQLite,
+so that after a restart, crash or SIGKILL included, each job is resumed or reported failed, never left "running".
 
     <data dir>/node/jobs.sqlite (0600)
     jobs(id, kind, params JSON, state, progress JSON, error, created_ms, updated_ms)
     state: queued -> running -> done | failed | cancelled ; queued -> cancelled ;
            running -> queued when the node stops, or on a restart when the kind can resume
+
+Reads are answered from memory and writes go to SQLite in the journal's own writer thread, in order, so the
+node's event loop never waits for an fsync. What a crash can lose is the last few state changes, and each job is
+idempotent against that (its data is in the shard, not here): a job found "running" or "queued" again simply
+runs again and finds its work done. `close` writes everything still queued.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +28,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from client.errors import ClientError
+
+logger = logging.getLogger(__name__)
 
 STATES: Final = ("queued", "running", "done", "failed", "cancelled")
 
@@ -63,62 +73,93 @@ class Journal:
         os.chmod(path, 0o600)
         self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")  # a state change is durable before the job acts on it
+        self._con.execute("PRAGMA synchronous=FULL")
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, "
             "state TEXT NOT NULL, progress TEXT NOT NULL DEFAULT '{}', error TEXT, created_ms INTEGER NOT NULL, "
             "updated_ms INTEGER NOT NULL)"
         )
+        rows = self._con.execute(
+            "SELECT id, kind, params, state, progress, error, created_ms, updated_ms FROM jobs "
+            "ORDER BY created_ms, rowid"
+        ).fetchall()
+        self._lock = threading.Lock()  # the in-memory jobs: read and changed from the loop and from worker threads
+        self._jobs = {r[0]: Job(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows}
+        self._writes: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_all, name="journal-writer", daemon=True)
+        self._writer.start()
+
+    def _write_all(self) -> None:
+        while (job := self._writes.get()) is not None:
+            try:
+                self._write(job)
+            except sqlite3.Error:  # a full or failing disk: the node goes on, the log says what was not kept
+                logger.exception("job %s (%s) could not be written to the journal", job.id, job.state)
+
+    def _write(self, job: Job) -> None:
+        self._con.execute(
+            "INSERT INTO jobs (id, kind, params, state, progress, error, created_ms, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+            "progress = excluded.progress, error = excluded.error, updated_ms = excluded.updated_ms",
+            (
+                job.id,
+                job.kind,
+                json.dumps(job.params, sort_keys=True),
+                job.state,
+                json.dumps(job.progress),
+                job.error,
+                job.created_ms,
+                job.updated_ms,
+            ),
+        )
+
+    def _put(self, job: Job) -> Job:
+        with self._lock:
+            self._jobs[job.id] = job
+        self._writes.put(job)
+        return job
 
     def add(self, kind: str, params: dict[str, Any]) -> Job:
-        job_id = uuid.uuid4().hex[:16]
         now = _now()
-        self._con.execute(
-            "INSERT INTO jobs (id, kind, params, state, created_ms, updated_ms) VALUES (?, ?, ?, 'queued', ?, ?)",
-            (job_id, kind, json.dumps(params, sort_keys=True), now, now),
-        )
-        return self.get(job_id)
+        return self._put(Job(uuid.uuid4().hex[:16], kind, params, "queued", {}, None, now, now))
 
     def get(self, job_id: str) -> Job:
-        row = self._con.execute(
-            "SELECT id, kind, params, state, progress, error, created_ms, updated_ms FROM jobs WHERE id = ?",
-            (job_id,),
-        ).fetchone()
-        if row is None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
             raise UnknownJob(f"There is no job {job_id!r} here; `datanet jobs` lists them.")
-        return Job(row[0], row[1], json.loads(row[2]), row[3], json.loads(row[4]), row[5], row[6], row[7])
+        return job
 
     def jobs(self, *, limit: int = 100) -> list[Job]:
-        ids = [r[0] for r in self._con.execute("SELECT id FROM jobs ORDER BY created_ms DESC LIMIT ?", (limit,))]
-        return [self.get(i) for i in ids]
+        with self._lock:  # the dict keeps the order jobs were added in
+            newest = list(reversed(self._jobs.values()))
+        return newest[:limit]
 
     def set_state(self, job_id: str, state: str, *, error: str | None = None) -> None:
         assert state in STATES, state
-        self._con.execute(
-            "UPDATE jobs SET state = ?, error = ?, updated_ms = ? WHERE id = ?", (state, error, _now(), job_id)
-        )
+        self._put(dataclasses.replace(self.get(job_id), state=state, error=error, updated_ms=_now()))
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        self._con.execute(
-            "UPDATE jobs SET progress = ?, updated_ms = ? WHERE id = ?", (json.dumps(progress), _now(), job_id)
-        )
+        self._put(dataclasses.replace(self.get(job_id), progress=progress, updated_ms=_now()))
 
     def recover(self, resumable: set[str]) -> tuple[list[Job], list[Job]]:
         """At start: jobs left running by a stop or a crash are queued again (kinds that resume) or failed."""
         resumed, failed = [], []
-        for (job_id,) in self._con.execute("SELECT id FROM jobs WHERE state = 'running'").fetchall():
-            job = self.get(job_id)
+        for job in [j for j in self.jobs(limit=len(self._jobs)) if j.state == "running"]:
             if job.kind in resumable:
-                self.set_state(job_id, "queued")
-                resumed.append(self.get(job_id))
+                self.set_state(job.id, "queued")
+                resumed.append(self.get(job.id))
             else:
-                self.set_state(job_id, "failed", error="interrupted by a node restart; start it again")
-                failed.append(self.get(job_id))
+                self.set_state(job.id, "failed", error="interrupted by a node restart; start it again")
+                failed.append(self.get(job.id))
         return resumed, failed
 
     def queued(self) -> list[Job]:
-        ids = [r[0] for r in self._con.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_ms")]
-        return [self.get(i) for i in ids]
+        with self._lock:
+            return [j for j in self._jobs.values() if j.state == "queued"]
 
     def close(self) -> None:
+        """Write what is still queued, then close."""
+        self._writes.put(None)
+        self._writer.join()
         self._con.close()

@@ -8,6 +8,7 @@ back in the queue and resume at the next start; so are ones a crash left "runnin
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -22,8 +23,9 @@ from client.config import Config
 from client.identity import Identity
 from client.node import control, instance
 from client.node.announce import Announcer
+from client.node.control_loop import serve_in_thread
 from client.node.discovery import Discovery
-from client.node.handlers import Handlers
+from client.node.handlers import ON_NODE_LOOP, Handlers
 from client.node.jobs import RESUMABLE, Jobs
 from client.node.journal import Journal
 from client.node.members import CHAIN_ADMISSION_TTL
@@ -157,7 +159,12 @@ class Node:
             logger.warning("job %s (%s) was interrupted and cannot resume; marked failed", job.id, job.kind)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
-                await nursery.start(control.serve, control.socket_path(self.data_dir), self.methods(), self.events)
+                await nursery.start(
+                    functools.partial(serve_in_thread, on_node_loop=ON_NODE_LOOP),
+                    control.socket_path(self.data_dir),
+                    self.methods(),
+                    self.events,
+                )
                 for lane in self.jobs.lanes:
                     nursery.start_soon(self.jobs.run_lane, lane)
                 if not self.settings.offline:

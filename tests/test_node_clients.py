@@ -1,0 +1,126 @@
+"""The CLI as the node's client (real `datanet` processes, real nodes, real vaults): every write goes through the
+data directory's one node, started in the background when none runs; `node run` takes over from that node; a
+SIGKILLed node is replaced at the next command, its interrupted jobs resumed or failed, never left running; a
+command that follows a job cancels it on Ctrl-C; a chain command refuses a node on another chain; `vault rekey`
+stops a background node and refuses a `node run` one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from client.node import instance
+from client.node.control import ControlClient
+from tests.conftest import REPO
+from tests.test_node import jsonl, nodes
+
+
+def test_writes_go_through_the_node_and_node_run_takes_over_from_the_background_one(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        background = instance.recorded_pid(a.cli.data_dir)  # `create` started it
+        assert background is not None and ControlClient(a.cli.data_dir).status()["online"] is False
+        imported = a.cli.ok("--json", "import", "ward", str(jsonl(tmp_path / "a.jsonl", range(30)))).json()
+        assert imported["records"] == 30 and imported["imported"][0]["added"] == 30
+        jobs = a.cli.ok("--json", "jobs").json()
+        assert [(j["kind"], j["state"]) for j in jobs] == [("import", "done")]  # the node did the import
+        assert instance.recorded_pid(a.cli.data_dir) == background  # and it is the same node
+
+        a.start()  # `datanet node run`: the background node hands over and stops
+        assert instance.wait_exit(background, 30)
+        assert a.control().status()["online"] is True and instance.recorded_pid(a.cli.data_dir) == a.proc.pid  # type: ignore[union-attr]
+        record = a.cli.ok("--json", "records", "ward", "list", "--limit", "1").json()["records"][0]["id"]
+        seen = []
+
+        def deleted(event: dict[str, object] | None) -> bool:
+            if event is None:
+                a.cli.ok("records", "ward", "delete", record)
+                return False
+            seen.append(event)
+            return event.get("type") == "records.changed"
+
+        assert a.control().wait(deleted, timeout=30)  # the online node deleted it, and said so
+        assert seen[-1]["count"] == -1 and a.cli.ok("--json", "records", "ward", "count").json()["records"] == 29
+
+
+def test_a_killed_node_is_replaced_by_the_next_command_and_its_jobs_resume_or_fail(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(64))))
+        queued = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "1").json()
+        killed = instance.recorded_pid(a.cli.data_dir)
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        assert instance.wait_exit(killed, 30)
+        assert (a.cli.data_dir / "node.sock").exists()  # the dead node's socket is still there
+        done = a.cli.ok("--json", "jobs", "--wait", queued["id"], "--timeout", "300").json()
+        assert done["state"] == "done"  # a new node started, resumed the prove job and finished it
+        assert instance.recorded_pid(a.cli.data_dir) not in (None, killed)
+        batches = a.cli.ok("--json", "batches", "ward").json()
+        assert batches["pending"] == 0 and sum(b["count"] for b in batches["batches"]) == 64
+        assert all(j["state"] in ("done", "failed") for j in a.cli.ok("--json", "jobs").json())
+
+
+def test_ctrl_c_on_a_command_that_follows_a_job_cancels_the_job(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(16 * 12))))
+        control = ControlClient(a.cli.data_dir)
+        proving: list[subprocess.Popen[str]] = []
+
+        def started(event: dict[str, object] | None) -> bool:
+            if event is None:
+                proving.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "client.cli.main", "prove", "ward", "--jobs", "1"],
+                        env=a.cli.env,
+                        cwd=REPO,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+                return False
+            return event.get("type") == "prove.progress"
+
+        try:
+            assert control.wait(started, timeout=120)  # its first batch is stored
+            proving[0].send_signal(signal.SIGINT)
+            _, err = proving[0].communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proving[0].kill()
+        assert proving[0].returncode == 130, err
+        assert err.strip() == "datanet: Interrupted; no half-written data was kept."
+        job = control.jobs(limit=1)[0]
+        assert (job["kind"], job["state"]) == ("prove", "cancelled")
+        kept = a.cli.ok("--json", "batches", "ward").json()
+        assert 1 <= len(kept["batches"]) < 12  # what it proved before the cancel stays
+
+
+def test_a_chain_command_refuses_a_node_on_another_chain(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        refused = a.cli.run("--rpc-url", "http://127.0.0.1:9", "chain", "status")
+        assert refused.code == 7
+        assert refused.stderr.strip() == (
+            f"datanet: The node running for {a.cli.data_dir} uses the embedded devnet, not http://127.0.0.1:9; stop "
+            "it (`datanet node stop`) to use another chain."
+        )
+
+
+def test_rekey_stops_a_background_node_and_refuses_a_node_run_one(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(10))))
+        background = instance.recorded_pid(a.cli.data_dir)
+        assert background is not None
+        a.cli.ok("vault", "rekey", "ward")
+        assert instance.wait_exit(background, 5)  # stopped before the shard was rewritten
+        assert a.cli.ok("--json", "records", "ward", "count").json()["records"] == 10
+
+        a.start()
+        refused = a.cli.run("vault", "rekey", "ward")
+        assert refused.code == 7
+        assert "stop it with `datanet node stop` first" in refused.stderr
+        assert a.control().status()["online"] is True
