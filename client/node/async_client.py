@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,7 +69,7 @@ class AsyncControlClient:
     async def job(self, job_id: str) -> JobInfo:
         return cast(JobInfo, await self.call("job", id=job_id))
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncGenerator[dict[str, Any]]:
         """The node's events as they are published (each with `seq` and `at`; `missed` when this client fell
         behind), until the node stops or the caller stops iterating."""
         reader, writer = await self._open()
