@@ -27,6 +27,7 @@ def test_lost_keyring_entry_is_explained_and_recovered(
     code = desktop_cli.ok("--json", "create", "clinic").json()["recovery_code"]
     desktop_cli.ok("import", "clinic", str(TRAIN_FILE))
     vault_id = json.loads((desktop_cli.data_dir / "keys.json").read_text())["vault_id"]
+    desktop_cli.ok("node", "stop")  # the node that unlocked the vault stops (a reboot, say)
     secret_service.delete(f"vault-{vault_id}")  # the keyring was reset
     before = snapshot(desktop_cli.data_dir)
     result = desktop_cli.run("list")

@@ -92,16 +92,26 @@ def test_ctrl_c_on_a_command_that_follows_a_job_cancels_the_job(tmp_path: Path) 
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proving[0].kill()
-        assert proving[0].returncode == 130, err
-        assert err.strip() == "datanet: Interrupted; no half-written data was kept."
         job = control.jobs(limit=1)[0]
+        assert proving[0].returncode == 130, err
+        assert err.strip() == f"datanet: Job {job['id']} (prove) was cancelled; what it had done stays."
         assert (job["kind"], job["state"]) == ("prove", "cancelled")
         kept = a.cli.ok("--json", "batches", "ward").json()
         assert 1 <= len(kept["batches"]) < 12  # what it proved before the cancel stays
 
 
-def test_a_chain_command_refuses_a_node_on_another_chain(tmp_path: Path) -> None:
+def test_a_chain_command_replaces_an_idle_background_node_and_refuses_a_node_run_one_on_another_chain(
+    tmp_path: Path,
+) -> None:
     with nodes(tmp_path, 1) as (a,):
+        devnet = instance.recorded_pid(a.cli.data_dir)  # the background node `create` started, on the devnet
+        assert devnet is not None
+        elsewhere = a.cli.run("--rpc-url", "http://127.0.0.1:9", "chain", "status")
+        assert elsewhere.code == 6 and "Cannot reach the chain" in elsewhere.stderr  # asked by a new node
+        assert instance.wait_exit(devnet, 5)
+        assert ControlClient(a.cli.data_dir).status()["chain"] == "http://127.0.0.1:9"
+
+        a.start()  # `node run`, on the devnet: someone's node, not replaced
         refused = a.cli.run("--rpc-url", "http://127.0.0.1:9", "chain", "status")
         assert refused.code == 7
         assert refused.stderr.strip() == (

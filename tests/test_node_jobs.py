@@ -242,6 +242,7 @@ def test_a_node_with_an_idle_exit_stops_by_itself_once_nothing_happens(tmp_path:
 
 def test_a_node_that_cannot_unlock_is_the_commands_one_sentence_and_exit_code(tmp_path: Path) -> None:
     with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("node", "stop")  # the node `create` started: the next command starts one, which cannot unlock
         wrong = a.cli.run("status", env={"DATANET_PASSPHRASE": "not the passphrase at all"})
         assert wrong.code == 3, wrong.stderr
         assert len(wrong.stderr.strip().splitlines()) == 1 and "passphrase" in wrong.stderr.lower()

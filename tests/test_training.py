@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from client.node import instance
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
 from tests.conftest import REPO, Cli
 from tests.test_crash import _wait_for_line
@@ -126,14 +127,23 @@ def _close(proc: subprocess.Popen[bytes]) -> None:
             stream.close()
 
 
+def _kill_node(cli: Cli) -> None:
+    """SIGKILL the node and its training child (its process group: the node leads its own session)."""
+    pid = instance.recorded_pid(cli.data_dir)
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    assert instance.wait_exit(pid, 30)
+
+
 def test_a_sigkilled_job_resumes_from_its_checkpoint_and_ends_identical(clinic: Cli, tmp_path: Path) -> None:
     args = ["clinic", *TINY, "--epochs", "40"]
     proc = _start_training(clinic, *args)
     try:
         _wait_for_line(proc, b"step 250/", deadline_s=180)
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its training child, without warning
+        _kill_node(clinic)  # the node and its training child, without warning
     finally:
         _close(proc)
+    assert proc.returncode == 7  # the command says the node went away
     jobs = list((clinic.data_dir / "jobs").iterdir())
     assert len(jobs) == 1 and (jobs[0] / "checkpoint.pt").exists()
     resumed = _train(clinic, *args)
@@ -172,7 +182,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(clinic: Cli)
     proc = _start_training(clinic, *args)
     try:
         _wait_for_line(proc, b"step 100/", deadline_s=180)
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_node(clinic)
     finally:
         _close(proc)
     job = next((clinic.data_dir / "jobs").iterdir())

@@ -292,15 +292,24 @@ class ChainService:
         does not have yet; a batch is marked submitted only once its receipt is in."""
         from client.submission import submit_pending
 
-        with self.vault.open_shard(name) as shard:
-            if shard.binding() is None:  # proving first would prove for an id the chain does not know
+        with self.session() as session:  # what would refuse the submission, before anything is proved
+            info = self._find(session, name)
+            me = session.client.address
+            if not session.client.is_member(info.id, me):
                 raise ChainError(
-                    f"Datanet {name!r} here is not bound to a Datanet on chain; bind it with `datanet join {name}` "
-                    f"(or `datanet create {name} --on-chain` as its owner)."
+                    f"Your account {me} is not a member of Datanet {name!r} on chain; join it with `datanet join "
+                    f"{name}` (a private Datanet's owner must allow-list you first)."
                 )
+        with self.vault.open_shard(name) as shard:
+            binding = shard.binding()
+        if binding is None or binding.datanet_id != info.id:  # proving now would prove for an id the chain lacks
+            raise ChainError(
+                f"Datanet {name!r} here is not bound to Datanet {info.id} on this chain; bind it with `datanet join "
+                f"{name}` (or `datanet create {name} --on-chain` as its owner)."
+            )
         if progress is not None:
             progress({"phase": "proving"})
-        contribution.prove(
+        proved = contribution.prove(
             self.vault, self.identity, self.data_dir, name, limit=limit, workers=workers, progress=progress, stop=stop
         )
         if stop is not None and stop.is_set():
@@ -320,14 +329,14 @@ class ChainService:
                 session.chain_key,
                 info,
                 stake=stake,
-                limit=limit,
+                limit=0,  # proved above, outside the chain lock (and in child processes)
                 workers=workers,
                 on_progress=said,
             )
         return {
             "datanet": name,
             "datanet_id": info.id,
-            "proved": report.proved,
+            "proved": len(proved["batches"]) + report.proved,
             "submitted": [
                 {"root": f"{s.root:064x}", "count": s.count, "tx": s.tx_hash, "gas": s.gas_used}
                 for s in report.submitted

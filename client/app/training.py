@@ -46,15 +46,15 @@ def train(
     fresh: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
     stop: threading.Event | None = None,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """Train (or resume, or reuse a finished run with the same records and settings) and return the adapter id,
-    whether it was reused, the training job id and the manifest; None when `stop` cancelled it (at a checkpoint)."""
+    whether it was reused, the training job id and the manifest; `Cancelled` (saying at which step its checkpoint
+    is) when `stop` cancelled it."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("peft") is None:
         raise TrainingError("Training needs the `train` extra: pip install 'datanet-client[train]' (see packaging/).")
     from client.training.job import make_request, run
-    from client.training.settings import Cancelled
 
     unknown = set(settings) - set(SETTINGS)
     if unknown:
@@ -68,10 +68,7 @@ def train(
         if progress is not None:
             progress({k: event[k] for k in PROGRESS_FIELDS if k in event})
 
-    try:
-        result = run(request, report, fresh=fresh, stop=stop)
-    except Cancelled:
-        return None
+    result = run(request, report, fresh=fresh, stop=stop)  # Cancelled (at a checkpoint) says at which step
     return {
         "adapter_id": result.adapter_id,
         "reused": result.reused,

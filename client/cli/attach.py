@@ -38,13 +38,29 @@ def attach(ctx: Context, *, chain: bool = False) -> ControlClient:
     if not client.running():
         start_background_node(ctx)
     if chain:
-        used = client.call("status").get("chain")
+        status = client.call("status")
+        used = status.get("chain")
         if used != ctx.config.rpc_url:
-            raise NodeError(
-                f"The node running for {ctx.config.data_dir} uses {used or 'the embedded devnet'}, not "
-                f"{ctx.config.rpc_url or 'the embedded devnet'}; stop it (`datanet node stop`) to use another chain."
-            )
+            busy = status["jobs"]["running"] or status["jobs"]["queued"]
+            if status.get("online", True) or busy:  # someone's online node, or jobs that would be interrupted
+                raise NodeError(
+                    f"The node running for {ctx.config.data_dir} uses {used or 'the embedded devnet'}, not "
+                    f"{ctx.config.rpc_url or 'the embedded devnet'}; stop it (`datanet node stop`) to use another "
+                    "chain."
+                )
+            stop_node(ctx, client)  # an idle node this CLI started: one for this chain replaces it
+            start_background_node(ctx)
     return client
+
+
+def stop_node(ctx: Context, client: ControlClient) -> None:
+    """Stop the data directory's node cleanly and wait until its process has ended."""
+    from client.node import instance
+
+    pid = instance.recorded_pid(ctx.config.data_dir)
+    client.stop()
+    if pid is not None and not instance.wait_exit(pid, 60):
+        raise NodeError(f"The node (pid {pid}) did not stop within 60 s; see its log.")
 
 
 def first_run(ctx: Context) -> dict[str, object]:
@@ -69,10 +85,7 @@ def exclusive(ctx: Context) -> Iterator[None]:
                 f"A node runs for {ctx.config.data_dir}; stop it with `datanet node stop` first (this command "
                 "rewrites the vault)."
             )
-        pid = instance.recorded_pid(ctx.config.data_dir)
-        client.stop()
-        if pid is not None and not instance.wait_exit(pid, 60):
-            raise NodeError(f"The node (pid {pid}) did not stop within 60 s; see its log.")
+        stop_node(ctx, client)
     if not Vault.exists(ctx.config.data_dir):
         yield
         return
@@ -136,8 +149,12 @@ def job_result(job: JobInfo) -> dict[str, Any]:
         error = ClientError(str(job["error"]))
         error.exit_code = int(job["progress"].get("exit_code", 1)) if isinstance(job["progress"], dict) else 1
         raise error
-    if job["state"] == "cancelled":
-        raise ClientError(f"Job {job['id']} ({job['kind']}) was cancelled; what it had committed stays.")
+    if job["state"] == "cancelled":  # by Ctrl-C here or by `jobs --cancel`; the job may say where it stopped
+        cancelled = ClientError(
+            job["error"] or f"Job {job['id']} ({job['kind']}) was cancelled; what it had done stays."
+        )
+        cancelled.exit_code = failures.EXIT_ERROR if job["error"] else failures.EXIT_INTERRUPTED
+        raise cancelled
     result: dict[str, Any] = job["progress"]
     return result
 

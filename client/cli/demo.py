@@ -105,7 +105,6 @@ def _train(config: Config, vault: Vault, say: list[str]) -> dict[str, object] | 
         eval_path=EVAL_FILE,
         progress=show,
     )
-    assert result is not None  # nothing stops it but Ctrl-C, which ends the demo
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     manifest = result["manifest"]

@@ -122,7 +122,7 @@ def _replace_background_node(ctx: Context) -> None:
     """`datanet node run` is the node that goes online: one a command started in the background (offline) hands
     over to it, stopping cleanly (its jobs resume here). A node someone started with `node run` stays, and the
     node lock refuses this one in one sentence."""
-    from client.node import instance
+    from client.cli.attach import stop_node
     from client.node.control import ControlClient, NodeError, RemoteError
 
     client = ControlClient(ctx.config.data_dir, timeout=10)
@@ -130,12 +130,8 @@ def _replace_background_node(ctx: Context) -> None:
         status = client.call("status")
     except (NodeError, RemoteError):  # none, or one of another version: the lock decides
         return
-    if status.get("online", True):
-        return
-    pid = instance.recorded_pid(ctx.config.data_dir)
-    client.stop()
-    if pid is not None and not instance.wait_exit(pid, 60):
-        raise ClientError(f"The background node (pid {pid}) did not stop within 60 s; see its log.")
+    if not status.get("online", True):
+        stop_node(ctx, client)
 
 
 def _mdns(flag: bool | None, configured: bool | None, *, headless: bool) -> bool:

@@ -370,7 +370,7 @@ class ControlClient:
     ) -> JobInfo:
         """Queue a job (a method that answers JobInfo), pass each of its progress events to `on_progress`, and
         return the job once it ended (done, failed or cancelled). Ctrl-C cancels the job at its next safe point
-        (what it committed stays) and is raised again; a node that stops meanwhile is one sentence."""
+        (what it committed stays) and returns it cancelled; a node that stops meanwhile is one sentence."""
         if not self._version_checked:
             self._check_version(self._call("status"))
         ended = ("done", "failed", "cancelled")
@@ -399,9 +399,9 @@ class ControlClient:
                         f"The node stopped while job {job_id} ran; it resumes when the node starts again "
                         "(`datanet jobs` shows it)."
                     )
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # the job is cancelled at its next safe point, and this is its answer
                 with contextlib.suppress(ClientError):
-                    self.cancel(job_id)
+                    return self.cancel(job_id)
                 raise
         return self.job(job_id)
 

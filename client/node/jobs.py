@@ -160,13 +160,14 @@ class Jobs:
             self._running.pop(job_id, None)
             self._ended.pop(job_id, trio.Event()).set()
 
-    def _interrupted(self, job_id: str, kind: str) -> None:
-        """A running job stopped before its end: cancelled by a client, or back in the queue (the node stops)."""
+    def _interrupted(self, job_id: str, kind: str, note: str | None = None) -> None:
+        """A running job stopped before its end: cancelled by a client (`note` says where it stopped, if the work
+        said), or back in the queue (the node stops)."""
         if self.journal.get(job_id).state != "running":
             return
         if job_id in self._cancelled:
-            self.journal.set_state(job_id, "cancelled")
-            self.events.publish({"type": "job", "id": job_id, "state": "cancelled", "kind": kind})
+            self.journal.set_state(job_id, "cancelled", error=note)
+            self.events.publish({"type": "job", "id": job_id, "state": "cancelled", "kind": kind, "note": note})
         else:
             self.journal.set_state(job_id, "queued")
 
@@ -257,13 +258,14 @@ class Jobs:
                     failure = exc
                 interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
                 nursery.cancel_scope.cancel()
-            if failure is not None:
+            if failure is not None and not interrupted:
                 self._failed(job_id, kind, failure)
                 return
         finally:
             stopped = summary is None or interrupted
-            if stopped:
-                self._interrupted(job_id, kind)
+            if stopped:  # a failure while stopping is how the work said where it stopped (training: the step)
+                note = failures.describe(failure).message if failure is not None and interrupted else None
+                self._interrupted(job_id, kind, note)
         if stopped or summary is None:
             return
         self.journal.set_progress(job_id, summary)
@@ -346,8 +348,6 @@ class Jobs:
             progress=progress,
             stop=stop,
         )
-        if result is None:
-            return None
         return {k: result[k] for k in ("adapter_id", "reused", "training_job")}
 
 
