@@ -370,4 +370,4 @@ def test_proving_and_training_run_as_node_jobs_and_a_killed_prove_resumes(tmp_pa
         assert len(adapters) == 1
         assert finished["progress"]["adapter_id"] in json.dumps(adapters)
         jobs = a.cli.ok("--json", "jobs").json()
-        assert {j["kind"] for j in jobs} == {"prove", "train"} and all(j["state"] == "done" for j in jobs)
+        assert {j["kind"] for j in jobs} == {"import", "prove", "train"} and all(j["state"] == "done" for j in jobs)

@@ -68,6 +68,7 @@ class Announcer:
         min_interval: float = 5.0,
         rate_limit: RateLimit | None = None,
         on_dropped: Callable[[str, str, Verdict], None] | None = None,
+        gossip: bool = True,
     ) -> None:
         self.host = host
         self.vault = vault
@@ -77,6 +78,16 @@ class Announcer:
         self.refresh = refresh
         self.min_interval = min_interval
         self.members = MemberSet(rate_limit)  # updated from the vault here; the node calls members.admit
+        self._announced: dict[str, Announced] = {}
+        self._own: dict[str, tuple[int, str, float]] = {}  # name -> (count, fingerprint, when computed)
+        self._topics: dict[str, str] = {}  # topic -> Datanet name, once subscribed
+        self._last_sync: dict[tuple[str, str], float] = {}
+        self.received = 0
+        self.published = 0
+        self.dropped = 0
+        self.gossip = gossip
+        if not gossip:  # an offline node: no gossip protocol on the host at all (a peer cannot open it)
+            return
         from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB
         from libp2p.pubsub.gossipsub import GossipSub
         from libp2p.pubsub.pubsub import Pubsub
@@ -90,13 +101,6 @@ class Announcer:
             heartbeat_interval=1,
         )
         self.pubsub = Pubsub(host, self.gossipsub, seen_ttl=SEEN_TTL, validation_cache_ttl=VALIDATION_CACHE_TTL)
-        self._announced: dict[str, Announced] = {}
-        self._own: dict[str, tuple[int, str, float]] = {}  # name -> (count, fingerprint, when computed)
-        self._topics: dict[str, str] = {}  # topic -> Datanet name, once subscribed
-        self._last_sync: dict[tuple[str, str], float] = {}
-        self.received = 0
-        self.published = 0
-        self.dropped = 0
 
     def poke(self) -> None:
         """A new peer is connected: announce every Datanet again at the next round (rate limits still apply)."""

@@ -36,6 +36,7 @@ T = TypeVar("T")
 ON_NODE_LOOP = frozenset({"peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members"})
 MAX_LIST = 1000  # jobs one `jobs` call lists
 MAX_LOG_LINES = 10_000
+MAX_RECORDS = 10_000  # records one `records.list` answer holds
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -171,6 +172,8 @@ class Handlers:
         return await self.vault_call(lambda: records_app.count(self.vault, str(params["datanet"])))
 
     async def _records_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not 0 <= int(params.get("limit", 20)) <= MAX_RECORDS:
+            raise ClientError(f"records.list gives 0 to {MAX_RECORDS} records at a time.")
         return await self.vault_call(
             lambda: records_app.list_records(
                 self.vault,

@@ -95,6 +95,7 @@ class Node:
             self.jobs.queue_sync,
             check_every=settings.announce_every,
             min_interval=settings.announce_every,
+            gossip=not settings.offline,
         )
         self.discovery = Discovery(
             self.host,
