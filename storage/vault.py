@@ -80,13 +80,13 @@ class Vault:
         return (data_dir / key_file.KEY_FILE_NAME).exists()
 
     @staticmethod
-    def _shard_files(data_dir: Path) -> list[Path]:
+    def shard_files(data_dir: Path) -> list[Path]:
         return sorted((data_dir / SHARDS_DIR).glob("*.db"))
 
     @classmethod
     def _load_key_file(cls, data_dir: Path) -> KeyFile:
         if not cls.exists(data_dir):
-            shards = cls._shard_files(data_dir)
+            shards = cls.shard_files(data_dir)
             if shards:
                 raise KeyFileMissing(
                     f"{data_dir / key_file.KEY_FILE_NAME} is missing but {len(shards)} encrypted shard(s) exist; "
@@ -107,7 +107,7 @@ class Vault:
         """Create a vault; returns it and its recovery code (show the code once, never store it)."""
         if cls.exists(data_dir):
             raise VaultExists(f"A vault already exists in {data_dir}; it was left as it is.")
-        if cls._shard_files(data_dir):
+        if cls.shard_files(data_dir):
             raise KeyFileMissing(
                 f"{data_dir} holds encrypted shards but no keys.json; restore keys.json from a backup "
                 "instead of creating a new vault over them."

@@ -150,7 +150,11 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         assert status["peer_id"] == a.peer_id and status["jobs"]["failed"] == 0
         typed = a.control()
         assert typed.status()["peer_id"] == a.peer_id
-        assert [j["state"] for j in typed.jobs()] == ["done", "done"]
+        assert [(j["kind"], j["state"]) for j in typed.jobs()] == [
+            ("sync", "done"),
+            ("sync", "done"),
+            ("import", "done"),
+        ]
         assert {d["name"] for d in typed.datanets()} == {"ward"}
         peers = a.cli.ok("--json", "peers").json()
         assert {p["peer_id"] for p in peers} >= {b.peer_id, c.peer_id}
