@@ -97,6 +97,9 @@ def write_records(path: Path, n: int, seed: int, text_bytes: int) -> Path:
     return path
 
 
+SLOWEST: list[tuple[float, str, float]] = []  # (ms, method, when) of every loaded call, for the slowest few
+
+
 def round_trips(control: ControlClient, calls: int, until: Callable[[], bool] = lambda: False) -> list[float]:
     """Milliseconds of `calls` paced round trips (status and records.count alternating), fewer if `until`."""
     times: list[float] = []
@@ -104,11 +107,13 @@ def round_trips(control: ControlClient, calls: int, until: Callable[[], bool] = 
         if until():
             break
         started = time.perf_counter()
+        method = "records.count" if i % 2 else "status"
         if i % 2:
             control.call("records.count", datanet=NAME)
         else:
             control.call("status")
         times.append((time.perf_counter() - started) * 1000)
+        SLOWEST.append((times[-1], method, time.time()))
         time.sleep(PACE)
     return times
 
@@ -180,6 +185,8 @@ def main() -> None:
         f"p99 {p(loaded, 99):.2f} ms, max {max(loaded):.1f} ms"
     )
     print(f"events under load: {len(events)}, delivery p50 {p(events, 50):.2f} ms, p99 {p(events, 99):.2f} ms")
+    for ms, method, when in sorted(SLOWEST, reverse=True)[:5]:
+        print(f"  slowest: {method} {ms:.1f} ms at {time.strftime('%H:%M:%S', time.localtime(when))}{when % 1:.3f}")
     print(f"ratio loaded/idle p99 rtt: {p(loaded, 99) / p(idle, 99):.2f}")
 
 

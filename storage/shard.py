@@ -188,9 +188,27 @@ class Shard:
         return cursor.rowcount > 0
 
     def delete(self, record_ids: Iterable[bytes]) -> int:
+        ids = list(record_ids)
         with self.transaction():
-            cursor = self._connection.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in record_ids])
-            return cursor.rowcount
+            origins: list[str] = []
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                origins += [
+                    row[0]
+                    for row in self._connection.execute(
+                        f"DELETE FROM records WHERE id IN ({marks}) RETURNING origin",  # noqa: S608
+                        part,
+                    )
+                ]
+            self._uncount(origins)
+            return len(origins)
+
+    def _uncount(self, origins: list[str]) -> None:
+        for origin in set(origins):
+            self._connection.execute(
+                "UPDATE record_counts SET n = n - ? WHERE origin = ?", (origins.count(origin), origin)
+            )
 
     def delete_where(self, *, source_glob: str | None = None, imported_before_ms: int | None = None) -> int:
         """Delete records whose source matches a glob and/or that were imported before a time."""
@@ -198,8 +216,15 @@ class Shard:
             raise ValueError("a filtered delete needs at least one filter")
         clauses, params = self._filters(source_glob, imported_before_ms)
         with self.transaction():
-            cursor = self._connection.execute(f"DELETE FROM records WHERE {' AND '.join(clauses)}", params)  # noqa: S608
-            return cursor.rowcount
+            origins = [
+                row[0]
+                for row in self._connection.execute(
+                    f"DELETE FROM records WHERE {' AND '.join(clauses)} RETURNING origin",  # noqa: S608
+                    params,
+                )
+            ]
+            self._uncount(origins)
+            return len(origins)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -216,8 +241,7 @@ class Shard:
         return clauses, params
 
     def count(self) -> int:
-        (n,) = self._connection.execute("SELECT count(*) FROM records").fetchone()
-        return int(n)
+        return sum(self.count_by_origin().values())
 
     def total_bytes(self) -> int:
         (n,) = self._connection.execute("SELECT coalesce(sum(size), 0) FROM records").fetchone()
@@ -311,7 +335,7 @@ class Shard:
     def count_by_origin(self) -> dict[str, int]:
         """How many records are own (imported here) and received (from peers)."""
         counts = {OWN: 0, PEER: 0}
-        for origin, n in self._connection.execute("SELECT origin, count(*) FROM records GROUP BY origin"):
+        for origin, n in self._connection.execute("SELECT origin, n FROM record_counts"):  # kept by the writers
             counts[origin] = int(n)
         return counts
 
@@ -412,6 +436,10 @@ class Shard:
                 records += 1
                 if hashlib.sha256(body).digest() != record_id:
                     problems.append(f"record {record_id.hex()[:16]}: content does not match its id")
+            counted = dict(self._connection.execute("SELECT origin, count(*) FROM records GROUP BY origin").fetchall())
+            for origin, kept in self.count_by_origin().items():
+                if counted.get(origin, 0) != kept:
+                    problems.append(f"counts: {kept} {origin} records counted, {counted.get(origin, 0)} held")
         except self._connection.DatabaseError as exc:
             problems.append(f"unreadable: {exc}")
         return CheckReport(records=records, problems=tuple(problems))

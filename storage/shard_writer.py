@@ -89,6 +89,8 @@ class ShardWriter:
             part = rows[start : start + ROWS_PER_INSERT]
             cursor = self._connection.execute(_insert_rows(len(part)), [value for row in part for value in row])
             added += cursor.rowcount
+        if added:
+            self._connection.execute("UPDATE record_counts SET n = n + ? WHERE origin = ?", (added, origin))
         self.added += added
         self.duplicates += len(rows) - added
         if origin == OWN and added < len(rows):

@@ -168,4 +168,28 @@ def test_a_version_1_shard_is_migrated_keeping_its_records(tmp_path: Path) -> No
     migrate(connection)
     assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert connection.execute("SELECT id, batch_root FROM records").fetchall() == [(rec.record_id, None)]
+    assert dict(connection.execute("SELECT origin, n FROM record_counts").fetchall()) == {"own": 1, "peer": 0}
     connection.close()
+
+
+def test_the_kept_counts_follow_every_change_and_the_check_finds_them_wrong(shard: Shard) -> None:
+    """Counting reads the counts the writers keep (no scan while a sync writes); they must equal a real count
+    after imports, duplicates, received records and both kinds of delete, and `check` says when they do not."""
+
+    def real() -> dict[str, int]:
+        rows = shard._connection.execute("SELECT origin, count(*) FROM records GROUP BY origin").fetchall()
+        return {"own": 0, "peer": 0, **dict(rows)}
+
+    shard.add_records([_record(f"own {i}", source=f"a.jsonl:{i}") for i in range(30)])
+    shard.add_records([_record(f"own {i}") for i in range(25, 35)])  # 5 duplicates, 5 new
+    shard.add_records([_record(f"peer {i}", source=f"peer x:{i}") for i in range(12)], received_from="12D3KooWx")
+    shard.add_records([_record("own 3")], received_from="12D3KooWx")  # held already: stays own, not counted twice
+    assert shard.count_by_origin() == real() == {"own": 35, "peer": 12}
+    assert shard.count() == 47
+    assert shard.delete([_record("own 1").record_id, _record("peer 2").record_id, b"\x00" * 32]) == 2
+    assert shard.delete_where(source_glob="peer x:1*") == 3  # peer 1, 10, 11
+    assert shard.count_by_origin() == real() == {"own": 34, "peer": 8}
+    assert shard.check().ok
+
+    shard._connection.execute("UPDATE record_counts SET n = n + 1 WHERE origin = 'peer'")
+    assert shard.check().problems == ("counts: 9 peer records counted, 8 held",)

@@ -242,9 +242,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_count(ctx: Context, args: argparse.Namespace) -> int:
     opened = ctx.open(create=False)
-    counted = records_app.count(opened.vault, args.name)
-    ctx.out.emit(
-        {"datanet": args.name, "records": counted["records"], "bytes": counted["bytes"]},
-        f"{counted['records']} records, {human_bytes(counted['bytes'])}",
-    )
+    with opened.vault.open_shard(args.name) as shard:
+        total, size = shard.count(), shard.total_bytes()
+    ctx.out.emit({"datanet": args.name, "records": total, "bytes": size}, f"{total} records, {human_bytes(size)}")
     return 0

@@ -74,7 +74,7 @@ METHODS: Final[dict[str, Method]] = {
         ),
         _m(
             "records.count",
-            "how many records a Datanet holds (own and received) and their bytes",
+            "how many records a Datanet holds: own and received",
             "RecordCount",
             _DATANET,
         ),
@@ -323,7 +323,6 @@ class RecordCount(TypedDict):
     records: int
     own: int
     peer: int
-    bytes: int
 
 
 class RecordList(TypedDict):
