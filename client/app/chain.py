@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from client.app import contribution
 from client.app import records as records_app
 from client.chain.errors import ChainError, ChainUnreachable
+from client.chain.types import POLICIES
 from client.config import Config
 from client.datanet import schema_hash, task_of
 from client.errors import ClientError
@@ -176,6 +177,10 @@ class ChainService:
             raise ClientError(
                 "--private, --policy, --join-stake, --batch-stake describe the on-chain Datanet; add --on-chain."
             )
+        if policy is not None and policy not in POLICIES:
+            raise ClientError(f"{policy!r} is not a join policy ({', '.join(POLICIES)}).")
+        if join_stake < 0 or batch_stake < 0:
+            raise ClientError("A stake is a number of wei, 0 or more.")
         if on_chain and name in self._local_names():
             with self.vault.open_shard(name) as shard:
                 local = {"datanet": shard.info.name, "task": shard.info.task, "uuid": shard.info.uuid}

@@ -15,6 +15,13 @@ from client.identity import Identity
 from storage.vault import Vault
 
 Progress = Callable[[dict[str, Any]], None]
+_PROVING: dict[str, threading.Lock] = {}  # one proving run per Datanet at a time (prove and submit jobs both prove)
+_PROVING_LOCK = threading.Lock()
+
+
+def _proving(name: str) -> threading.Lock:
+    with _PROVING_LOCK:
+        return _PROVING.setdefault(name, threading.Lock())
 
 
 def prove(
@@ -39,7 +46,7 @@ def prove(
         if progress is not None:
             progress({"batches_done": number, "batches": total, "seconds_each": round(batch.seconds, 3)})
 
-    with vault.open_shard(name) as shard:
+    with _proving(name), vault.open_shard(name) as shard:  # a second run waits, then finds what is left
         binding = shard.binding()
         if binding is not None and datanet_id not in (None, binding.datanet_id):
             raise ClientError(

@@ -36,7 +36,11 @@ def attach(ctx: Context, *, chain: bool = False) -> ControlClient:
     `chain`, the node must use the chain this command is configured for (the devnet, or the same --rpc-url)."""
     client = ControlClient(ctx.config.data_dir)
     if not client.running():
-        start_background_node(ctx)
+        try:
+            start_background_node(ctx)
+        except NodeError:
+            if not client.running():  # another command started the node at the same moment: use that one
+                raise
     if chain:
         status = client.call("status")
         used = status.get("chain")
@@ -80,10 +84,12 @@ def exclusive(ctx: Context) -> Iterator[None]:
 
     client = ControlClient(ctx.config.data_dir)
     if client.running():
-        if client.call("status").get("online", True):
+        status = client.call("status")
+        if status.get("online", True) or status["jobs"]["running"] or status["jobs"]["queued"]:
             raise NodeError(
-                f"A node runs for {ctx.config.data_dir}; stop it with `datanet node stop` first (this command "
-                "rewrites the vault)."
+                f"A node runs for {ctx.config.data_dir}"
+                + ("" if status.get("online", True) else " with jobs (`datanet jobs`)")
+                + "; stop it with `datanet node stop` first (this command rewrites the vault)."
             )
         stop_node(ctx, client)
     if not Vault.exists(ctx.config.data_dir):
@@ -97,12 +103,11 @@ def start_background_node(ctx: Context) -> None:
     """Start the data directory's node detached and wait until its control socket answers; a node that cannot
     start (a locked vault, another node starting at the same moment) is its own one sentence here."""
     env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
+    if ctx.config.rpc_url is not None:  # in the environment, not argv: a provider URL may carry a key
+        env["DATANET_RPC_URL"] = ctx.config.rpc_url
     secret = passphrase_from_environment(ctx.env) or ""
     argv = [sys.executable, "-m", "client.cli.main", "--json", "--data-dir", str(ctx.config.data_dir)]
-    argv += ["--key-store", ctx.config.key_store]
-    if ctx.config.rpc_url is not None:
-        argv += ["--rpc-url", ctx.config.rpc_url]
-    argv += ["node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
+    argv += ["--key-store", ctx.config.key_store, "node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

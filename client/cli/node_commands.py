@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from client.app import records as records_app
+from client.cli.attach import job_result
 from client.cli.context import Context
 from client.cli.output import table
 from client.errors import ClientError
@@ -252,10 +253,10 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
         jobs = [job]
     else:
         jobs = client.call("sync", datanet=args.name, wait=True, timeout=24 * 3600.0)["jobs"]
-    failed = [j for j in jobs if j["state"] != "done"]
+    failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
         raise ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
-    results = [j["progress"] for j in jobs]
+    results = [job_result(j) for j in jobs]  # a cancelled one is its own sentence
     received, sent = sum(r["received"] for r in results), sum(r["sent"] for r in results)
     seconds = max(r["seconds"] for r in results)
     ctx.out.emit(

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -85,7 +86,8 @@ class Events:
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
+        """Subscribers still listening (one that hung up closed its end of the channel)."""
+        return sum(1 for channel in list(self._subscribers) if channel.statistics().open_receive_channels)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -180,13 +182,24 @@ async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], ev
 
 
 async def _stream_events(stream: trio.SocketStream, channel: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
-    async with channel:
+    """Send each event until the subscriber hangs up: noticed at once (its end of the socket closes), not at the
+    next event, so it stops counting as a subscriber (a node the CLI started idles out)."""
+
+    async def until_hang_up(scope: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while await stream.receive_some(4096):  # a subscriber has nothing more to say: anything is ignored
+                pass
+        scope.cancel()
+
+    async with channel, trio.open_nursery() as nursery:
+        nursery.start_soon(until_hang_up, nursery.cancel_scope)
         async for event in channel:
             note = {"jsonrpc": "2.0", "method": "event", "params": event}
             try:
                 await stream.send_all(json.dumps(note).encode() + b"\n")
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+                break
+        nursery.cancel_scope.cancel()
 
 
 async def _answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, Any], bool]:
@@ -313,28 +326,35 @@ class ControlClient:
         """Ask the node to stop (without the version check: any version's node should be stoppable)."""
         self._call("stop")
 
-    def _events(self, deadline: float | None) -> Generator[dict[str, Any] | None]:
-        """None once the subscription stands, then each event the node publishes; ends at `deadline` (a
-        time.monotonic() value) or when the node closes the connection."""
+    def _events(self, deadline: float | None, tick: float | None = None) -> Generator[dict[str, Any] | None]:
+        """None once the subscription stands, then each event the node publishes (with `tick`: None again after
+        `tick` seconds without one, so the caller re-checks what it waits for: an event it needed may have been
+        lost to a full queue); ends at `deadline` (a time.monotonic() value) or when the node closes the
+        connection."""
         with self._connect() as sock:
             sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
-            reader = sock.makefile("rb")
-            reader.readline()  # the subscription's acknowledgement
-            yield None
+            sock.settimeout(None)  # waits are select()'s below: a timed-out read would lose a partial line
+            buffer = b""
+            acknowledged = False
             while True:
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                while b"\n" not in buffer:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
                         return
-                    sock.settimeout(remaining)
-                else:
-                    sock.settimeout(None)
-                try:
-                    line = reader.readline()
-                except TimeoutError:
-                    return
-                if not line:
-                    return
+                    waits = [w for w in (remaining, tick if acknowledged else None) if w is not None]
+                    if not select.select([sock], [], [], min(waits) if waits else None)[0]:
+                        if tick is not None and acknowledged:
+                            yield None  # a tick: nothing for a while (the deadline is checked above)
+                        continue
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                line, buffer = buffer.split(b"\n", 1)
+                if not acknowledged:  # the subscription's acknowledgement
+                    acknowledged = True
+                    yield None
+                    continue
                 yield json.loads(line)["params"]
 
     def subscribe(self) -> Iterator[dict[str, Any]]:
@@ -358,8 +378,9 @@ class ControlClient:
         return False
 
     def wait_job(self, job_id: str, *, timeout: float) -> JobInfo:
-        """The job once it is done or failed."""
-        if not self.wait(lambda _: self.job(job_id)["state"] in ("done", "failed"), timeout=timeout, on=("job",)):
+        """The job once it is done, failed or cancelled."""
+        ended = ("done", "failed", "cancelled")
+        if not self.wait(lambda _: self.job(job_id)["state"] in ended, timeout=timeout, on=("job",)):
             raise ClientError(
                 f"Job {job_id} has not finished after {timeout:g} s; it goes on in the node (see `datanet jobs`)."
             )
@@ -374,13 +395,15 @@ class ControlClient:
         if not self._version_checked:
             self._check_version(self._call("status"))
         ended = ("done", "failed", "cancelled")
-        with contextlib.closing(self._events(None)) as events:
+        with contextlib.closing(self._events(None, tick=5.0)) as events:
             next(events)  # the subscription stands: no event of the job can be missed
             job = cast(JobInfo, self._call(method, **params))
             job_id = job["id"]
             try:
                 for event in events:
-                    if event is None:
+                    if event is None:  # quiet for a while: the job's last event may have been lost
+                        if self.job(job_id)["state"] in ended:
+                            break
                         continue
                     kind = str(event.get("type"))
                     if kind == "missed" and self.job(job_id)["state"] in ended:
@@ -400,9 +423,10 @@ class ControlClient:
                         "(`datanet jobs` shows it)."
                     )
             except KeyboardInterrupt:  # the job is cancelled at its next safe point, and this is its answer
-                with contextlib.suppress(ClientError):
+                try:
                     return self.cancel(job_id)
-                raise
+                except RemoteError:  # it ended meanwhile: that is its answer
+                    return self.job(job_id)
         return self.job(job_id)
 
     def running(self) -> bool:

@@ -157,11 +157,9 @@ class Handlers:
 
     async def _create(self, params: dict[str, Any]) -> dict[str, Any]:
         name, task = str(params["datanet"]), str(params.get("task") or "text")
-        options = {k: params[k] for k in ("private", "policy", "join_stake", "batch_stake") if k in params}
+        options = {k: params[k] for k in ("private", "policy", "join_stake", "batch_stake") if params.get(k)}
         if params.get("on_chain"):
-            created = await self.chain_call(lambda: self.chain.create(name, task, on_chain=True, **options))
-            self.events.publish({"type": "chain.tx", "method": "createDatanet", "datanet": name, "tx": None})
-            return created
+            return await self.chain_call(lambda: self.chain.create(name, task, on_chain=True, **options))
         if options:
             raise ClientError(
                 "--private, --policy, --join-stake, --batch-stake describe the on-chain Datanet; add --on-chain."

@@ -89,6 +89,11 @@ class Jobs:
     def lanes(self) -> list[str]:
         return list(self._wakes)
 
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return len(self._running)
+
     # --- queueing and cancelling ----------------------------------------------------------------------------
 
     def add(self, kind: str, params: dict[str, Any]) -> tuple[Job, trio.Event]:
@@ -168,8 +173,11 @@ class Jobs:
         if job_id in self._cancelled:
             self.journal.set_state(job_id, "cancelled", error=note)
             self.events.publish({"type": "job", "id": job_id, "state": "cancelled", "kind": kind, "note": note})
-        else:
+        elif kind in RESUMABLE:
             self.journal.set_state(job_id, "queued")
+        else:  # an import: its client has gone, and its files may have changed by the next start
+            self.journal.set_state(job_id, "failed", error="interrupted by the node's stop; start it again")
+            self.events.publish({"type": "job", "id": job_id, "state": "failed", "kind": kind})
 
     def _failed(self, job_id: str, kind: str, exc: Exception) -> str:
         failure = failures.describe(exc, log="the node's log")
@@ -258,16 +266,16 @@ class Jobs:
                     failure = exc
                 interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
                 nursery.cancel_scope.cancel()
+        finally:  # no await in here: it runs whole even when a cancel arrived as the work returned
             if failure is not None and not interrupted:
                 self._failed(job_id, kind, failure)
-                return
-        finally:
-            stopped = summary is None or interrupted
-            if stopped:  # a failure while stopping is how the work said where it stopped (training: the step)
-                note = failures.describe(failure).message if failure is not None and interrupted else None
+            elif summary is not None and not interrupted:
+                self._done(job_id, kind, params, summary)
+            else:  # a failure while stopping is how the work said where it stopped (training: the step)
+                note = failures.describe(failure).message if failure is not None else None
                 self._interrupted(job_id, kind, note)
-        if stopped or summary is None:
-            return
+
+    def _done(self, job_id: str, kind: str, params: dict[str, Any], summary: dict[str, Any]) -> None:
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")
         if kind == "import":

@@ -158,6 +158,13 @@ class Node:
             logger.info("job %s (%s) was interrupted; resuming it", job.id, job.kind)
         for job in failed:
             logger.warning("job %s (%s) was interrupted and cannot resume; marked failed", job.id, job.kind)
+        try:
+            await self._serve(ready)
+        finally:  # whatever ended the node: the chain session closed, every queued journal write written
+            self.chain.close()
+            self.journal.close()
+
+    async def _serve(self, ready: Callable[[Node], None] | None) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
                 await nursery.start(
@@ -184,15 +191,13 @@ class Node:
                     nursery.cancel_scope.cancel()
                     break
             await self.host.close()
-        self.chain.close()
-        self.journal.close()
 
     async def _stop_when_idle(self, idle: float) -> None:
         """A node the CLI started for itself: stop once nothing happened for `idle` seconds (no control request,
         no subscriber, no queued or running job)."""
         while True:
             await trio.sleep(max(0.0, self.events.last_activity + idle - time.monotonic()))
-            busy = self.events.subscribers or any(j.state in ("queued", "running") for j in self.journal.jobs(limit=20))
+            busy = self.events.subscribers or self.journal.queued() or self.jobs.running
             if busy:
                 self.events.touch()
             elif time.monotonic() - self.events.last_activity >= idle:
