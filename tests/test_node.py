@@ -159,7 +159,7 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         peers = a.cli.ok("--json", "peers").json()
         assert {p["peer_id"] for p in peers} >= {b.peer_id, c.peer_id}
         jobs = a.cli.ok("--json", "jobs").json()
-        assert [j["state"] for j in jobs] == ["done", "done"]
+        assert [j["state"] for j in jobs] == ["done", "done", "done"]  # two syncs and the import
         missing = a.cli.run("jobs", "--wait", "no-such-job", "--timeout", "5")
         assert missing.code == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 

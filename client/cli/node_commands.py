@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW... (default: every connected member, through the node)",
     )
     p.set_defaults(handler=cmd_sync)
+    p = sub.add_parser("tui", help="the terminal UI: attaches to this data directory's node (starting one)")
+    p.add_argument(
+        "--socket", metavar="PATH", help="attach to the node on this control socket instead (e.g. SSH-forwarded)"
+    )
+    p.set_defaults(handler=cmd_tui)
     p = sub.add_parser("members", help="the peers allowed to sync a Datanet: list, add PEER_ID, remove PEER_ID")
     p.add_argument("name")
     p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
@@ -284,3 +289,18 @@ def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
         text = f"{args.peer} may no longer sync {args.name!r}." if changed else f"{args.peer} was not a member."
     ctx.out.emit(answer, text)
     return 0
+
+
+def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
+    """The terminal UI, a client of the node like this CLI: of the data directory's (started if none runs), or of
+    the one behind --socket."""
+    from pathlib import Path
+
+    from client.node.async_client import AsyncControlClient
+    from tui.app import run
+
+    if args.socket:
+        socket = Path(args.socket).expanduser()
+        return run(AsyncControlClient(socket=socket), socket)
+    _client(ctx)  # a node to attach to: started in the background when none runs
+    return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir)

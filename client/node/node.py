@@ -161,6 +161,7 @@ class Node:
         try:
             await self._serve(ready)
         finally:  # whatever ended the node: the chain session closed, every queued journal write written
+            self.handlers.close()
             self.chain.close()
             self.journal.close()
 
