@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from client.children import follow_parent
 from client.identity import Identity
 from prover.commitment import record_digest
 from prover.poseidon import FIELD
@@ -98,7 +99,7 @@ def prove_pending(
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_follow_parent,
+            initializer=follow_parent,
             initargs=(os.getpid(),),
         )
         results: Iterator[tuple[ContributionProof, float]] = pool.map(_prove_chunk, *zip(*args, strict=True))
@@ -116,18 +117,6 @@ def prove_pending(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return done
-
-
-def _follow_parent(parent: int) -> None:
-    """In a proving worker: exit when the process that started it is gone (a SIGKILLed node must not leave
-    workers behind, idle forever and holding its pipes)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
 def _store(

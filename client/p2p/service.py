@@ -9,10 +9,10 @@ connection each, one writer); sessions of different Datanets never wait for each
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import trio
 from libp2p.host.exceptions import StreamFailure
@@ -38,12 +38,7 @@ class NotAMember(P2PError):
 
 def record_check(shard: Shard) -> sync.RecordCheck:
     """What a record received for this shard must look like: its Datanet's task (client.datanet)."""
-    task = shard.info.task
-
-    def check(record: dict[str, Any]) -> None:  # transfer.Fetcher hands it over parsed, once canonical
-        check_record(task, record)
-
-    return check
+    return functools.partial(check_record, shard.info.task)  # a partial pickles: the checker process runs it
 
 
 class SyncService:

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import trio
 
 from client.db_lane import DbLane
-from client.p2p import admission, carried, claims, transfer
+from client.p2p import admission, carried, checking, claims, transfer
 from client.p2p.errors import ProtocolViolation
 from client.p2p.frames import (
     BATCHES,
@@ -66,7 +66,6 @@ logger = logging.getLogger(__name__)
 
 VERSION = 2  # the HELLO's version byte of /datanet/sync/1.1.0
 WINDOW = 4  # WANT frames in flight
-CHECK_SLICE = 256  # records checked between two turns of the event loop (a few ms)
 PARTS = 8  # the need is split across this many sequential fetchers, interleaved to keep WINDOW frames in flight
 UPGRADE = "this node speaks /datanet/sync/1.1.0, which carries provenance; upgrade datanet to sync with it"
 
@@ -301,15 +300,12 @@ class _Session:
             raise
 
     async def _checked(self, fetcher: transfer.Fetcher, frame: bytes) -> list[tuple[bytes, bytes]]:
-        """A RECORDS frame's records, every one checked; in slices with the event loop let through between them,
-        so a 4 MiB frame (about 50 ms of checking) never holds the node's control API or other sessions back."""
+        """A RECORDS frame's records, every one checked, in the checker process (checking.py): a 4 MiB frame is
+        about 50 ms of pure Python that would hold the node's interpreter lock, and its control API, back."""
         records = fetcher.delivered(frame)
-        for start in range(0, len(records), CHECK_SLICE):
-            for record_id, body in records[start : start + CHECK_SLICE]:
-                problem = transfer.record_problem(record_id, body, self.check_record)
-                if problem is not None:
-                    raise ProtocolViolation(problem)
-            await trio.lowlevel.checkpoint()
+        problem = await checking.problem_of(records, self.check_record)
+        if problem is not None:
+            raise ProtocolViolation(problem)
         fetcher.settle(records)
         return records
 

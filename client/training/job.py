@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from client.children import BACKGROUND_NICE
 from client.config import Config
 from client.importers import read_rows
 from client.log_setup import log_path
@@ -156,6 +157,7 @@ def _child_logging(log_file: Path | None) -> None:
 
 def _child(request: JobRequest, conn: Connection, cancel: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it asks us to stop cleanly
+    os.nice(BACKGROUND_NICE)  # training yields the CPU to the node and the desktop (alone: it trains as fast)
     _child_logging(request.log_file)
     try:
         conn.send(("done", _train_and_store(request, conn, cancel)))
