@@ -83,7 +83,11 @@ def test_ctrl_c_on_a_command_that_follows_a_job_cancels_the_job(tmp_path: Path) 
                     )
                 )
                 return False
-            return event.get("type") == "prove.progress"
+            if event.get("type") != "prove.progress":
+                return False
+            assert event["batches_done"] >= 1 and event["batches"] == 12  # with the pace of the job so far
+            assert event["rate"] > 0 and event["eta_s"] is not None and event["eta_s"] >= 0
+            return True
 
         try:
             assert control.wait(started, timeout=120)  # its first batch is stored

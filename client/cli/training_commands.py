@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,16 +17,20 @@ from client.cli.output import human_bytes, table
 from client.training import adapters
 from client.training.base_models import MODELS
 from client.training.errors import TrainingError
+from client.training.settings import TrainConfig
+
+DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # for --help only
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="fine-tune a LoRA adapter on a Datanet, on this machine (GPU if present)")
     p.add_argument("name", help="Datanet name")
     p.add_argument("--base", choices=sorted(MODELS), help="base model (default: the one for the Datanet's task)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
-    p.add_argument("--seed", type=int, default=0)
+    # No defaults here: a setting left out is TrainConfig's (client/training/settings.py), the one list of them.
+    p.add_argument("--epochs", type=int, help=f"passes over the data (default {DEFAULT['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"examples a step (default {DEFAULT['batch_size']})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULT['learning_rate']})")
+    p.add_argument("--seed", type=int, help=f"data order and initialisation (default {DEFAULT['seed']})")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (default: all cores)")
     p.add_argument("--dp-epsilon", type=float, help="train with differential privacy (DP-SGD) at this epsilon")
     p.add_argument("--eval", type=Path, help="public evaluation split (JSONL/CSV); default: a held-out 20%%")

@@ -236,9 +236,9 @@ EVENTS: Final[dict[str, str]] = {
     "records.received": "records arrived from a peer: datanet, peer, count",
     "records.changed": "records were imported or deleted here: datanet, count",
     "peer.up": "a peer connected: peer, how it was found (bootstrap, mdns, dht)",
-    "import.progress": "an import job's progress: id, file, done and total bytes of it",
-    "prove.progress": "a prove job's progress: id, batches done, batches, seconds each",
-    "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step",
+    "import.progress": "an import job's progress: id, file, done and total bytes of it, rate, ETA",
+    "prove.progress": "a prove job's progress: id, batches done, batches, seconds each, rate, ETA",
+    "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step, rate, ETA",
     "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
     "evaluations (before; after at the end)",
     "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx",

@@ -240,8 +240,11 @@ class Jobs:
         token = trio.lowlevel.current_trio_token()
 
         saved = [0.0]  # when the journal last got this job's progress
+        began = time.monotonic()
 
         def progress(update: dict[str, Any]) -> None:  # from the worker thread
+            update = {**update, **_pace(update, time.monotonic() - began)}
+
             def publish() -> None:
                 # Every update is an event; the journal (an fsync each) gets one a second, which is all a
                 # restart needs to show (the job's own checkpoints are what it resumes from).
@@ -357,6 +360,24 @@ class Jobs:
             stop=stop,
         )
         return {k: result[k] for k in ("adapter_id", "reused", "training_job")}
+
+
+# (done, total) in each kind's progress: import (bytes of the file), prove (batches), train (steps)
+_DONE_TOTAL = (("done", "total"), ("batches_done", "batches"), ("step", "total_steps"))
+
+
+def _pace(update: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """`rate` (units a second since the job started) and `eta_s`, for a progress update that counts done and
+    total; a kind's own figures (training's samples/s and ETA) are kept beside them."""
+    for done_key, total_key in _DONE_TOTAL:
+        done, total = update.get(done_key), update.get(total_key)
+        if isinstance(done, int | float) and isinstance(total, int | float) and elapsed > 0:
+            rate = done / elapsed
+            return {
+                "rate": round(rate, 3),
+                "eta_s": update.get("eta_s", round((total - done) / rate, 1) if rate else None),
+            }
+    return {}
 
 
 async def _set_on_cancel(stop: threading.Event) -> None:
