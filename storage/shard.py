@@ -193,22 +193,8 @@ class Shard:
             origins: list[str] = []
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                marks = ",".join("?" * len(part))
-                origins += [
-                    row[0]
-                    for row in self._connection.execute(
-                        f"DELETE FROM records WHERE id IN ({marks}) RETURNING origin",  # noqa: S608
-                        part,
-                    )
-                ]
-            self._uncount(origins)
-            return len(origins)
-
-    def _uncount(self, origins: list[str]) -> None:
-        for origin in set(origins):
-            self._connection.execute(
-                "UPDATE record_counts SET n = n - ? WHERE origin = ?", (origins.count(origin), origin)
-            )
+                origins += self._delete(f"id IN ({','.join('?' * len(part))})", part)
+            return self._uncount(origins)
 
     def delete_where(self, *, source_glob: str | None = None, imported_before_ms: int | None = None) -> int:
         """Delete records whose source matches a glob and/or that were imported before a time."""
@@ -216,15 +202,20 @@ class Shard:
             raise ValueError("a filtered delete needs at least one filter")
         clauses, params = self._filters(source_glob, imported_before_ms)
         with self.transaction():
-            origins = [
-                row[0]
-                for row in self._connection.execute(
-                    f"DELETE FROM records WHERE {' AND '.join(clauses)} RETURNING origin",  # noqa: S608
-                    params,
-                )
-            ]
-            self._uncount(origins)
-            return len(origins)
+            return self._uncount(self._delete(" AND ".join(clauses), params))
+
+    def _delete(self, where: str, params: list[object] | list[bytes]) -> list[str]:
+        """Delete the records `where` selects (inside a transaction); the origin of each one deleted."""
+        sql = f"DELETE FROM records WHERE {where} RETURNING origin"  # noqa: S608 - placeholders only
+        return [row[0] for row in self._connection.execute(sql, params)]
+
+    def _uncount(self, origins: list[str]) -> int:
+        """Take deleted records out of the kept counts; how many there were."""
+        for origin in set(origins):
+            self._connection.execute(
+                "UPDATE record_counts SET n = n - ? WHERE origin = ?", (origins.count(origin), origin)
+            )
+        return len(origins)
 
     # -- reading -------------------------------------------------------------------------------------
 

@@ -233,9 +233,10 @@ def test_the_asyncio_client_calls_checks_the_version_carries_errors_and_streams_
     async def main() -> tuple[Any, ...]:
         client = AsyncControlClient(tmp_path)
         status = await client.status()
-        stream = client.events()
+        subscribed = asyncio.Event()
+        stream = client.events(on_subscribed=subscribed.set)
         first = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.2)  # the subscription stands before the event is published
+        await asyncio.wait_for(subscribed.wait(), 10)  # the subscription stands before the event is published
         answer = await client.call("job", id="j1")
         event = await asyncio.wait_for(first, 10)
         await stream.aclose()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from client.node import instance
 from client.node.control import ControlClient
@@ -69,7 +70,7 @@ def test_ctrl_c_on_a_command_that_follows_a_job_cancels_the_job(tmp_path: Path) 
         control = ControlClient(a.cli.data_dir)
         proving: list[subprocess.Popen[str]] = []
 
-        def started(event: dict[str, object] | None) -> bool:
+        def started(event: dict[str, Any] | None) -> bool:
             if event is None:
                 proving.append(
                     subprocess.Popen(

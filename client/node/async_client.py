@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,14 +69,17 @@ class AsyncControlClient:
     async def job(self, job_id: str) -> JobInfo:
         return cast(JobInfo, await self.call("job", id=job_id))
 
-    async def events(self) -> AsyncGenerator[dict[str, Any]]:
+    async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncGenerator[dict[str, Any]]:
         """The node's events as they are published (each with `seq` and `at`; `missed` when this client fell
-        behind), until the node stops or the caller stops iterating."""
+        behind), until the node stops or the caller stops iterating. `on_subscribed` is called once the
+        subscription stands: whatever the caller reads after it, no later event is missed."""
         reader, writer = await self._open()
         try:
             writer.write(b'{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}\n')
             await writer.drain()
             result_of(json.loads(await reader.readline()))  # the subscription stands
+            if on_subscribed is not None:
+                on_subscribed()
             while line := await reader.readline():
                 yield json.loads(line)["params"]
         finally:
