@@ -1,4 +1,4 @@
-"""Datanets and their records in the vault, as plain values: create, list, count, show, import, delete, members
+"""Datanets and their records in the vault, as plain values: create, list, show, import, delete, members
 and batches. Every function takes the unlocked `Vault` and a Datanet's exact name and returns a JSON-ready dict;
 errors are the vault's and the importers' own (one sentence each, client/failures.py)."""
 
@@ -83,14 +83,6 @@ def create(vault: Vault, name: str, task: str) -> dict[str, Any]:
         raise ClientError(f"{task!r} is not a task this version knows ({', '.join(sorted(TASKS))}).")
     with vault.create_shard(name, task) as shard:
         return {"datanet": shard.info.name, "task": shard.info.task, "uuid": shard.info.uuid}
-
-
-def count(vault: Vault, name: str) -> dict[str, Any]:
-    """How many records, own and received: one scan of an index, never of the records themselves (the control
-    API answers it while a sync writes 100,000 records into the same shard)."""
-    with vault.open_shard(name) as shard:
-        by_origin = shard.count_by_origin()
-    return {"datanet": name, "records": sum(by_origin.values()), **by_origin}
 
 
 def list_records(
