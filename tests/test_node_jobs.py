@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -248,3 +250,27 @@ def test_a_node_that_cannot_unlock_is_the_commands_one_sentence_and_exit_code(tm
         assert len(wrong.stderr.strip().splitlines()) == 1 and "passphrase" in wrong.stderr.lower()
         assert "not the passphrase at all" not in wrong.stderr
         assert not a.control().running()  # no node was left behind
+
+
+def test_a_node_that_ends_its_output_before_it_exits_is_reported_by_its_exit_code_not_as_a_timeout() -> None:
+    # The CI failure this pins: the node's output pipe ends a moment before its process can be reaped, and the
+    # command said "not ready after 60 s" at once instead of the node's own sentence and exit code.
+    from client.cli import attach
+
+    out_r, out_w = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import os, time; os.close(1); time.sleep(0.5); raise SystemExit(3)"],
+        stdout=out_w,
+    )
+    os.close(out_w)
+    try:
+        assert attach._read_line(out_r, 30) == ""  # the pipe ended, well before the time ran out
+        assert os.waitpid(child.pid, os.WNOHANG) == (0, 0)  # ...and the process had not exited yet
+        status = attach._exit_status(child.pid, 30)
+        assert status is not None and os.waitstatus_to_exitcode(status) == 3
+        child.returncode = 3  # reaped above
+    finally:
+        os.close(out_r)
+        if child.returncode is None:
+            child.kill()
+            child.wait()

@@ -132,8 +132,10 @@ def start_background_node(ctx: Context) -> None:
         os.close(stdin_w)
         ready = _read_line(out_r, READY_TIMEOUT)
         if not ready:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if not done:
+            # The pipe ends a moment before the process can be reaped: wait for its exit status a little while
+            # (the read above came back early only because the node closed its output, that is, it is exiting).
+            status = _exit_status(pid, 0 if ready is None else 10)
+            if status is None:
                 raise NodeError(
                     f"The node started for {ctx.config.data_dir} is not ready after {READY_TIMEOUT:g} s; see its log."
                 )
@@ -164,16 +166,30 @@ def job_result(job: JobInfo) -> dict[str, Any]:
     return result
 
 
-def _read_line(fd: int, timeout: float) -> str:
-    """One line from `fd` within `timeout` seconds; "" if it ends (or the time passes) first."""
+def _read_line(fd: int, timeout: float) -> str | None:
+    """One line from `fd` within `timeout` seconds; "" if the writer closes it first, None if the time passes."""
     deadline = time.monotonic() + timeout
     data = b""
     while not data.endswith(b"\n"):
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
+            return None
         chunk = os.read(fd, 4096)
         if not chunk:
             return ""
         data += chunk
     return data.decode()
+
+
+def _exit_status(pid: int, timeout: float) -> int | None:
+    """The wait status of child `pid` once it has exited, waiting up to `timeout` seconds; None if it still runs."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done or timeout <= 0:
+        return status if done else None
+    pidfd = os.pidfd_open(pid)  # readable once the process has exited
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return status if done else None
