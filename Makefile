@@ -49,8 +49,11 @@ $(CONTRACTS_STAMP): contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Test modules run side by side (most of a test's time is spent waiting on nodes, chains and sockets, not on a
+# core); a module stays on one worker so its module-scoped chain and prover fixtures are built once.
+TEST_WORKERS ?= 3
 test: $(STAMP) $(NODE_STAMP) $(CONTRACTS_STAMP) system-deps
-	tests/with-keyring $(BIN)/pytest
+	tests/with-keyring $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
 
 check: lint typecheck test
 
