@@ -64,7 +64,9 @@ class Cli:
         self.config_dir = config_dir
         self.env = dict(env)
 
-    def run(self, *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 120) -> Result:
+    # A bound against a hung command, wide enough for a training run or the demo on a CI machine whose cores the
+    # other test workers share (make check runs three).
+    def run(self, *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 400) -> Result:
         full_env = dict(self.env)
         for key, value in (env or {}).items():
             if value is None:
