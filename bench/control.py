@@ -172,7 +172,8 @@ def main() -> None:
             listener.join(600)
             result = control.job(sync["id"])
             training = control.job(train["id"])
-            control.cancel(train["id"])
+            if training["state"] in ("queued", "running"):
+                control.cancel(train["id"])
         finally:
             measured.stop()
             sender.stop()
@@ -186,7 +187,8 @@ def main() -> None:
     )
     print(f"events under load: {len(events)}, delivery p50 {p(events, 50):.2f} ms, p99 {p(events, 99):.2f} ms")
     for ms, method, when in sorted(SLOWEST, reverse=True)[:5]:
-        print(f"  slowest: {method} {ms:.1f} ms at {time.strftime('%H:%M:%S', time.localtime(when))}{when % 1:.3f}")
+        at = time.strftime("%H:%M:%S", time.localtime(when)) + f"{when % 1:.3f}"[1:]
+        print(f"  slowest: {method} {ms:.1f} ms at {at}")
     print(f"ratio loaded/idle p99 rtt: {p(loaded, 99) / p(idle, 99):.2f}")
 
 
