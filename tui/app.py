@@ -1,75 +1,265 @@
 """`datanet tui`: the contributor's terminal UI, a client of the node's control API (client/node/async_client.py).
 
 It holds no vault and no key: everything it shows or does is a control-API call (the same ones the CLI makes), so
-the UI adds no private powers. Screens are numbered (1 home, 2 Datanet, 3 jobs, 4 log); the node's events refresh
-the screen on view; a node that goes away shows a banner, and the app reattaches when it comes back.
+the UI adds no private powers. Screens are numbered (1 home, 2 Datanet, 3 peers and sync, 4 training, 5 proofs and
+chain, 6 what leaves this machine, 7 log, 8 jobs); Ctrl+P reaches every action; `a` shows the activity pane
+(every call, transaction and proof). The node's events refresh the screen on view; a node that goes away shows a
+banner, and the app reattaches when it comes back. Keys can be remapped, or the vi preset chosen, in
+`<config dir>/tui.toml` (tui/keymap.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.widgets import Input, Log
 
+from client.app.jobs import progress_text
 from client.node.async_client import AsyncControlClient
 from client.node.control import NodeError, RemoteError
+from tui import keymap
+from tui.dialogs import Actions, Confirm
+from tui.network import LeavesScreen, PeersScreen
 from tui.screens import DatanetScreen, HomeScreen, JobsScreen, LogScreen, NodeScreen
+from tui.work import ChainScreen, TrainingScreen
 
 RETRY_EVERY = 2.0  # seconds between attempts to reach a node that went away
 REFRESH_AT_MOST = 0.25  # seconds between two refreshes caused by events
+CHAIN_EVERY = 10.0  # seconds a chain status is shown before it is asked again
+KEPT = 500  # activity lines, transactions and loss points kept in memory
 
 
 class DatanetApp(App[int]):
     TITLE = "datanet"
     CSS_PATH = "datanet.tcss"
+    COMMANDS = App.COMMANDS | {Actions}
     MODES: ClassVar[dict[str, Any]] = {
         "home": HomeScreen,
         "datanet": DatanetScreen,
-        "jobs": JobsScreen,
+        "peers": PeersScreen,
+        "training": TrainingScreen,
+        "chain": ChainScreen,
+        "leaves": LeavesScreen,
         "log": LogScreen,
+        "jobs": JobsScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_mode('home')", "Home"),
-        Binding("2", "switch_mode('datanet')", "Datanet"),
-        Binding("3", "switch_mode('jobs')", "Jobs"),
-        Binding("4", "switch_mode('log')", "Log"),
-        Binding("q", "quit", "Quit"),
+        Binding("1", "switch_mode('home')", "Home", id="screen.home"),
+        Binding("2", "switch_mode('datanet')", "Datanet", id="screen.datanet"),
+        Binding("3", "switch_mode('peers')", "Peers", id="screen.peers"),
+        Binding("4", "switch_mode('training')", "Training", id="screen.training"),
+        Binding("5", "switch_mode('chain')", "Proofs", id="screen.chain"),
+        Binding("6", "switch_mode('leaves')", "Leaves", id="screen.leaves"),
+        Binding("7", "switch_mode('log')", "Log", id="screen.log"),
+        Binding("8", "switch_mode('jobs')", "Jobs", id="screen.jobs"),
+        Binding("a", "toggle_activity", "Activity", id="app.activity"),
+        Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, client: AsyncControlClient, *, where: str) -> None:
+    def __init__(self, client: AsyncControlClient, *, where: str, config_dir: Path | None = None) -> None:
         super().__init__()
         self.client = client
         self.where = where  # the data directory or socket, for the banner
         self.connected = False
         self.problem: str | None = None  # why the node cannot be reached, once it could not
-        self.activity: list[str] = []  # every control call and its outcome, newest last (the activity pane)
+        self.activity: deque[str] = deque(maxlen=KEPT)  # every call and its outcome, newest last
+        self.show_activity = False
+        self.datanet: str | None = None  # the Datanet the screens act on
+        self.datanet_names: list[str] = []
+        self.txs: deque[dict[str, Any]] = deque(maxlen=KEPT)  # chain.tx events seen, oldest first
+        self.syncs: dict[tuple[str, str], dict[str, Any]] = {}  # (datanet, peer) -> its latest sync.progress
+        self.losses: dict[str, deque[float]] = {}  # training job id -> its loss at each progress event
+        self.training: dict[str, dict[str, Any]] = {}  # training job id -> its latest train.progress
+        self.work: dict[str, dict[str, Any]] = {}  # prove or submit job id -> its latest progress
+        self.peers_seen: set[str] = set()
+        self.train_settings: dict[str, Any] = {}  # what the training screen's form holds
         self._last_refresh = 0.0
         self._pending_refresh = False
+        self._chain: tuple[float, dict[str, Any]] | None = None  # when chain.status was asked, and its answer
+        self.keymap_problem: str | None = None
+        self.vi = False
+        if config_dir is not None:
+            try:
+                keys = keymap.load(config_dir / keymap.FILE, known={i for i, _, _ in bindings()})
+            except keymap.KeymapError as exc:
+                self.keymap_problem = str(exc)
+            else:
+                self.vi = keys.vi
+                if keys.bindings:
+                    self.set_keymap(keys.bindings)
 
     async def on_mount(self) -> None:
         self.switch_mode("home")
+        if self.keymap_problem:
+            self.notify(self.keymap_problem, severity="warning", timeout=10)
         self.run_worker(self._follow_node(), name="node-events", exclusive=True)
+
+    def on_key(self, event: events.Key) -> None:
+        """The vi preset: h j k l, g and G move in tables and lists (not while typing in a field)."""
+        if not self.vi or isinstance(self.focused, Input) or self.focused is None:
+            return
+        action = keymap.VI_MOVES.get(event.character or "")
+        if action is not None and hasattr(self.focused, f"action_{action}"):
+            getattr(self.focused, f"action_{action}")()
+            event.stop()
 
     # --- calls --------------------------------------------------------------------------------------------
 
     async def call(self, method: str, **params: Any) -> Any:
-        """A control call, noted in the activity list; a refusal or a gone node is shown as its sentence."""
+        """A control call, noted in the activity pane; a refusal or a gone node is shown as its sentence."""
         started = time.monotonic()
         try:
             result = await self.client.call(method, **params)
         except (RemoteError, NodeError) as exc:
-            self.activity.append(f"{method}: {exc}")
+            self.note(f"{method}: {exc}")
             if isinstance(exc, NodeError):
                 self._set_connected(False, str(exc))
             raise
-        self.activity.append(f"{method} ({(time.monotonic() - started) * 1000:.0f} ms)")
+        ms = (time.monotonic() - started) * 1000
+        if isinstance(result, dict) and {"id", "kind", "state"} <= result.keys():
+            self.note(f"{method} -> job {result['id']} ({result['kind']}, {result['state']}) ({ms:.0f} ms)")
+        elif method not in _QUIET:
+            self.note(f"{method} ({ms:.0f} ms)")
         return result
+
+    async def try_call(self, method: str, **params: Any) -> Any | None:
+        """A control call whose refusal is a notification (one sentence), not an exception."""
+        try:
+            return await self.call(method, **params)
+        except (RemoteError, NodeError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return None
+
+    def note(self, line: str) -> None:
+        """One line in the activity pane (never a key, a passphrase or a record's content)."""
+        self.activity.append(f"{time.strftime('%H:%M:%S')} {line}")
+        with contextlib.suppress(NoMatches):
+            self.screen.query_one("#activity", Log).write_line(self.activity[-1])
+
+    async def confirm(self, question: str, *, yes: str = "Yes") -> bool:
+        """Ask before something destructive, or before something leaves the machine for the first time. Call it
+        from a worker (the screen that asks keeps processing its messages meanwhile): every action that asks runs
+        in one."""
+        answer: bool = await self.push_screen_wait(Confirm(question, yes=yes))
+        return answer
+
+    async def chain_status(self) -> dict[str, Any] | None:
+        """The chain's status, asked at most every CHAIN_EVERY seconds (and again after each transaction)."""
+        if self._chain is None or time.monotonic() - self._chain[0] > CHAIN_EVERY:
+            status = await self.try_call("chain.status")
+            self._chain = (time.monotonic(), status) if status is not None else None
+        return self._chain[1] if self._chain is not None else None
+
+    def run_action_named(self, method: str, args: tuple[Any, ...]) -> None:
+        """Run one of the palette's actions (tui/dialogs.ACTIONS)."""
+        if method == "exit":
+            self.exit(0)
+            return
+        outcome = getattr(self, method)(*args)
+        if inspect.isawaitable(outcome):
+            self.run_worker(outcome, group="actions")
+
+    # --- actions every screen and the palette share ------------------------------------------------------------
+
+    def action_toggle_activity(self) -> None:
+        self.toggle_activity()
+
+    def toggle_activity(self) -> None:
+        self.show_activity = not self.show_activity
+        with contextlib.suppress(NoMatches):
+            pane = self.screen.query_one("#activity", Log)
+            pane.display = self.show_activity
+            if self.show_activity:
+                pane.clear()
+                pane.write_lines(list(self.activity))
+
+    def next_datanet(self) -> None:
+        if self.datanet_names:
+            at = self.datanet_names.index(self.datanet) if self.datanet in self.datanet_names else -1
+            self.datanet = self.datanet_names[(at + 1) % len(self.datanet_names)]
+            self._refresh_soon()
+
+    def set_datanets(self, names: list[str]) -> None:
+        self.datanet_names = names
+        if self.datanet not in names:
+            self.datanet = names[0] if names else None
+
+    async def prove(self) -> None:
+        if self.datanet is None:
+            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+            return
+        job = await self.try_call("prove", datanet=self.datanet)
+        if job is not None:
+            self.notify(f"Proving {self.datanet}'s pending records (job {job['id']}).")
+
+    async def submit(self) -> None:
+        if self.datanet is None:
+            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+            return
+        batches = await self.try_call("batches", datanet=self.datanet)
+        status = await self.try_call("status")
+        if batches is None or status is None:
+            return
+        chain = status["chain"] or "the embedded devnet"
+        if not any(b["status"] == "submitted" for b in batches["batches"]) and not await self.confirm(
+            f"Submitting sends {self.datanet}'s proofs (no record content: roots, counts and zero-knowledge proofs) "
+            f"and transactions from your account to {chain}, for the first time. Continue?",
+            yes="Submit",
+        ):
+            self.note(f"submit {self.datanet}: not confirmed")
+            return
+        job = await self.try_call("submit", datanet=self.datanet)
+        if job is not None:
+            self.notify(f"Submitting {self.datanet}'s batches (job {job['id']}).")
+
+    async def start_training(self) -> None:
+        if self.datanet is None:
+            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+            return
+        job = await self.try_call("train", datanet=self.datanet, **self.train_settings)
+        if job is not None:
+            self.notify(f"Training on {self.datanet} (job {job['id']}).")
+
+    async def cancel_training(self) -> None:
+        jobs = await self.try_call("jobs", limit=50)
+        running = [j for j in jobs or [] if j["kind"] == "train" and j["state"] in ("queued", "running")]
+        if not running:
+            self.notify("No training job is queued or running.", severity="warning")
+            return
+        if await self.try_call("cancel", id=running[0]["id"]) is not None:
+            self.notify(f"Training job {running[0]['id']} cancelled; it stops at its next step (a checkpoint stays).")
+
+    async def sync(self, peer: str | None) -> None:
+        if self.datanet is None:
+            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+            return
+        if peer is not None:
+            peer_id = peer.rsplit("/p2p/", 1)[-1]
+            jobs = await self.try_call("jobs", limit=200) or []
+            synced_before = any(
+                j["kind"] == "sync" and j["state"] == "done" and peer_id in str(j["params"].get("peer", ""))
+                for j in jobs
+            )
+            if not synced_before and not await self.confirm(
+                f"Syncing sends {self.datanet}'s records (their content, encrypted in transit) to peer {peer_id}, "
+                "for the first time. Only a member of the Datanet is answered. Continue?",
+                yes="Sync",
+            ):
+                self.note(f"sync {self.datanet} with {peer_id}: not confirmed")
+                return
+        params = {"peer": peer} if peer else {}
+        if await self.try_call("sync", datanet=self.datanet, **params) is not None:
+            self.notify(f"Syncing {self.datanet}" + (f" with {peer}." if peer else " with every connected member."))
 
     # --- the node's events ----------------------------------------------------------------------------------
 
@@ -80,13 +270,45 @@ class DatanetApp(App[int]):
             try:
                 await self.client.call("status")
                 self._set_connected(True, None)
-                async for _event in self.client.events():
+                async for event in self.client.events():
+                    self._take(event)
                     self._refresh_soon()
             except (NodeError, RemoteError, OSError) as exc:
                 self._set_connected(False, str(exc))
             else:
                 self._set_connected(False, "The node stopped.")
             await asyncio.sleep(RETRY_EVERY)
+
+    def _take(self, event: dict[str, Any]) -> None:
+        """Keep what the screens show from an event: losses, syncs, transactions; notify what needs a look."""
+        kind = event.get("type")
+        if kind == "train.progress":
+            self.training[event["id"]] = event
+            if isinstance(event.get("loss"), int | float):
+                self.losses.setdefault(event["id"], deque(maxlen=KEPT)).append(float(event["loss"]))
+        elif kind in ("prove.progress", "submit.progress"):
+            self.work[event["id"]] = event
+        elif kind == "sync.progress":
+            self.syncs[(str(event.get("datanet")), str(event.get("peer")))] = event
+        elif kind == "chain.tx":
+            self.txs.append(event)
+            self._chain = None
+            self.note(f"tx {event['method']} {event['datanet']}: {event['tx']}")
+        elif kind == "peer.up" and event.get("peer") not in self.peers_seen:
+            self.peers_seen.add(str(event.get("peer")))
+            self.notify(f"New peer connected: {event.get('peer')} (found by {event.get('how', 'dialling')}).")
+        elif kind == "missed":
+            self.note(f"fell behind the node's events: {event.get('count')} missed (the screens ask again)")
+        elif kind == "job":
+            self._job_event(event)
+
+    def _job_event(self, event: dict[str, Any]) -> None:
+        state, job_kind = event.get("state"), event.get("kind", "job")
+        if state in ("done", "failed", "cancelled"):
+            summary = progress_text({"progress": event}) if state == "done" else ""
+            self.note(f"job {event['id']} ({job_kind}) {state}" + (f": {summary}" if summary else ""))
+        if state == "failed":
+            self.notify(f"Job {event['id']} ({job_kind}) failed: {event.get('error')}", severity="error", timeout=15)
 
     def _set_connected(self, connected: bool, problem: str | None) -> None:
         changed = connected != self.connected or problem != self.problem
@@ -115,6 +337,24 @@ class DatanetApp(App[int]):
                 await screen.refresh_data()
 
 
-def run(client: AsyncControlClient, where: Path | str) -> int:
+_QUIET = frozenset(  # reads, asked on every refresh: the activity pane lists what changes something
+    {"status", "identity", "datanets", "jobs", "job", "log.tail", "records.list", "peers", "chain.status"}
+    | {"adapters.list", "batches", "records.show"}
+)
+
+
+def bindings() -> list[tuple[str, str, str]]:
+    """Every key binding with an id, on every screen: (id, keys, what it does), for `datanet tui --keys`."""
+    from tui.dialogs import Confirm
+
+    found: dict[str, tuple[str, str, str]] = {}
+    for owner in (DatanetApp, *DatanetApp.MODES.values(), Confirm):
+        for binding in owner.BINDINGS:
+            if isinstance(binding, Binding) and binding.id is not None:
+                found.setdefault(binding.id, (binding.id, binding.key, binding.description))
+    return sorted(found.values())
+
+
+def run(client: AsyncControlClient, where: Path | str, config_dir: Path | None = None) -> int:
     """Run the app until the user quits; its exit code."""
-    return DatanetApp(client, where=str(where)).run() or 0
+    return DatanetApp(client, where=str(where), config_dir=config_dir).run() or 0

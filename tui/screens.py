@@ -1,5 +1,6 @@
 """The TUI's screens, each a view of control-API answers: home (identity, node, Datanets, jobs), a Datanet (its
-records, import), jobs (cancel) and the node's log (filtered). Every action is a control call the CLI makes too."""
+records with their provenance, import, delete), jobs (cancel) and the node's log (filtered); the base of every
+screen (banner, activity pane). Every action is a control call the CLI makes too."""
 
 from __future__ import annotations
 
@@ -11,21 +12,31 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Header, Input, Label, Log, ProgressBar, Static
 
-from client.node.control import NodeError, RemoteError
+from client.app.jobs import progress_text
 
 if TYPE_CHECKING:
     from tui.app import DatanetApp
 
 
 class NodeScreen(Screen[None]):
-    """A screen that shows control-API answers: a banner while the node cannot be reached, and `refresh_data`."""
+    """A screen that shows control-API answers: a banner while the node cannot be reached, and `refresh_data`.
+    Its table has the focus when it opens, so the screen keys (1-8 and the screen's own) work at once; a text field
+    is reached with its key or the mouse, and Escape leaves it."""
+
+    AUTO_FOCUS = "DataTable"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave_field", "Leave field", show=False)]
+
+    def action_leave_field(self) -> None:
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="banner", markup=False)
         yield from self.body()
+        yield Log(id="activity", max_lines=500)
         yield Footer()
 
     def body(self) -> ComposeResult:
@@ -44,6 +55,11 @@ class NodeScreen(Screen[None]):
             await self.refresh_data()
 
     async def on_screen_resume(self) -> None:
+        pane = self.query_one("#activity", Log)
+        pane.display = self.node_app.show_activity
+        if pane.display:
+            pane.clear()
+            pane.write_lines(list(self.node_app.activity))
         if self.node_app.connected:
             await self.refresh_data()
 
@@ -65,11 +81,7 @@ class NodeScreen(Screen[None]):
 
     async def call(self, method: str, **params: Any) -> Any | None:
         """A control call whose refusal is a notification (one sentence), not an exception."""
-        try:
-            return await self.node_app.call(method, **params)
-        except (RemoteError, NodeError) as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return None
+        return await self.node_app.try_call(method, **params)
 
 
 def _table(table: DataTable[Any], columns: tuple[str, ...], rows: list[tuple[Any, ...]], keys: list[str]) -> None:
@@ -103,6 +115,8 @@ class HomeScreen(NodeScreen):
         jobs = await self.call("jobs", limit=10)
         if status is None or identity is None or listed is None or jobs is None:
             return
+        self.node_app.set_datanets([d["name"] for d in listed["datanets"]])
+        chain = await self.node_app.chain_status()
         self.query_one("#identity", Static).update(
             f"peer id   {identity['peer_id']}\nEVM       {identity['evm_address']}\n"
             f"identity  {identity['identity_commitment'][:24]}… (commitment)"
@@ -111,6 +125,11 @@ class HomeScreen(NodeScreen):
         self.query_one("#node", Static).update(
             f"node      {where}, up {status['uptime_s']:.0f} s, {status['peers_connected']} peers\n"
             f"chain     {status['chain'] or 'the embedded devnet'}"
+            + (
+                f", block {chain['block']}, balance {int(chain['balance_wei']) / 10**18:.4f} ETH"
+                if chain is not None
+                else ", not reached"
+            )
         )
         datanets = listed["datanets"]
         _table(
@@ -135,13 +154,11 @@ class HomeScreen(NodeScreen):
 
 
 def _jobs_table(table: DataTable[Any], jobs: list[dict[str, Any]]) -> None:
-    from client.cli.node_commands import _progress
-
     _table(
         table,
         ("ID", "KIND", "STATE", "DATANET", "PROGRESS", "ERROR"),
         [
-            (j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), _progress(j), j["error"] or "")
+            (j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), progress_text(j), j["error"] or "")
             for j in jobs
         ],
         [j["id"] for j in jobs],
@@ -149,15 +166,20 @@ def _jobs_table(table: DataTable[Any], jobs: list[dict[str, Any]]) -> None:
 
 
 class DatanetScreen(NodeScreen):
-    """One Datanet: its records (metadata only; a record's content is shown on request), and import."""
+    """One Datanet: its records (metadata; the one under the cursor with its provenance, its content decrypted in
+    memory on Enter), import with progress, and delete after a confirmation."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("n", "next_datanet", "Next Datanet")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "next_datanet", "Next Datanet", id="datanet.next"),
+        Binding("d", "delete_record", "Delete record", id="datanet.delete"),
+        Binding("slash", "search", "Search", id="datanet.search"),
+        Binding("i", "import_file", "Import", id="datanet.import"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.datanet: str | None = None
-        self.names: list[str] = []
         self.importing: str | None = None  # the import job this screen follows
+        self.shown: str | None = None  # the record whose details are on view
 
     def body(self) -> ComposeResult:
         with Vertical(id="datanet"):
@@ -165,32 +187,37 @@ class DatanetScreen(NodeScreen):
             with Horizontal(id="import-row"):
                 yield Input(placeholder="import: a JSONL, CSV or folder path, then Enter", id="import-path")
                 yield ProgressBar(total=100, id="import-progress", show_eta=False)
+            yield Input(placeholder="search: records whose source matches this glob (Enter)", id="record-search")
             yield DataTable(id="records", cursor_type="row")
+            yield Static("", id="record", markup=False)
 
     def action_next_datanet(self) -> None:
-        if self.names:
-            at = self.names.index(self.datanet) if self.datanet in self.names else -1
-            self.datanet = self.names[(at + 1) % len(self.names)]
-            self.run_worker(self.refresh_data(), exclusive=True, group="refresh")
+        self.node_app.next_datanet()
+
+    def action_search(self) -> None:
+        self.query_one("#record-search", Input).focus()
+
+    def action_import_file(self) -> None:
+        self.query_one("#import-path", Input).focus()
 
     async def refresh_data(self) -> None:
         listed = await self.call("datanets")
         if listed is None:
             return
-        self.names = [d["name"] for d in listed["datanets"]]
-        if self.datanet not in self.names:
-            self.datanet = self.names[0] if self.names else None
+        app = self.node_app
+        app.set_datanets([d["name"] for d in listed["datanets"]])
         summary = self.query_one("#summary", Static)
-        if self.datanet is None:
+        if app.datanet is None:
             summary.update("No Datanets yet: `datanet create NAME`.")
             return
-        d = next(d for d in listed["datanets"] if d["name"] == self.datanet)
+        d = next(d for d in listed["datanets"] if d["name"] == app.datanet)
         summary.update(
             f"{d['name']} ({d['task']}): {d['records']} records, {d['own']} own, {d['peer']} received, "
             f"{d['pending']} pending, {d['batches']['proven']} proven, {d['batches']['submitted']} submitted; "
             f"{len(d['members'])} members   [n: next Datanet]"
         )
-        page = await self.call("records.list", datanet=self.datanet, limit=200)
+        source = self.query_one("#record-search", Input).value.strip() or None
+        page = await self.call("records.list", datanet=app.datanet, limit=200, **({"source": source} if source else {}))
         if page is None:
             return
         records = page["records"]
@@ -210,6 +237,58 @@ class DatanetScreen(NodeScreen):
                 self._imported(job)
                 self.importing = None
 
+    def _current(self) -> str | None:
+        table = self.query_one("#records", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return str(key) if key is not None else None
+
+    async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "records" and event.row_key.value is not None:
+            await self._show(str(event.row_key.value), content=False)
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "records" and event.row_key.value is not None:
+            await self._show(str(event.row_key.value), content=True)
+
+    async def _show(self, record_id: str, *, content: bool) -> None:
+        """The record's provenance (who contributed it, from which peer, in which proven batch); its content only
+        when asked for with Enter, decrypted by the node for this answer and held in this widget alone."""
+        if self.node_app.datanet is None:
+            return
+        shown = await self.call("records.show", datanet=self.node_app.datanet, id=record_id)
+        if shown is None:
+            return
+        self.shown = record_id
+        lines = [
+            f"record {shown['id']}  {shown['origin']}"
+            + (f" (from {shown['received_from']})" if shown.get("received_from") else ""),
+            "provenance " + _provenance(shown.get("provenance")),
+        ]
+        if content:
+            lines.append("content    " + str(shown["record"])[:600])
+        else:
+            lines.append("content    (Enter shows it)")
+        self.query_one("#record", Static).update("\n".join(lines))
+
+    def action_delete_record(self) -> None:
+        self.run_worker(self._delete_record(), group="actions")  # it asks first: a worker
+
+    async def _delete_record(self) -> None:
+        record_id, datanet = self._current(), self.node_app.datanet
+        if record_id is None or datanet is None:
+            return
+        if not await self.node_app.confirm(
+            f"Delete record {record_id[:16]} from {datanet}? It is gone from this machine (peers keep their copies).",
+            yes="Delete",
+        ):
+            return
+        deleted = await self.call("records.delete", datanet=datanet, ids=[record_id])
+        if deleted is not None:
+            self.notify(f"{deleted['deleted']} record deleted from {datanet}.")
+            await self.refresh_data()
+
     def _imported(self, job: dict[str, Any]) -> None:
         if job["state"] == "done":
             added = sum(i["added"] for i in job["progress"]["imported"])
@@ -222,15 +301,39 @@ class DatanetScreen(NodeScreen):
             self.notify(f"The import {job['state']}: {job['error']}", severity="error")
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "import-path" or not event.value.strip() or self.datanet is None:
+        if event.input.id == "record-search":
+            await self.refresh_data()
+            self.query_one("#records", DataTable).focus()
+            return
+        datanet = self.node_app.datanet
+        if event.input.id != "import-path" or not event.value.strip() or datanet is None:
             return
         path = _absolute(event.value.strip())  # the node reads it: an absolute path
-        job = await self.call("records.import", datanet=self.datanet, paths=[path])
+        job = await self.call("records.import", datanet=datanet, paths=[path])
         if job is not None:
             self.importing = job["id"]
             self.query_one("#import-progress", ProgressBar).update(progress=0)
             event.input.value = ""
-            self.query_one("#records", DataTable).focus()  # the screen keys (1-4, n) work again
+            self.query_one("#records", DataTable).focus()  # the screen keys (1-8, n) work again
+
+
+def _provenance(provenance: Any) -> str:
+    """A record's provenance in one line a batch: contributor commitment, batch root, Datanet, where it was
+    accepted (own batches) or claimed to be (received ones)."""
+    if not isinstance(provenance, list) or not provenance:
+        return "in no proven batch yet (`prove` puts an own record in one)"
+    parts = []
+    for p in provenance:
+        chain = p.get("chain") or p.get("chain_claimed")
+        tx = p.get("tx") or p.get("tx_claimed")
+        parts.append(
+            f"contributor {str(p['contributor_commitment'])[:12]}…, batch {str(p['batch_root'])[:12]}… "
+            f"(#{p['position']} of {p['count']}), Datanet id {p['datanet_id']}, "
+            + ("own" if p.get("own") else f"carried by {str(p.get('carried_by'))[:16]}…")
+            + (f", on {chain} in tx {str(tx)[:14]}…" if tx else ", not submitted")
+            + ("" if p.get("own") or not tx else " (claimed)")
+        )
+    return "; ".join(parts)
 
 
 def _absolute(path: str) -> str:
@@ -241,7 +344,7 @@ def _absolute(path: str) -> str:
 class JobsScreen(NodeScreen):
     """The node's jobs; `c` cancels the one under the cursor (what it committed stays)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "cancel_job", "Cancel job")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "cancel_job", "Cancel job", id="jobs.cancel")]
 
     def body(self) -> ComposeResult:
         yield DataTable(id="all-jobs", cursor_type="row")
@@ -251,12 +354,17 @@ class JobsScreen(NodeScreen):
         if jobs is not None:
             _jobs_table(self.query_one("#all-jobs", DataTable), jobs)
 
-    async def action_cancel_job(self) -> None:
+    def action_cancel_job(self) -> None:
+        self.run_worker(self._cancel_job(), group="actions")  # it asks first: a worker
+
+    async def _cancel_job(self) -> None:
         table = self.query_one("#all-jobs", DataTable)
         if table.row_count == 0:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if key is not None and await self.call("cancel", id=key) is not None:
+        if key is None or not await self.node_app.confirm(f"Cancel job {key}? What it committed stays.", yes="Cancel"):
+            return
+        if await self.call("cancel", id=key) is not None:
             self.notify(f"Job {key} cancelled.")
             await self.refresh_data()
 
@@ -264,7 +372,15 @@ class JobsScreen(NodeScreen):
 class LogScreen(NodeScreen):
     """The node's log, newest last, filtered by level and text (never keys, passphrases or record contents)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("l", "next_level", "Level")]
+    AUTO_FOCUS = ""  # nothing: the filter field is reached with /
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "next_level", "Level", id="log.level"),
+        Binding("slash", "filter", "Filter", id="log.filter"),
+    ]
+
+    def action_filter(self) -> None:
+        self.query_one("#log-filter", Input).focus()
+
     LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
     def __init__(self) -> None:

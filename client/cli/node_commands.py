@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from client.app import records as records_app
+from client.app.jobs import progress_text
 from client.cli.attach import job_result
 from client.cli.context import Context
 from client.cli.output import table
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--socket", metavar="PATH", help="attach to the node on this control socket instead (e.g. SSH-forwarded)"
     )
+    p.add_argument("--keys", action="store_true", help="list the key bindings (ids for <config dir>/tui.toml)")
     p.set_defaults(handler=cmd_tui)
     p = sub.add_parser("members", help="the peers allowed to sync a Datanet: list, add PEER_ID, remove PEER_ID")
     p.add_argument("name")
@@ -205,39 +207,16 @@ def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
         job = _client(ctx).wait_job(args.wait, timeout=args.timeout)
         if job["state"] == "failed":
             raise ClientError(f"Job {job['id']} ({job['kind']}) failed: {job['error']}")
-        ctx.out.emit(job, f"Job {job['id']} ({job['kind']}) is done: {_progress(job) or 'nothing left to do'}.")
+        ctx.out.emit(job, f"Job {job['id']} ({job['kind']}) is done: {progress_text(job) or 'nothing left to do'}.")
         return 0
     jobs = _client(ctx).call("jobs")
     rows = [
-        [j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), _progress(j), j["error"] or ""] for j in jobs
+        [j["id"], j["kind"], j["state"], j["params"].get("datanet", ""), progress_text(j), j["error"] or ""]
+        for j in jobs
     ]
     headers = ["ID", "KIND", "STATE", "DATANET", "PROGRESS", "ERROR"]
     ctx.out.emit(jobs, table(rows, headers) if rows else "No jobs yet.")
     return 0
-
-
-def _progress(job: dict[str, Any]) -> str:
-    """A job's progress (while it runs) or summary (once done), in a few words."""
-    p = job["progress"]
-    if "batches_done" in p:
-        return f"batch {p['batches_done']}/{p['batches']}"
-    if "step" in p:
-        return f"step {p['step']}/{p.get('total_steps', '?')}"
-    if "received" in p:
-        return f"{p['received']} received, {p['sent']} sent"
-    if "imported" in p:
-        return f"{sum(i['added'] for i in p['imported'])} added" + (
-            f", {len(p['rejected'])} files rejected" if p["rejected"] else ""
-        )
-    if "submitted" in p:
-        return f"{len(p['submitted'])} batches submitted"
-    if isinstance(p.get("batches"), list):
-        return f"{len(p['batches'])} batches, {p['records']} records"
-    if "adapter_id" in p:
-        return f"adapter {p['adapter_id'][:16]}"
-    if "done" in p and "total" in p:
-        return f"{p.get('file', '')} {100 * p['done'] // max(1, p['total'])}%".strip()
-    return ""
 
 
 def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
@@ -293,14 +272,21 @@ def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     """The terminal UI, a client of the node like this CLI: of the data directory's (started if none runs), or of
-    the one behind --socket."""
+    the one behind --socket. Keys come from <config dir>/tui.toml; --keys lists them."""
     from pathlib import Path
 
     from client.node.async_client import AsyncControlClient
-    from tui.app import run
+    from tui.app import bindings, run
 
+    if args.keys:
+        rows = [[binding_id, keys, what] for binding_id, keys, what in bindings()]
+        ctx.out.emit(
+            [{"id": i, "keys": k, "action": w} for i, k, w in rows],
+            table(rows, ["ID", "KEYS", "ACTION"]) + f"\nRemap in {ctx.config.config_dir / 'tui.toml'}.",
+        )
+        return 0
     if args.socket:
         socket = Path(args.socket).expanduser()
-        return run(AsyncControlClient(socket=socket), socket)
+        return run(AsyncControlClient(socket=socket), socket, ctx.config.config_dir)
     _client(ctx)  # a node to attach to: started in the background when none runs
-    return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir)
+    return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir)

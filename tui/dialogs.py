@@ -1,0 +1,94 @@
+"""The TUI's dialogs: a confirmation before anything destructive or anything that leaves the machine for the first
+time, and the command palette's list of every action."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+if TYPE_CHECKING:
+    from tui.app import DatanetApp
+
+
+class Confirm(ModalScreen[bool]):
+    """One question, answered with y (or Enter on Yes) or n (or Escape); the answer is the screen's result."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str, *, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(self.question, id="question", markup=False)
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{self.yes} (y)", variant="warning", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()  # Enter alone never confirms
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+# (title, help, the DatanetApp method that runs it, its arguments): every action the UI has, for Ctrl+P.
+ACTIONS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
+    ("Go to Home", "identity, node, chain, Datanets, jobs (1)", "switch_mode", ("home",)),
+    ("Go to Datanet", "records, provenance, import, delete (2)", "switch_mode", ("datanet",)),
+    ("Go to Peers and sync", "peers, syncs, start a sync (3)", "switch_mode", ("peers",)),
+    ("Go to Training", "start or cancel a LoRA run, loss, adapters (4)", "switch_mode", ("training",)),
+    ("Go to Proofs and chain", "prove, submit, transactions (5)", "switch_mode", ("chain",)),
+    ("Go to What leaves this machine", "records sent, proofs, transactions (6)", "switch_mode", ("leaves",)),
+    ("Go to Log", "the node's log, filtered (7)", "switch_mode", ("log",)),
+    ("Go to Jobs", "every job, cancel one (8)", "switch_mode", ("jobs",)),
+    ("Next Datanet", "the Datanet the screens act on", "next_datanet", ()),
+    ("Prove pending records", "batches of the current Datanet's own records", "prove", ()),
+    ("Submit batches", "prove what is pending, then submit to the chain", "submit", ()),
+    ("Start training", "a LoRA run on the current Datanet", "start_training", ()),
+    ("Cancel training", "the running training job stops at its next step", "cancel_training", ()),
+    ("Sync with every connected member", "the current Datanet", "sync", (None,)),
+    ("Show or hide the activity pane", "every control call, transaction and proof (a)", "toggle_activity", ()),
+    ("Quit", "the node keeps running (q)", "exit", ()),
+)
+
+
+class Actions(Provider):
+    """The command palette's source: every action of ACTIONS, matched on its title."""
+
+    @property
+    def node_app(self) -> DatanetApp:
+        from tui.app import DatanetApp
+
+        assert isinstance(self.app, DatanetApp)
+        return self.app
+
+    def _runner(self, method: str, args: tuple[Any, ...]) -> Callable[[], Any]:
+        return partial(self.node_app.run_action_named, method, args)
+
+    async def discover(self) -> Hits:
+        for title, help_text, method, args in ACTIONS:
+            yield DiscoveryHit(title, self._runner(method, args), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, method, args in ACTIONS:
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), self._runner(method, args), help=help_text)
