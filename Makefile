@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/datanet demo
 
-# gnome-keyring and dbus give the tests a real Secret Service (tests/with-keyring).
+# gnome-keyring and dbus give the tests a real Secret Service (tests/with-keyring); tmux a real terminal.
 system-deps:
 	@command -v gnome-keyring-daemon >/dev/null && command -v dbus-run-session >/dev/null \
+		&& command -v tmux >/dev/null \
 		|| tests/install-system-deps
 
 lint: $(STAMP)
