@@ -19,6 +19,8 @@ from client.app.jobs import progress_text
 if TYPE_CHECKING:
     from tui.app import DatanetApp
 
+PAGE = 100  # records a Datanet screen lists (the newest; search narrows them)
+
 
 class NodeScreen(Screen[None]):
     """A screen that shows control-API answers: a banner while the node cannot be reached, and `refresh_data`.
@@ -85,13 +87,23 @@ class NodeScreen(Screen[None]):
 
 
 def _table(table: DataTable[Any], columns: tuple[str, ...], rows: list[tuple[Any, ...]], keys: list[str]) -> None:
-    """Fill a table, keeping the cursor on the same row where it can."""
-    row = table.cursor_row
-    table.clear(columns=not table.columns)
+    """Fill a table, keeping the cursor on the same row where it can. The same rows as before (by key, in order)
+    have only their changed cells redrawn: a refresh under load costs what changed, not the whole table."""
+    cells = [tuple(str(v) for v in values) for values in rows]
     if not table.columns:
         table.add_columns(*columns)
-    for key, values in zip(keys, rows, strict=True):
-        table.add_row(*(str(v) for v in values), key=key)
+    elif [k.value for k in table.rows] == keys:
+        column_keys = list(table.columns)
+        for key, values in zip(keys, cells, strict=True):
+            old = table.get_row(key)
+            for column, (before, after) in enumerate(zip(old, values, strict=True)):
+                if before != after:
+                    table.update_cell(key, column_keys[column], after)
+        return
+    row = table.cursor_row
+    table.clear()
+    for key, values in zip(keys, cells, strict=True):
+        table.add_row(*values, key=key)
     if rows:
         table.move_cursor(row=min(max(row, 0), len(rows) - 1))
 
@@ -217,7 +229,9 @@ class DatanetScreen(NodeScreen):
             f"{len(d['members'])} members   [n: next Datanet]"
         )
         source = self.query_one("#record-search", Input).value.strip() or None
-        page = await self.call("records.list", datanet=app.datanet, limit=200, **({"source": source} if source else {}))
+        page = await self.call(
+            "records.list", datanet=app.datanet, limit=PAGE, **({"source": source} if source else {})
+        )
         if page is None:
             return
         records = page["records"]
@@ -245,8 +259,9 @@ class DatanetScreen(NodeScreen):
         return str(key) if key is not None else None
 
     async def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "records" and event.row_key.value is not None:
-            await self._show(str(event.row_key.value), content=False)
+        key = event.row_key.value
+        if event.data_table.id == "records" and key is not None and key != self.shown:
+            await self._show(str(key), content=False)
 
     async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "records" and event.row_key.value is not None:
