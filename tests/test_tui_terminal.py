@@ -65,6 +65,18 @@ def shows(tmux: tuple[str, str], text: str, within: float = 60.0) -> str:
     return screen
 
 
+def launch(tmux: tuple[str, str], cli: Cli, home: Path, *, passphrase: bool = True) -> None:
+    """`datanet tui` in the tmux pane with the CLI's environment (without the passphrase if asked), then its exit
+    code printed by the shell."""
+    env = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in cli.env.items()
+        if (k.startswith("DATANET_") and (passphrase or k != "DATANET_PASSPHRASE")) or k == "PATH"
+    )
+    command = f"env -i HOME={shlex.quote(str(home))} TERM=xterm-256color {env} {shlex.quote(sys.executable)}"
+    keys(tmux, f"{command} -m client.cli.main tui; echo tui-exit=$?", "Enter")
+
+
 def test_every_screen_in_a_real_terminal_and_a_clean_exit(
     headless_cli: Cli, tmp_path: Path, tmux: tuple[str, str]
 ) -> None:
@@ -75,9 +87,7 @@ def test_every_screen_in_a_real_terminal_and_a_clean_exit(
     records.write_text("".join(f'{{"text": "visit {i}", "label": "L{i % 2}"}}\n' for i in range(5)))
     cli.ok("import", "ward", str(records))
 
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in cli.env.items() if k.startswith("DATANET_") or k == "PATH")
-    command = f"env -i HOME={shlex.quote(str(tmp_path))} TERM=xterm-256color {env} {shlex.quote(sys.executable)}"
-    keys(tmux, f"{command} -m client.cli.main tui; echo tui-exit=$?", "Enter")
+    launch(tmux, cli, tmp_path)
     shows(tmux, "Datanets")
     for key, text in SCREENS:
         keys(tmux, key)
@@ -86,3 +96,30 @@ def test_every_screen_in_a_real_terminal_and_a_clean_exit(
     after = shows(tmux, "tui-exit=0")
     assert "Datanets" not in after  # the alternate screen is gone: the shell's own lines are back
     assert "\x1b" not in after and "[?" not in after  # no escape sequences left printed
+
+
+def test_a_locked_vault_is_unlocked_from_the_passphrase_dialog(
+    headless_cli: Cli, tmp_path: Path, tmux: tuple[str, str]
+) -> None:
+    cli = headless_cli  # no keyring on this machine: without DATANET_PASSPHRASE nothing has the vault's key
+    cli.env["DATANET_PASSPHRASE"] = "the right passphrase here"
+    cli.ok("create", "ward", "--task", "intent-classification")
+    cli.ok("node", "stop")
+
+    launch(tmux, cli, tmp_path, passphrase=False)
+    shows(tmux, "is locked")
+    keys(tmux, "not the passphrase", "Enter")
+    refused = shows(tmux, "The passphrase is wrong", within=60)  # asked again, with the node's sentence
+    assert "not the passphrase" not in refused  # typed hidden, and never repeated back
+    keys(tmux, "the right passphrase here", "Enter")
+    shows(tmux, "ward", within=60)
+    assert "the right passphrase here" not in pane(tmux)
+    keys(tmux, "q")
+    shows(tmux, "tui-exit=0")
+
+    cli.ok("node", "stop")
+    keys(tmux, "clear", "Enter")
+    launch(tmux, cli, tmp_path, passphrase=False)
+    shows(tmux, "is locked")
+    keys(tmux, "Escape")
+    shows(tmux, "tui-exit=3")  # given up: the vault stays locked, exit code 3

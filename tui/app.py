@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,11 +25,13 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.widgets import Input, Log
 
+from client import failures
 from client.app.jobs import progress_text
+from client.errors import ClientError
 from client.node.async_client import AsyncControlClient
 from client.node.control import NodeError, RemoteError
 from tui import keymap
-from tui.dialogs import Actions, Confirm
+from tui.dialogs import Actions, Confirm, Passphrase
 from tui.network import LeavesScreen, PeersScreen
 from tui.screens import DatanetScreen, HomeScreen, JobsScreen, LogScreen, NodeScreen
 from tui.work import ChainScreen, TrainingScreen
@@ -66,9 +69,17 @@ class DatanetApp(App[int]):
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
-    def __init__(self, client: AsyncControlClient, *, where: str, config_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncControlClient,
+        *,
+        where: str,
+        config_dir: Path | None = None,
+        unlock: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.client = client
+        self.unlock = unlock  # starts the node with a passphrase the user types (none of our sources had one)
         self.where = where  # the data directory or socket, for the banner
         self.connected = False
         self.problem: str | None = None  # why the node cannot be reached, once it could not
@@ -102,6 +113,28 @@ class DatanetApp(App[int]):
         self.switch_mode("home")
         if self.keymap_problem:
             self.notify(self.keymap_problem, severity="warning", timeout=10)
+        if self.unlock is not None:
+            self.run_worker(self._ask_passphrase(), name="unlock")
+        else:
+            self.run_worker(self._follow_node(), name="node-events", exclusive=True)
+
+    async def _ask_passphrase(self) -> None:
+        """Ask for the vault's passphrase until the node it starts unlocks the vault (each refusal said in the
+        dialog), then follow that node; Escape quits with exit code 3, the vault still locked."""
+        assert self.unlock is not None
+        problem: str | None = None
+        while True:
+            passphrase = await self.push_screen_wait(Passphrase(self.where, problem))
+            if passphrase is None:
+                self.exit(failures.EXIT_LOCKED)
+                return
+            try:
+                await asyncio.to_thread(self.unlock, passphrase)
+            except ClientError as exc:
+                problem = str(exc)
+                continue
+            break
+        self.note("the node started and unlocked the vault")
         self.run_worker(self._follow_node(), name="node-events", exclusive=True)
 
     def on_key(self, event: events.Key) -> None:
@@ -355,6 +388,11 @@ def bindings() -> list[tuple[str, str, str]]:
     return sorted(found.values())
 
 
-def run(client: AsyncControlClient, where: Path | str, config_dir: Path | None = None) -> int:
-    """Run the app until the user quits; its exit code."""
-    return DatanetApp(client, where=str(where), config_dir=config_dir).run() or 0
+def run(
+    client: AsyncControlClient,
+    where: Path | str,
+    config_dir: Path | None = None,
+    unlock: Callable[[str], None] | None = None,
+) -> int:
+    """Run the app until the user quits; its exit code. With `unlock`, it first asks for the vault's passphrase."""
+    return DatanetApp(client, where=str(where), config_dir=config_dir, unlock=unlock).run() or 0

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 if TYPE_CHECKING:
     from tui.app import DatanetApp
@@ -46,6 +46,40 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class Passphrase(ModalScreen[str | None]):
+    """The vault's passphrase, typed hidden; the screen's result (None: the user gave up). `problem` says why it is
+    asked again (the node refused the last one)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "give_up", "Quit", id="passphrase.quit")]
+
+    def __init__(self, where: str, problem: str | None = None) -> None:
+        super().__init__()
+        self.where = where
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(
+                f"The vault in {self.where} is locked and no keyring or passphrase source has its key. Its "
+                "passphrase unlocks it in the node (it is handed over a pipe, never stored or shown).",
+                id="question",
+                markup=False,
+            )
+            yield Static(self.problem or "", id="passphrase-problem", markup=False)
+            yield Input(password=True, placeholder="passphrase, then Enter (Escape quits)", id="passphrase")
+
+    def on_mount(self) -> None:
+        self.query_one("#passphrase-problem", Static).display = bool(self.problem)
+        self.query_one("#passphrase", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value:
+            self.dismiss(event.value)
+
+    def action_give_up(self) -> None:
+        self.dismiss(None)
 
 
 # (title, help, the DatanetApp method that runs it, its arguments): every action the UI has, for Ctrl+P.

@@ -99,13 +99,14 @@ def exclusive(ctx: Context) -> Iterator[None]:
         yield
 
 
-def start_background_node(ctx: Context) -> None:
+def start_background_node(ctx: Context, passphrase: str | None = None) -> None:
     """Start the data directory's node detached and wait until its control socket answers; a node that cannot
-    start (a locked vault, another node starting at the same moment) is its own one sentence here."""
+    start (a locked vault, another node starting at the same moment) is its own one sentence here. The vault's
+    passphrase is `passphrase` (the TUI's dialog) or this process's own sources, handed over a pipe."""
     env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
     if ctx.config.rpc_url is not None:  # in the environment, not argv: a provider URL may carry a key
         env["DATANET_RPC_URL"] = ctx.config.rpc_url
-    secret = passphrase_from_environment(ctx.env) or ""
+    secret = passphrase if passphrase is not None else passphrase_from_environment(ctx.env) or ""
     argv = [sys.executable, "-m", "client.cli.main", "--json", "--data-dir", str(ctx.config.data_dir)]
     argv += ["--key-store", ctx.config.key_store, "node", "run", "--background", "--idle-exit", str(IDLE_EXIT)]
     stdin_r, stdin_w = os.pipe()

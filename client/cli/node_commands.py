@@ -288,5 +288,17 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
     if args.socket:
         socket = Path(args.socket).expanduser()
         return run(AsyncControlClient(socket=socket), socket, ctx.config.config_dir)
-    _client(ctx)  # a node to attach to: started in the background when none runs
+    from functools import partial
+
+    from client import failures
+    from client.cli.attach import start_background_node
+    from client.node.control import NodeError
+
+    try:
+        _client(ctx)  # a node to attach to: started in the background when none runs
+    except NodeError as exc:  # the vault wants a passphrase none of our sources has: the app asks for it
+        if exc.exit_code != failures.EXIT_LOCKED or not sys.stdin.isatty():
+            raise
+        unlock = partial(start_background_node, ctx)
+        return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir, unlock)
     return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir)
