@@ -51,10 +51,13 @@ $(CONTRACTS_STAMP): contracts/package.json contracts/package-lock.json
 	touch $@
 
 # Test modules run side by side (most of a test's time is spent waiting on nodes, chains and sockets, not on a
-# core); a module stays on one worker so its module-scoped chain and prover fixtures are built once.
+# core); a module stays on one worker so its module-scoped chain and prover fixtures are built once. The few
+# tests that train a pretrained model on every core (marked heavy) run alone afterwards: beside other workers
+# torch's threads fight for the cores and such a test takes four times as long.
 TEST_WORKERS ?= 3
 test: $(STAMP) $(NODE_STAMP) $(CONTRACTS_STAMP) system-deps
-	tests/with-keyring $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
+	tests/with-keyring $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope -m "not heavy"
+	tests/with-keyring $(BIN)/pytest -m heavy
 
 check: lint typecheck test
 

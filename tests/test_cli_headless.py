@@ -172,6 +172,7 @@ def test_identity_backup_restores_the_same_identity_elsewhere(cli: Cli, headless
     assert wrong.code == 1 and "passphrase is wrong" in wrong.stderr
 
 
+@pytest.mark.heavy
 def test_demo_runs_and_reports_encryption(cli: Cli) -> None:
     doc = cli.ok("--json", "demo").json()
     assert doc["records"] == 480 and doc["plaintext_found"] is False and doc["check_ok"] is True
@@ -184,6 +185,7 @@ def test_demo_runs_and_reports_encryption(cli: Cli) -> None:
     assert len(again["batch"]["submitted_now"]) == 1 and again["batch"]["batches"] == 2
 
 
+@pytest.mark.heavy
 def test_demo_without_any_passphrase_uses_the_announced_demo_passphrase(headless_cli: Cli) -> None:
     result = headless_cli.ok("demo")
     assert "demo passphrase 'datanet-demo'" in result.stdout

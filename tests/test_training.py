@@ -33,6 +33,7 @@ def clinic(train_cli: Cli) -> Cli:
     return train_cli
 
 
+@pytest.mark.heavy
 def test_minilm_learns_the_sample_datanet(clinic: Cli, tmp_path: Path) -> None:
     doc = _train(clinic, "clinic", "--eval", str(EVAL_FILE), "--threads", "2")
     manifest = doc["manifest"]
@@ -234,6 +235,7 @@ def test_differential_privacy_records_the_budget_spent(clinic: Cli) -> None:
     assert dp["delta"] == 1e-5
 
 
+@pytest.mark.heavy
 def test_a_text_datanet_fine_tunes_smollm2_and_its_loss_drops(train_cli: Cli, tmp_path: Path) -> None:
     """The real causal LM: SmolLM2-135M from its PyPI package, converted once from GGUF, pinned by hash."""
     notes = tmp_path / "notes.jsonl"
