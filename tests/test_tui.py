@@ -159,7 +159,7 @@ def test_prove_then_submit_on_the_embedded_devnet_asks_once_before_anything_leav
             await until(pilot, lambda: app.screen.__class__.__name__ == "Confirm")
             assert "no record content" in str(app.screen.query_one("#question", Static).render())
             await pilot.press("n")
-            await pilot.pause(0.5)
+            await until(pilot, lambda: any("submit clinic: not confirmed" in line for line in app.activity))
             assert [r[2] for r in rows(app, "#batches")] == ["proved", "proved"] and not app.txs
 
             await pilot.press("s", "y")
@@ -192,7 +192,7 @@ def test_the_command_palette_reaches_the_screens_and_a_record_is_deleted_only_on
             await until(pilot, lambda: first in text(app, "#record") and "(Enter shows it)" in text(app, "#record"))
             app.screen.query_one("#records", DataTable).focus()
             await pilot.press("d", "n")
-            await pilot.pause(0.3)
+            await until(pilot, lambda: any(f"delete {first}: not confirmed" in line for line in app.activity))
             assert len(rows(app, "#records")) == 3
             await pilot.press("d", "y")
             await until(pilot, lambda: len(rows(app, "#records")) == 2)

@@ -227,17 +227,21 @@ class DatanetApp(App[int]):
         if self.datanet not in names:
             self.datanet = names[0] if names else None
 
-    async def prove(self) -> None:
+    def _has_datanet(self) -> bool:
+        """Whether there is a Datanet to act on; a notification that says how to make one when there is not."""
         if self.datanet is None:
             self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+        return self.datanet is not None
+
+    async def prove(self) -> None:
+        if not self._has_datanet():
             return
         job = await self.try_call("prove", datanet=self.datanet)
         if job is not None:
             self.notify(f"Proving {self.datanet}'s pending records (job {job['id']}).")
 
     async def submit(self) -> None:
-        if self.datanet is None:
-            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+        if not self._has_datanet():
             return
         batches = await self.try_call("batches", datanet=self.datanet)
         status = await self.try_call("status")
@@ -256,8 +260,7 @@ class DatanetApp(App[int]):
             self.notify(f"Submitting {self.datanet}'s batches (job {job['id']}).")
 
     async def start_training(self) -> None:
-        if self.datanet is None:
-            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+        if not self._has_datanet():
             return
         job = await self.try_call("train", datanet=self.datanet, **self.train_settings)
         if job is not None:
@@ -273,8 +276,7 @@ class DatanetApp(App[int]):
             self.notify(f"Training job {running[0]['id']} cancelled; it stops at its next step (a checkpoint stays).")
 
     async def sync(self, peer: str | None) -> None:
-        if self.datanet is None:
-            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+        if not self._has_datanet():
             return
         if peer is not None:
             peer_id = peer.rsplit("/p2p/", 1)[-1]

@@ -38,9 +38,6 @@ class PeersScreen(NodeScreen):
             yield Label("Syncs", classes="heading")
             yield DataTable(id="syncs", cursor_type="row")
 
-    def action_next_datanet(self) -> None:
-        self.node_app.next_datanet()
-
     def action_sync_members(self) -> None:
         self.run_worker(self.node_app.sync(None), group="actions")
 

@@ -34,6 +34,9 @@ class NodeScreen(Screen[None]):
         if isinstance(self.focused, Input):
             self.set_focus(None)
 
+    def action_next_datanet(self) -> None:  # the screens that act on a Datanet bind it to n
+        self.node_app.next_datanet()
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="banner", markup=False)
@@ -203,9 +206,6 @@ class DatanetScreen(NodeScreen):
             yield DataTable(id="records", cursor_type="row")
             yield Static("", id="record", markup=False)
 
-    def action_next_datanet(self) -> None:
-        self.node_app.next_datanet()
-
     def action_search(self) -> None:
         self.query_one("#record-search", Input).focus()
 
@@ -298,6 +298,7 @@ class DatanetScreen(NodeScreen):
             f"Delete record {record_id[:16]} from {datanet}? It is gone from this machine (peers keep their copies).",
             yes="Delete",
         ):
+            self.node_app.note(f"delete {record_id[:16]}: not confirmed")
             return
         deleted = await self.call("records.delete", datanet=datanet, ids=[record_id])
         if deleted is not None:
@@ -377,7 +378,10 @@ class JobsScreen(NodeScreen):
         if table.row_count == 0:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if key is None or not await self.node_app.confirm(f"Cancel job {key}? What it committed stays.", yes="Cancel"):
+        if key is None:
+            return
+        if not await self.node_app.confirm(f"Cancel job {key}? What it committed stays.", yes="Cancel"):
+            self.node_app.note(f"cancel {key}: not confirmed")
             return
         if await self.call("cancel", id=key) is not None:
             self.notify(f"Job {key} cancelled.")

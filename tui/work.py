@@ -76,9 +76,6 @@ class TrainingScreen(NodeScreen):
     async def action_cancel(self) -> None:
         await self.node_app.cancel_training()
 
-    def action_next_datanet(self) -> None:
-        self.node_app.next_datanet()
-
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         await self.action_start()
 
@@ -158,9 +155,6 @@ class ChainScreen(NodeScreen):
 
     def action_submit(self) -> None:
         self.run_worker(self.node_app.submit(), group="actions")  # it may ask first: a worker
-
-    def action_next_datanet(self) -> None:
-        self.node_app.next_datanet()
 
     async def refresh_data(self) -> None:
         app = self.node_app
