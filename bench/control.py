@@ -118,6 +118,15 @@ def round_trips(control: ControlClient, calls: int, until: Callable[[], bool] = 
     return times
 
 
+def finish(control: ControlClient, sync_id: str, train_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sync's and the training's jobs once the measured part is over; the training cancelled if it still runs
+    (bench/tui.py ends the same way)."""
+    result, training = control.job(sync_id), control.job(train_id)
+    if training["state"] in ("queued", "running"):
+        control.cancel(train_id)
+    return dict(result), dict(training)
+
+
 def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -170,10 +179,7 @@ def main() -> None:
             loaded = round_trips(control, 100_000, until=sync_done.is_set)
             sync_s = time.perf_counter() - started
             listener.join(600)
-            result = control.job(sync["id"])
-            training = control.job(train["id"])
-            if training["state"] in ("queued", "running"):
-                control.cancel(train["id"])
+            result, training = finish(control, sync["id"], train["id"])
         finally:
             measured.stop()
             sender.stop()

@@ -109,10 +109,7 @@ def main() -> None:
             started = time.perf_counter()
             loaded_first, loaded = asyncio.run(session(data_dir, 600.0, during=follow))
             sync_s = time.perf_counter() - started
-            result = control.job(sync["id"])
-            training = control.job(train["id"])
-            if training["state"] in ("queued", "running"):
-                control.cancel(train["id"])
+            result, training = nodes.finish(control, sync["id"], train["id"])
         finally:
             measured.stop()
             sender.stop()

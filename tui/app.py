@@ -38,6 +38,7 @@ from tui.work import ChainScreen, TrainingScreen
 
 RETRY_EVERY = 2.0  # seconds between attempts to reach a node that went away
 REFRESH_AT_MOST = 0.25  # seconds between two refreshes caused by events
+NAMES_EVERY = 10.0  # seconds the Datanets' names serve the training, chain and peers screens before a new read
 CHAIN_EVERY = 10.0  # seconds a chain status is shown before it is asked again
 KEPT = 500  # activity lines, transactions and loss points kept in memory
 
@@ -97,6 +98,7 @@ class DatanetApp(App[int]):
         self._last_refresh = 0.0
         self._pending_refresh = False
         self._chain: tuple[float, dict[str, Any]] | None = None  # when chain.status was asked, and its answer
+        self._names_at = -NAMES_EVERY  # when the Datanets' names were last read (never yet)
         self.keymap_problem: str | None = None
         self.vi = False
         if config_dir is not None:
@@ -224,8 +226,20 @@ class DatanetApp(App[int]):
 
     def set_datanets(self, names: list[str]) -> None:
         self.datanet_names = names
+        self._names_at = time.monotonic()
         if self.datanet not in names:
             self.datanet = names[0] if names else None
+
+    async def refresh_names(self) -> bool:
+        """The Datanets' names, for the screens that need no more of `datanets` (which reads every shard): asked
+        at most every NAMES_EVERY seconds, and whenever home or the Datanet screen lists them. False: the node
+        refused or is away."""
+        if time.monotonic() - self._names_at > NAMES_EVERY:
+            listed = await self.try_call("datanets")
+            if listed is None:
+                return False
+            self.set_datanets([d["name"] for d in listed["datanets"]])
+        return True
 
     def _has_datanet(self) -> bool:
         """Whether there is a Datanet to act on; a notification that says how to make one when there is not."""

@@ -49,12 +49,12 @@ class PeersScreen(NodeScreen):
 
     async def refresh_data(self) -> None:
         app = self.node_app
-        listed = await self.call("datanets")
+        if not await app.refresh_names():
+            return
         peers = await self.call("peers")
         jobs = await self.call("jobs", limit=50)
-        if listed is None or peers is None or jobs is None:
+        if peers is None or jobs is None:
             return
-        app.set_datanets([d["name"] for d in listed["datanets"]])
         connected = sum(1 for p in peers if p["connected"])
         self.query_one("#peers-summary", Static).update(
             f"Datanet {app.datanet or '(none yet)'}: {len(peers)} peers seen, {connected} connected   "

@@ -81,12 +81,12 @@ class TrainingScreen(NodeScreen):
 
     async def refresh_data(self) -> None:
         app = self.node_app
-        listed = await self.call("datanets")
+        if not await app.refresh_names():
+            return
         jobs = await self.call("jobs", limit=50)
         adapters = await self.call("adapters.list")
-        if listed is None or jobs is None or adapters is None:
+        if jobs is None or adapters is None:
             return
-        app.set_datanets([d["name"] for d in listed["datanets"]])
         runs = [j for j in jobs if j["kind"] == "train"]
         status = self.query_one("#train-status", Static)
         head = f"Datanet {app.datanet or '(none yet)'}   [t: train with the settings below, c: cancel, n: next]\n"
@@ -158,11 +158,11 @@ class ChainScreen(NodeScreen):
 
     async def refresh_data(self) -> None:
         app = self.node_app
-        listed = await self.call("datanets")
-        jobs = await self.call("jobs", limit=50)
-        if listed is None or jobs is None:
+        if not await app.refresh_names():
             return
-        app.set_datanets([d["name"] for d in listed["datanets"]])
+        jobs = await self.call("jobs", limit=50)
+        if jobs is None:
+            return
         chain = await app.chain_status()
         where = (
             "no chain reached yet"
