@@ -53,11 +53,12 @@ TRACE_AREAS = {
     "node": "client.node",
 }
 CHAIN_ADDRESSES = ("registry", "ledger", "contribution_check", "membership_check")
+GOVERNANCE_ADDRESSES = ("token", "timelock", "governor", "polls")  # optional: governance and polls
 _ALLOWED = {
     "data_dir": None,
     "vault": {"key_store"},
     "log": {"level", "trace"},
-    "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES},
+    "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES},
     "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl"},
 }
 
@@ -159,7 +160,7 @@ def load(
     if not isinstance(receipt_timeout, int | float) or receipt_timeout <= 0:
         raise ConfigError(f"{config_path}: chain.receipt_timeout must be a positive number of seconds.")
     addresses = []
-    for name in CHAIN_ADDRESSES:
+    for name in (*CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES):
         value = chain.get(name)
         if value is None:
             continue

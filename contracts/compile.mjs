@@ -1,6 +1,6 @@
 // Compiles the Solidity sources with the pinned solcjs and writes the artefacts the client loads at run time
 // (client/chain/artifacts/contracts.json): ABI, creation and runtime bytecode, the exact compiler settings and
-// every source's sha256. circomlibjs generates the Poseidon contract's bytecode (it has no Solidity source).
+// every source's sha256 (OpenZeppelin's, from the pinned @openzeppelin/contracts, included). circomlibjs generates the Poseidon contract's bytecode (it has no Solidity source).
 // Deterministic: tests/test_contracts.py runs this again and compares the output byte for byte.
 //
 //   node compile.mjs [OUT]      (from contracts/, after `npm ci`)
@@ -19,6 +19,9 @@ const out = process.argv[2] ? resolve(process.argv[2]) : join(root, "client", "c
 const SOURCES = {
   "contracts/src/DatanetRegistry.sol": { DatanetRegistry: "DatanetRegistry" },
   "contracts/src/ContributionLedger.sol": { ContributionLedger: "ContributionLedger" },
+  "contracts/src/Governance.sol": { DatanetToken: "DatanetToken", DatanetGovernor: "DatanetGovernor" },
+  "contracts/src/MemberPolls.sol": { MemberPolls: "MemberPolls" },
+  "@openzeppelin/contracts/governance/TimelockController.sol": { TimelockController: "TimelockController" },
   "contracts/src/ProofChecks.sol": {
     ContributionProofCheck: "ContributionProofCheck",
     MembershipProofCheck: "MembershipProofCheck",
@@ -36,16 +39,22 @@ const settings = {
 
 const sources = {};
 const sourceHashes = {};
+// "@openzeppelin/..." units come from the pinned package in contracts/node_modules; the rest from the repository.
+const file = (unit) =>
+  unit.startsWith("@openzeppelin/") ? join(here, "node_modules", unit) : join(root, unit);
+
 for (const name of Object.keys(SOURCES)) {
-  const content = readFileSync(join(root, name), "utf8");
+  const content = readFileSync(file(name), "utf8");
   sources[name] = { content };
   sourceHashes[name] = createHash("sha256").update(content).digest("hex");
 }
 
 function findImports(path) {
-  // Imports are relative to their file, so solc already resolves them to a unit name listed above.
+  // Imports are relative to their file or name the package, so solc resolves them to unit names `file` knows.
   try {
-    return { contents: readFileSync(join(root, path), "utf8") };
+    const contents = readFileSync(file(path), "utf8");
+    sourceHashes[path] = createHash("sha256").update(contents).digest("hex");
+    return { contents };
   } catch {
     return { error: `not found: ${path}` };
   }
@@ -55,7 +64,10 @@ const output = JSON.parse(
   solc.compile(JSON.stringify({ language: "Solidity", sources, settings }), { import: findImports }),
 );
 const errors = (output.errors ?? []).filter((e) => e.severity === "error");
-for (const e of output.errors ?? []) console.error(e.formattedMessage);
+for (const e of output.errors ?? []) {
+  // OpenZeppelin's own warnings (a future keyword) are theirs to fix; ours and every error are shown.
+  if (e.severity === "error" || !e.sourceLocation?.file?.startsWith("@openzeppelin/")) console.error(e.formattedMessage);
+}
 if (errors.length) process.exit(1);
 
 const contracts = {};
@@ -82,7 +94,7 @@ const artefact = {
   compiler: `solc ${solc.version()}`,
   generator: "contracts/compile.mjs",
   settings,
-  sources: sourceHashes,
+  sources: Object.fromEntries(Object.entries(sourceHashes).sort(([a], [b]) => a.localeCompare(b))),
   contracts,
 };
 const tmp = `${out}.tmp`;

@@ -21,7 +21,7 @@ from client.chain.deploy import deploy
 from client.chain.devnet import FAUCET_KEY, Devnet
 from client.chain.errors import ChainUnreachable, InsufficientFunds, TransactionReverted, WrongChain
 from client.chain.index import EventIndex
-from client.chain.types import Deployment
+from client.chain.types import DEVNET_GOVERNANCE, Deployment
 from client.chain.web3_chain import Web3Chain
 from prover.commitment import identity_commitment
 from prover.merkle import IncrementalTree
@@ -61,8 +61,9 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
         def travel(seconds: int) -> None:
             devnet.tester.time_travel(devnet.w3.eth.get_block("latest")["timestamp"] + seconds)
+            devnet.tester.mine_blocks(1)  # so that reads (eth_call on the latest block) see the new time
 
-        deployment = deploy(devnet.w3, FAUCET_KEY, challenge_period=CHALLENGE_PERIOD)
+        deployment = deploy(devnet.w3, FAUCET_KEY, challenge_period=CHALLENGE_PERIOD, governance=DEVNET_GOVERNANCE)
         yield Backend("devnet", devnet.w3, deployment, FAUCET_KEY, travel, tmp)
         devnet.close()
     else:
@@ -72,7 +73,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 anvil.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
                 anvil.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
-            deployment = deploy(anvil.w3, ANVIL_KEY, challenge_period=CHALLENGE_PERIOD)
+            deployment = deploy(anvil.w3, ANVIL_KEY, challenge_period=CHALLENGE_PERIOD, governance=DEVNET_GOVERNANCE)
             yield Backend(anvil.url, anvil.w3, deployment, ANVIL_KEY, increase, tmp)
 
 

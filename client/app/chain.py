@@ -113,12 +113,12 @@ class ChainService:
             faucet_transfer(session.devnet, session.client.deployment, session.client.address, ether * ETHER)
             return {"account": session.client.address, "balance_wei": session.client.status().balance}
 
-    def deploy(self) -> dict[str, Any]:
+    def deploy(self, *, devnet_governance: bool = False) -> dict[str, Any]:
         from client.chain.session import deploy_to_rpc
 
         with self._lock:
             self.close()  # the next session finds the new deployment
-            deployment = deploy_to_rpc(self.config, self.identity.evm_private_key)
+            deployment = deploy_to_rpc(self.config, self.identity.evm_private_key, devnet_governance=devnet_governance)
         return dataclasses.asdict(deployment)
 
     def reset(self) -> dict[str, Any]:

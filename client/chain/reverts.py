@@ -14,6 +14,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from client.chain import artifacts
 from client.chain.errors import TransactionReverted
+from client.chain.types import PROPOSAL_STATES
 
 
 class ErrorDecoder:
@@ -81,7 +82,58 @@ SENTENCES: dict[str, Callable[[tuple[Any, ...]], str]] = {
     "AdapterExists": lambda a: f"Adapter {a[0].hex()} is already registered.",
     "BatchNotInDatanet": lambda a: f"Batch {a[0]:#x} is not an unflagged batch of Datanet {a[1]}.",
     "TransferFailed": lambda a: "Sending the refund failed.",
+    # Governance (OpenZeppelin's Governor, timelock and token) and our governed setters.
+    "NotGovernance": lambda a: "Only the protocol's governance (a proposal executed by the timelock) can change this.",
+    "BadPeriod": lambda a: f"A challenge period of {a[0]} seconds is longer than the 90 days allowed.",
+    "GovernorInsufficientProposerVotes": lambda a: (
+        f"Proposing needs {a[2]} votes, but {a[0]} has {a[1]}; get tokens delegated to you (`datanet gov delegate`) "
+        "and propose after that takes effect."
+    ),
+    "GovernorUnexpectedProposalState": lambda a: (
+        f"Proposal {a[0]} is {_state(a[1])}; this step needs it {' or '.join(_states(a[2]))}"
+        + (" (its voting has ended)." if _state(a[1]) in ("defeated", "succeeded", "queued", "executed") else ".")
+    ),
+    "GovernorNonexistentProposal": lambda a: f"There is no proposal {a[0]}; `datanet gov list` lists them.",
+    "GovernorAlreadyCastVote": lambda a: f"{a[0]} has already voted on this proposal; a vote counts once.",
+    "GovernorInvalidVoteType": lambda a: "A vote is for, against or abstain.",
+    "TimelockUnexpectedOperationState": lambda a: (
+        "The timelock has not released this proposal yet (its delay is still running, or it was not queued); "
+        "`datanet gov show` says from when it can be executed."
+    ),
+    "ERC5805FutureLookup": lambda a: f"Voting power at {a[0]} is not known yet (the chain's clock is at {a[1]}).",
+    "ERC20InsufficientBalance": lambda a: f"{a[0]} holds {a[1]} governance token units, not the {a[2]} needed.",
+    # Member polls and enrolment.
+    "CommitmentMismatch": lambda a: (
+        f"This account contributes to Datanet {a[0]} under another identity commitment ({a[1]:#x}); one account has "
+        "one identity per Datanet (so that each member votes once)."
+    ),
+    "AlreadyEnrolled": lambda a: f"This account already has its identity in Datanet {a[0]}'s contributor tree.",
+    "EnrolmentClosed": lambda a: (
+        f"Datanet {a[0]}'s owner does not let members enrol without contributing; submit a batch to join its "
+        "contributor tree."
+    ),
+    "CommitmentTaken": lambda a: f"That identity commitment is already in Datanet {a[0]}'s contributor tree.",
+    "NotDatanetOwner": lambda a: f"Only the owner of Datanet {a[0]} can open or close its enrolment.",
+    "UnknownPoll": lambda a: f"There is no poll {a[0]} on this chain; `datanet poll list` lists them.",
+    "BadOptions": lambda a: f"A poll has 2 to 16 options, not {a[0]}.",
+    "DeadlinePassed": lambda a: f"The poll's deadline ({a[0]}) is already past; choose a later one.",
+    "PollClosed": lambda a: f"Poll {a[0]} closed at {a[1]}; no vote is counted after its deadline.",
+    "BadOption": lambda a: f"Poll {a[0]} has no option {a[1]}; `datanet poll results` lists its options.",
+    "UnknownRoot": lambda a: (
+        f"The vote in poll {a[0]} is proven against a contributor tree its Datanet never had; prove it again."
+    ),
+    "AlreadyVoted": lambda a: f"This member has already voted in poll {a[0]}; each member votes once.",
 }
+
+
+def _state(index: Any) -> str:
+    return PROPOSAL_STATES[int(index)] if 0 <= int(index) < len(PROPOSAL_STATES) else f"in state {index}"
+
+
+def _states(bitmap: Any) -> list[str]:
+    """OpenZeppelin's `expectedStates`: bit i set for the i-th state."""
+    bits = int.from_bytes(bitmap, "big") if isinstance(bitmap, bytes | bytearray) else int(bitmap)
+    return [name for i, name in enumerate(PROPOSAL_STATES) if bits >> i & 1] or ["in another state"]
 
 
 def sentence(error: str, args: tuple[Any, ...], what: str) -> str:

@@ -21,8 +21,9 @@ from typing import Literal
 from client.chain.deploy import deploy, load_deployment
 from client.chain.devnet import FAUCET_KEY, Devnet, devnet_path
 from client.chain.errors import ChainError, NotDeployed, WrongChain
+from client.chain.governance import GovernanceClient
 from client.chain.index import EventIndex
-from client.chain.types import Deployment
+from client.chain.types import DEVNET_GOVERNANCE, PRODUCTION_GOVERNANCE, TOKEN, Deployment
 from client.chain.web3_chain import Web3Chain, wait_for_rpc
 from client.config import CHAIN_ADDRESSES, Config
 from storage.key_file import write_private_file
@@ -30,6 +31,7 @@ from storage.key_file import write_private_file
 logger = logging.getLogger(__name__)
 
 DEVNET_FUNDING = 100 * 10**18
+DEVNET_TOKENS = 50_000_000 * TOKEN  # 5% of the devnet's supply: over the quorum, so one user can walk a proposal
 LOCK_WAIT = 15.0
 RPC_WAIT = 3.0  # seconds a command waits for a JSON-RPC endpoint to answer
 
@@ -89,7 +91,7 @@ def open_chain(config: Config, private_key: bytes) -> ChainSession:
             devnet = Devnet(devnet_path(config.data_dir))
             deployment = _devnet_deployment(devnet, folder / "devnet-deployment.json")
             client = Web3Chain(devnet.w3, deployment, private_key, rpc="the embedded devnet", index=index)
-            _fund_from_faucet(devnet, deployment, client.address)
+            _fund_from_faucet(devnet, client)
         except BaseException:
             os.close(fd)
             index.close()
@@ -114,12 +116,13 @@ def open_chain(config: Config, private_key: bytes) -> ChainSession:
     return ChainSession("rpc", client, _chain_key(client), None, index, None)
 
 
-def deploy_to_rpc(config: Config, private_key: bytes) -> Deployment:
-    """`datanet chain deploy`: put the contracts on the configured endpoint's chain and remember where."""
+def deploy_to_rpc(config: Config, private_key: bytes, *, devnet_governance: bool = False) -> Deployment:
+    """`datanet chain deploy`: put the contracts on the configured endpoint's chain and remember where. The
+    Governor's periods are production's (days) unless `devnet_governance` (minutes: trying it out, tests)."""
     if config.rpc_url is None:
         raise ChainError("The embedded devnet deploys its contracts by itself; `datanet chain deploy` needs --rpc-url.")
     w3 = wait_for_rpc(config.rpc_url, timeout=RPC_WAIT)
-    deployment = deploy(w3, private_key)
+    deployment = deploy(w3, private_key, governance=DEVNET_GOVERNANCE if devnet_governance else PRODUCTION_GOVERNANCE)
     path = _deployment_file(chain_dir(config), deployment.chain_id)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private_file(path, deployment.to_json().encode())
@@ -154,25 +157,40 @@ def _configured_deployment(config: Config, chain_id: int) -> Deployment | None:
         ledger=given["ledger"],
         contribution_check=given["contribution_check"],
         membership_check=given["membership_check"],
+        token=given.get("token", ""),
+        timelock=given.get("timelock", ""),
+        governor=given.get("governor", ""),
+        polls=given.get("polls", ""),
     )
 
 
 def _devnet_deployment(devnet: Devnet, path: Path) -> Deployment:
+    """The devnet's contracts, deployed on first use, and again when the saved ones predate governance (their
+    ledger answers another ABI; the devnet's batches are submitted again to the new ledger, as on a new chain)."""
     deployment = load_deployment(path)
-    if deployment is not None and len(devnet.w3.eth.get_code(deployment.ledger)) > 0:  # type: ignore[arg-type]
+    if (
+        deployment is not None and deployment.has_governance and len(devnet.w3.eth.get_code(deployment.ledger)) > 0  # type: ignore[arg-type]
+    ):
         return deployment
     started = time.perf_counter()
-    deployment = deploy(devnet.w3, FAUCET_KEY)
+    deployment = deploy(devnet.w3, FAUCET_KEY, governance=DEVNET_GOVERNANCE)
     write_private_file(path, deployment.to_json().encode())
     logger.info("contracts deployed on the devnet in %.2fs", time.perf_counter() - started)
     return deployment
 
 
-def _fund_from_faucet(devnet: Devnet, deployment: Deployment, address: str) -> None:
-    """On the devnet only: top the user's account up from the public faucet so gas is never a question."""
-    if devnet.w3.eth.get_balance(address) >= DEVNET_FUNDING // 10:  # type: ignore[arg-type]
-        return
-    faucet_transfer(devnet, deployment, address, DEVNET_FUNDING)
+def _fund_from_faucet(devnet: Devnet, client: Web3Chain) -> None:
+    """On the devnet only: top the user's account up from the public faucet so gas is never a question, and give
+    it governance tokens, delegated to itself, on first use (so `datanet gov propose` works on the devnet)."""
+    if devnet.w3.eth.get_balance(client.address) < DEVNET_FUNDING // 10:  # type: ignore[arg-type]
+        faucet_transfer(devnet, client.deployment, client.address, DEVNET_FUNDING)
+    mine = GovernanceClient(client)
+    if mine.power()["delegate"] is None:
+        faucet = GovernanceClient(Web3Chain(devnet.w3, client.deployment, FAUCET_KEY, rpc="the embedded devnet"))
+        if faucet.power()["balance"] >= DEVNET_TOKENS:
+            faucet.send_tokens(client.address, DEVNET_TOKENS)
+        mine.delegate()
+        logger.info("governance tokens for %s from the devnet faucet", client.address)
 
 
 def faucet_transfer(devnet: Devnet, deployment: Deployment, address: str, wei: int) -> None:

@@ -104,6 +104,7 @@ class Web3Chain:
         self.ledger = self._contract("ContributionLedger", deployment.ledger)
         self.contribution_check = self._contract("ContributionProofCheck", deployment.contribution_check)
         self.membership_check = self._contract("MembershipProofCheck", deployment.membership_check)
+        self._watched: list[Contract] = [self.registry, self.ledger]  # whose events a receipt is read for
         code = self._call_node(lambda: w3.eth.get_code(to_checksum_address(deployment.ledger)))
         if len(code) == 0:
             raise NotDeployed(
@@ -119,6 +120,25 @@ class Web3Chain:
 
     def _contract(self, name: str, address: str) -> Contract:
         return self.w3.eth.contract(address=to_checksum_address(address), abi=artifacts.contract(name).abi)
+
+    def contract(self, name: str, address: str, *, watch: bool = False) -> Contract:
+        """The compiled contract `name` at `address`; with `watch`, its events are read from every receipt."""
+        contract = self._contract(name, address)
+        if watch:
+            self._watched.append(contract)
+        return contract
+
+    def transact(self, call: Any, what: str, *, gas: int, value: int = 0) -> TxResult:
+        """Send a contract call (simulated first, its revert decoded); `what` completes "The chain refused to"."""
+        return self._transact(call, what, gas=gas, value=value)
+
+    def view(self, call: Any, what: str) -> Any:
+        """A contract read, its revert decoded."""
+        return self._view(call, what)
+
+    def call_node(self, fn: Callable[[], Any]) -> Any:
+        """Any web3 request, an unreachable node as `ChainUnreachable`."""
+        return self._call_node(fn)
 
     def _call_node(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -214,7 +234,7 @@ class Web3Chain:
 
     def _events(self, receipt: Any) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for contract in (self.registry, self.ledger):
+        for contract in self._watched:
             for item in contract.abi:
                 event = cast(dict[str, Any], item)
                 if event.get("type") != "event":
@@ -271,7 +291,7 @@ class Web3Chain:
         return bool(self._view(fn, "check membership"))
 
     def batch(self, batch_root: int) -> BatchInfo | None:
-        contributor, submitted, count, flagged, settled, datanet_id, stake = self._view(
+        contributor, submitted, count, flagged, settled, datanet_id, stake, _ends = self._view(
             self.ledger.functions.batches(batch_root), "read a batch"
         )
         if int(contributor, 16) == 0:

@@ -1,6 +1,7 @@
 """The chain commands: `chain up|status|reset|fund|deploy`, `join`, `leave`, `allow`, `list --chain`, `submit NAME`
-and `adapters register`. Each goes through the node, which holds the chain session (client/app/chain.py): the
-embedded devnet in the data directory, or --rpc-url (the node must use the same one)."""
+and `adapters register` (governance and polls: gov_commands.py). Each goes through the node, which holds the
+chain session (client/app/chain.py): the embedded devnet in the data directory, or --rpc-url (the node must use
+the same one)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = csub.add_parser("fund", help="devnet only: send ether from the devnet faucet to your account")
     p.add_argument("--ether", type=_positive, default=100)
     p.set_defaults(handler=cmd_fund)
-    csub.add_parser("deploy", help="deploy the contracts to the --rpc-url chain and remember where").set_defaults(
-        handler=cmd_deploy
+    p = csub.add_parser("deploy", help="deploy the contracts to the --rpc-url chain and remember where")
+    p.add_argument(
+        "--governance",
+        choices=["production", "devnet"],
+        default="production",
+        help="the Governor's periods: production (days) or devnet (minutes, for trying it out)",
     )
+    p.set_defaults(handler=cmd_deploy)
 
     p = sub.add_parser("join", help="join a Datanet on chain (and create its local shard)")
     p.add_argument("name")
@@ -136,7 +142,7 @@ def cmd_deploy(ctx: Context, args: argparse.Namespace) -> int:
         raise ClientError(
             "The embedded devnet deploys its contracts by itself; `datanet chain deploy` needs --rpc-url."
         )
-    data = _node(ctx).call("chain.deploy", timeout=CHAIN_TIMEOUT)
+    data = _node(ctx).call("chain.deploy", governance=args.governance, timeout=CHAIN_TIMEOUT)
     ctx.out.emit(
         data,
         f"Contracts deployed on chain {data['chain_id']}:\n"

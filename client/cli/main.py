@@ -21,6 +21,7 @@ from client.cli import (
     chain_commands,
     demo,
     doctor,
+    gov_commands,
     node_commands,
     prompts,
     prove_commands,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.register(sub)
     prove_commands.register(sub)
     chain_commands.register(sub)
+    gov_commands.register(sub)
     node_commands.register(sub)
     return parser
 

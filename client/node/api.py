@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-API_VERSION: Final = 3  # 1: the first wave's node (no version in `status`); 2: before the application layer
+API_VERSION: Final = 4  # 1: the first wave's node (no version in `status`); 2: before the application layer; 3: before
+# governance and polls
 
 # JSON-RPC error codes
 PARSE_ERROR, INVALID_REQUEST, UNKNOWN_METHOD, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -41,6 +42,8 @@ class Method:
 _DATANET = Param("datanet", "str", "the Datanet's exact name", required=True, nullable=False)
 _WAIT = Param("wait", "bool", "answer only once the job ended")
 _ID = Param("id", "str", "the job id", required=True, nullable=False)
+_PROPOSAL = Param("id", "int", "the proposal's number", required=True, nullable=False)
+_POLL = Param("id", "int", "the poll's number", required=True, nullable=False)
 _ADAPTER = Param("id", "str", "an adapter id, or 8 or more of its first hex digits", required=True, nullable=False)
 
 
@@ -140,7 +143,12 @@ METHODS: Final[dict[str, Method]] = {
             "Funded",
             Param("ether", "int", "how much (default 100)"),
         ),
-        _m("chain.deploy", "deploy the contracts on the configured RPC chain and remember where", "Deployed"),
+        _m(
+            "chain.deploy",
+            "deploy the contracts on the configured RPC chain and remember where",
+            "Deployed",
+            Param("governance", "str", "the Governor's periods: production (default) or devnet"),
+        ),
         _m("chain.reset", "throw the embedded devnet's state away; shards bound to it are unbound", "Reset"),
         _m(
             "join",
@@ -202,6 +210,62 @@ METHODS: Final[dict[str, Method]] = {
             "AdapterRegistered",
             _ADAPTER,
         ),
+        _m("gov.status", "the Governor's settings, the governed parameters, this account's voting power", "GovStatus"),
+        _m(
+            "gov.delegate",
+            "delegate this account's governance tokens' votes (to itself by default)",
+            "Delegated",
+            Param("to", "str", "a 0x address"),
+        ),
+        _m(
+            "gov.propose",
+            "propose changing a governed parameter (batch-stake-floor, challenge-period, priority)",
+            "Proposal",
+            Param("parameter", "str", "the parameter's name", required=True, nullable=False),
+            Param("value", "int", "its new value (wei, seconds or a priority)", required=True, nullable=False),
+            Param("description", "str", "what it changes and why", required=True, nullable=False),
+            Param("datanet", "str", "the Datanet (a priority only)"),
+        ),
+        _m("gov.list", "every proposal on this chain, oldest first", "list[Proposal]"),
+        _m("gov.show", "one proposal: actions, state, votes, quorum, eta", "Proposal", _PROPOSAL),
+        _m(
+            "gov.vote",
+            "vote on an active proposal with this account's voting power",
+            "GovVoted",
+            _PROPOSAL,
+            Param("support", "str", "for, against or abstain", required=True, nullable=False),
+            Param("reason", "str", "a reason, on chain with the vote"),
+        ),
+        _m("gov.queue", "queue a passed proposal in the timelock", "GovStep", _PROPOSAL),
+        _m("gov.execute", "execute a queued proposal once the timelock's delay is over", "GovStep", _PROPOSAL),
+        _m(
+            "poll.create",
+            "open an anonymous poll in a Datanet (its members answer once each)",
+            "Poll",
+            _DATANET,
+            Param("question", "str", "the question", required=True, nullable=False),
+            Param("options", "list", "2 to 16 answers", required=True, nullable=False),
+            Param("closes_in", "int", "seconds until it closes", required=True, nullable=False),
+        ),
+        _m("poll.list", "the polls on this chain, or of one Datanet", "list[Poll]", Param("datanet", "str", "a name")),
+        _m("poll.show", "one poll with its tally", "Poll", _POLL),
+        _m(
+            "poll.enrolment",
+            "owner of a Datanet: let members enrol in its contributor tree without contributing, or stop it",
+            "Enrolment",
+            _DATANET,
+            Param("open", "bool", "open (true) or closed (false)", required=True, nullable=False),
+        ),
+        _m("poll.enrol", "add this identity to a Datanet's contributor tree, so it can vote", "Enrolled", _DATANET),
+        _m(
+            "poll.vote",
+            "queue an anonymous vote: a membership proof, sent from a fresh address (the chain lane)",
+            "JobInfo",
+            _POLL,
+            Param("option", "str", "the option's text, or its number from 1", required=True, nullable=False),
+            Param("payer_key_file", "str", "a chain without a faucet: a 0600 file with the key that funds the sender"),
+            _WAIT,
+        ),
         _m("jobs", "the latest jobs, newest first", "list[JobInfo]", Param("limit", "int", "at most this many")),
         _m("job", "one job", "JobInfo", _ID),
         _m("cancel", "cancel a queued or running job; a finished one is an error", "JobInfo", _ID),
@@ -242,6 +306,8 @@ EVENTS: Final[dict[str, str]] = {
     "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
     "evaluations (before; after at the end)",
     "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx",
+    "gov.changed": "a proposal was made, voted on, queued or executed from here: id, action, state, tx",
+    "poll.changed": "a poll was opened, enrolled in or voted in from here: id, action, datanet, tx",
     "missed": "this subscriber fell behind and lost `count` events",
 }
 
@@ -401,6 +467,10 @@ class Deployed(TypedDict):
     contribution_check: str
     membership_check: str
     block: int
+    token: str
+    timelock: str
+    governor: str
+    polls: str
 
 
 class Reset(TypedDict):
@@ -455,6 +525,67 @@ class AdapterRegistered(TypedDict):
     tx: str
 
 
+class GovStatus(TypedDict):
+    settings: dict[str, int]  # voting delay and period, threshold, quorum %, timelock delay, supply, parameters
+    power: dict[str, Any]  # account, balance, votes, delegate
+
+
+class Delegated(TypedDict):
+    tx: str
+    power: dict[str, Any]
+
+
+class Proposal(TypedDict):
+    id: int
+    proposer: str
+    description: str
+    actions: list[dict[str, Any]]  # target, value, calldata, change (parameter, value, datanet_id)
+    state: str  # pending, active, canceled, defeated, succeeded, queued, expired, executed
+    vote_start: int
+    vote_end: int
+    votes_for: int
+    votes_against: int
+    votes_abstain: int
+    quorum: int
+    eta: int
+    block: int
+
+
+class GovVoted(TypedDict):
+    proposal: Proposal
+    tx: str
+    support: str
+
+
+class GovStep(TypedDict):
+    proposal: Proposal
+    tx: str
+
+
+class Poll(TypedDict):
+    id: int
+    datanet_id: int
+    creator: str
+    question: str
+    options: list[str]
+    deadline: int
+    votes: int
+    tally: list[int]
+    open: bool
+    datanet: str | None
+
+
+class Enrolment(TypedDict):
+    datanet: str
+    enrolment_open: bool
+    tx: str
+
+
+class Enrolled(TypedDict):
+    datanet: str
+    tx: str
+
+
 class PeerInfo(TypedDict):
     peer_id: str
     address: str
@@ -467,7 +598,7 @@ class PeerInfo(TypedDict):
 
 class JobInfo(TypedDict):
     id: str
-    kind: str  # "sync" | "import" | "prove" | "submit" | "train"
+    kind: str  # "sync" | "import" | "prove" | "submit" | "train" | "vote"
     params: dict[str, Any]
     state: str  # "queued" | "running" | "done" | "failed" | "cancelled"
     progress: dict[str, Any]

@@ -16,6 +16,7 @@ import trio
 
 from client.app import records as records_app
 from client.app.chain import ChainService
+from client.app.governance import GovernanceService
 from client.config import Config
 from client.errors import ClientError
 from client.identity import Identity
@@ -34,7 +35,9 @@ from storage.vault import Vault
 T = TypeVar("T")
 # The methods that change the node loop's state (jobs, dialling, the announcement validator, stopping): they run in
 # the node's loop; every other one in the control API's own (control_loop.py).
-ON_NODE_LOOP = frozenset({"peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members"})
+ON_NODE_LOOP = frozenset(
+    {"peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members", "poll.vote"}
+)
 MAX_LIST = 1000  # jobs one `jobs` call lists
 MAX_LOG_LINES = 10_000
 MAX_RECORDS = 10_000  # records one `records.list` answer holds
@@ -64,6 +67,7 @@ class Handlers:
         self.identity = identity
         self.config = config
         self.chain = chain
+        self.governance = GovernanceService(chain)
         self.journal = journal
         self.jobs = jobs
         self.peers = peers
@@ -125,6 +129,20 @@ class Handlers:
             "adapters.list": self._adapters_list,
             "adapters.show": self._adapters_show,
             "adapters.register": self._adapters_register,
+            "gov.status": self._gov_status,
+            "gov.delegate": self._gov_delegate,
+            "gov.propose": self._gov_propose,
+            "gov.list": self._gov_list,
+            "gov.show": self._gov_show,
+            "gov.vote": self._gov_vote,
+            "gov.queue": self._gov_queue,
+            "gov.execute": self._gov_execute,
+            "poll.create": self._poll_create,
+            "poll.list": self._poll_list,
+            "poll.show": self._poll_show,
+            "poll.enrolment": self._poll_enrolment,
+            "poll.enrol": self._poll_enrol,
+            "poll.vote": self._poll_vote,
             "jobs": self._jobs,
             "job": self._job,
             "cancel": self._cancel,
@@ -275,7 +293,10 @@ class Handlers:
         return await self.chain_call(lambda: self.chain.fund(int(params.get("ether", 100))))
 
     async def _chain_deploy(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.chain_call(self.chain.deploy)
+        governance = str(params.get("governance") or "production")
+        if governance not in ("production", "devnet"):
+            raise ClientError(f"The Governor's periods are production or devnet, not {governance!r}.")
+        return await self.chain_call(lambda: self.chain.deploy(devnet_governance=governance == "devnet"))
 
     async def _chain_reset(self, params: dict[str, Any]) -> dict[str, Any]:
         if any(j.kind == "submit" and j.state in ("queued", "running") for j in self.journal.jobs(limit=MAX_LIST)):
@@ -367,6 +388,90 @@ class Handlers:
             {"type": "chain.tx", "method": "registerAdapter", "datanet": registered["datanet"], "tx": registered["tx"]}
         )
         return registered
+
+    # --- governance and polls (the chain thread; a vote, which proves, is a job in the chain lane) ---------------
+
+    def _changed(self, kind: str, ident: int, action: str, tx: str, **more: Any) -> None:
+        self.events.publish({"type": f"{kind}.changed", "id": ident, "action": action, "tx": tx, **more})
+        self.events.publish(
+            {"type": "chain.tx", "method": f"{kind}.{action}", "datanet": more.get("datanet"), "tx": tx}
+        )
+
+    async def _gov_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(self.governance.status)
+
+    async def _gov_delegate(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(lambda: self.governance.delegate(params.get("to")))
+
+    async def _gov_propose(self, params: dict[str, Any]) -> dict[str, Any]:
+        made = await self.chain_call(
+            lambda: self.governance.propose(
+                str(params["parameter"]), int(params["value"]), str(params["description"]), params.get("datanet")
+            )
+        )
+        self.events.publish({"type": "gov.changed", "id": made["id"], "action": "propose", "state": made["state"]})
+        return made
+
+    async def _gov_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.chain_call(self.governance.proposals)
+
+    async def _gov_show(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(lambda: self.governance.proposal(int(params["id"])))
+
+    async def _gov_vote(self, params: dict[str, Any]) -> dict[str, Any]:
+        voted = await self.chain_call(
+            lambda: self.governance.vote(int(params["id"]), str(params["support"]), str(params.get("reason") or ""))
+        )
+        self._changed("gov", int(params["id"]), "vote", voted["tx"], state=voted["proposal"]["state"])
+        return voted
+
+    async def _gov_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        queued = await self.chain_call(lambda: self.governance.queue(int(params["id"])))
+        self._changed("gov", int(params["id"]), "queue", queued["tx"], state=queued["proposal"]["state"])
+        return queued
+
+    async def _gov_execute(self, params: dict[str, Any]) -> dict[str, Any]:
+        executed = await self.chain_call(lambda: self.governance.execute(int(params["id"])))
+        self._changed("gov", int(params["id"]), "execute", executed["tx"], state=executed["proposal"]["state"])
+        return executed
+
+    async def _poll_create(self, params: dict[str, Any]) -> dict[str, Any]:
+        closes_in = int(params["closes_in"])
+        if not 60 <= closes_in <= 366 * 86400:
+            raise ClientError(f"A poll stays open a minute to a year, not {closes_in} seconds.")
+        name = str(params["datanet"])
+        made = await self.chain_call(
+            lambda: self.governance.poll_create(name, str(params["question"]), list(params["options"]), closes_in)
+        )
+        self.events.publish({"type": "poll.changed", "id": made["id"], "action": "create", "datanet": name})
+        return made
+
+    async def _poll_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.chain_call(lambda: self.governance.polls(params.get("datanet")))
+
+    async def _poll_show(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.chain_call(lambda: self.governance.poll(int(params["id"])))
+
+    async def _poll_enrolment(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = str(params["datanet"])
+        changed = await self.chain_call(lambda: self.governance.enrolment(name, bool(params["open"])))
+        self.events.publish({"type": "chain.tx", "method": "setEnrolment", "datanet": name, "tx": changed["tx"]})
+        return changed
+
+    async def _poll_enrol(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = str(params["datanet"])
+        enrolled = await self.chain_call(lambda: self.governance.enrol(name))
+        self.events.publish({"type": "chain.tx", "method": "enrol", "datanet": name, "tx": enrolled["tx"]})
+        return enrolled
+
+    async def _poll_vote(self, params: dict[str, Any]) -> dict[str, Any]:
+        job: dict[str, Any] = {"poll": int(params["id"]), "option": str(params["option"])}
+        payer = params.get("payer_key_file")
+        if payer is not None:
+            if not Path(str(payer)).is_absolute():
+                raise ClientError("--payer-key-file must be an absolute path (the node reads it).")
+            job["payer_key_file"] = str(payer)
+        return await self.jobs.queue("vote", job, bool(params.get("wait")))
 
     # --- jobs, peers, sync ---------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The node's jobs: queued in the journal, run in lanes, one job at a time in each: `network` (syncs), `local`
-(imports), `heavy` (proving and training, whose work runs in child processes) and `chain` (submissions), so a long
+(imports), `heavy` (proving and training, whose work runs in child processes) and `chain` (submissions and
+anonymous poll votes), so a long
 training run never holds a sync or an import back. Any job can be cancelled: a queued one at once, a running one
 at its next safe point. A job the node's stop interrupts goes back in the queue and resumes at the next start (so
 does one a crash left "running": the journal's recovery at start, for the kinds in RESUMABLE). The work itself is
@@ -23,6 +24,7 @@ from client.app import contribution
 from client.app import records as records_app
 from client.app import training as training_app
 from client.app.chain import ChainService
+from client.app.governance import GovernanceService
 from client.config import Config
 from client.errors import ClientError
 from client.identity import Identity
@@ -44,7 +46,7 @@ logger = logging.getLogger(__name__)
 RESUMABLE = {"sync", "prove", "train", "submit"}
 PROGRESS_SAVE_EVERY = 1.0  # seconds between progress writes to the journal, per job
 # each lane runs its jobs one at a time
-LANES = {"sync": "network", "import": "local", "prove": "heavy", "train": "heavy", "submit": "chain"}
+LANES = {"sync": "network", "import": "local", "prove": "heavy", "train": "heavy", "submit": "chain", "vote": "chain"}
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -290,6 +292,9 @@ class Jobs:
                     self.events.publish(
                         {"type": "chain.tx", "method": "submitBatch", "datanet": params["datanet"], "tx": sent["tx"]}
                     )
+        if kind == "vote" and summary.get("tx"):
+            self.events.publish({"type": "poll.changed", "id": params["poll"], "action": "vote", "tx": summary["tx"]})
+            self.events.publish({"type": "chain.tx", "method": "poll.vote", "datanet": None, "tx": summary["tx"]})
         self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": kind, **summary})
 
     # --- the work of local jobs (in a worker thread) --------------------------------------------------------
@@ -301,7 +306,18 @@ class Jobs:
             "prove": self._prove_work,
             "train": self._train_work,
             "submit": self._submit_work,
+            "vote": self._vote_work,
         }
+
+    def _vote_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        summary = GovernanceService(self.chain).poll_vote(
+            int(params["poll"]),
+            str(params["option"]),
+            payer_key_file=params.get("payer_key_file"),
+            progress=progress,
+            stop=stop,
+        )
+        return None if stop.is_set() or summary.get("stopped") else summary
 
     def _import_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
         current = [""]

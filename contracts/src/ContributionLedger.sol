@@ -22,6 +22,10 @@ interface IPoseidonT3 {
 /// @notice `submitBatch` registers a batch root only if its `contribution` proof verifies in the same
 /// transaction. The proof's public signals are (batch root, count, identity commitment, Datanet id, sender),
 /// so a proof cannot be replayed for another batch, Datanet or account; each root is accepted once.
+/// An account has one identity commitment per Datanet (its first batch's, or the one it enrols where the
+/// Datanet's owner opened enrolment), so the contributor tree holds one leaf per member: one member, one vote in
+/// the anonymous polls of MemberPolls. The protocol's governance (the timelock of DatanetGovernor) owns the batch
+/// stake floor and the challenge period.
 contract ContributionLedger {
     uint256 public constant TREE_DEPTH = 20;
     uint256 public constant BATCH_CAPACITY = 16;
@@ -36,6 +40,7 @@ contract ContributionLedger {
         bool settled; // stake withdrawn or slashed
         uint64 datanetId;
         uint128 stake;
+        uint64 challengeEnds; // the challenge period in force when the batch was submitted
     }
 
     struct Tree {
@@ -54,7 +59,9 @@ contract ContributionLedger {
     DatanetRegistry public immutable registry;
     IContributionVerifier public immutable verifier;
     IPoseidonT3 public immutable poseidon;
-    uint256 public immutable challengePeriod;
+    address public immutable governance;
+    uint256 public challengePeriod;
+    uint128 public batchStakeFloor; // the least stake of any batch, whatever a Datanet asks
     uint256[TREE_DEPTH + 1] public zeros;
     uint256 public slashedTotal;
 
@@ -63,6 +70,8 @@ contract ContributionLedger {
     mapping(uint256 => mapping(uint256 => bool)) public isContributor;
     mapping(uint256 => mapping(uint256 => bool)) public isKnownRoot;
     mapping(bytes32 => Adapter) public adapters;
+    mapping(uint256 => mapping(address => uint256)) public commitmentOf; // Datanet -> account -> its leaf
+    mapping(uint256 => bool) public enrolmentOpen; // members may add their commitment without contributing
 
     event BatchSubmitted(
         uint256 indexed datanetId,
@@ -75,6 +84,9 @@ contract ContributionLedger {
     event ContributorAdded(uint256 indexed datanetId, uint256 identityCommitment, uint32 index, uint256 root);
     event BatchFlagged(uint256 indexed batchRoot, address indexed validator, uint128 slashed, bytes32 reason);
     event StakeWithdrawn(uint256 indexed batchRoot, address indexed contributor, uint128 stake);
+    event BatchStakeFloorChanged(uint128 floor);
+    event ChallengePeriodChanged(uint256 period);
+    event EnrolmentChanged(uint256 indexed datanetId, bool open);
     event AdapterRegistered(
         bytes32 indexed contentHash,
         address indexed owner,
@@ -100,11 +112,28 @@ contract ContributionLedger {
     error AdapterExists(bytes32 contentHash);
     error BatchNotInDatanet(uint256 batchRoot, uint256 datanetId);
     error TransferFailed();
+    error NotGovernance();
+    error BadPeriod(uint256 period);
+    error CommitmentMismatch(uint256 datanetId, uint256 registered);
+    error AlreadyEnrolled(uint256 datanetId);
+    error EnrolmentClosed(uint256 datanetId);
+    error CommitmentTaken(uint256 datanetId);
+    error NotDatanetOwner(uint256 datanetId);
 
-    constructor(DatanetRegistry registry_, IContributionVerifier verifier_, IPoseidonT3 poseidon_, uint256 period) {
+    uint256 public constant MAX_CHALLENGE_PERIOD = 90 days;
+
+    constructor(
+        DatanetRegistry registry_,
+        IContributionVerifier verifier_,
+        IPoseidonT3 poseidon_,
+        uint256 period,
+        address governance_
+    ) {
         registry = registry_;
         verifier = verifier_;
         poseidon = poseidon_;
+        governance = governance_;
+        if (period > MAX_CHALLENGE_PERIOD) revert BadPeriod(period);
         challengePeriod = period;
         uint256 node = 0; // the empty leaf; zeros[h] is the root of an empty subtree of height h
         for (uint256 h = 0; h <= TREE_DEPTH; ++h) {
@@ -124,7 +153,10 @@ contract ContributionLedger {
     ) external payable {
         (bool member, uint128 required) = _terms(datanetId);
         if (!member) revert NotMember(datanetId, msg.sender);
+        if (required < batchStakeFloor) required = batchStakeFloor;
         if (msg.value < required) revert StakeTooLow(required, msg.value);
+        uint256 registered = commitmentOf[datanetId][msg.sender];
+        if (registered != 0 && registered != identityCommitment) revert CommitmentMismatch(datanetId, registered);
         if (count == 0 || count > BATCH_CAPACITY) revert BadCount(count);
         if (batchRoot >= SNARK_FIELD || identityCommitment >= SNARK_FIELD) revert OutOfField();
         if (batches[batchRoot].contributor != address(0)) revert BatchAlreadySubmitted(batchRoot);
@@ -142,10 +174,47 @@ contract ContributionLedger {
             flagged: false,
             settled: false,
             datanetId: uint64(datanetId),
-            stake: uint128(msg.value)
+            stake: uint128(msg.value),
+            challengeEnds: uint64(block.timestamp + challengePeriod)
         });
         emit BatchSubmitted(datanetId, batchRoot, msg.sender, count, identityCommitment, uint128(msg.value));
+        if (registered == 0) commitmentOf[datanetId][msg.sender] = identityCommitment;
         if (!isContributor[datanetId][identityCommitment]) _addContributor(datanetId, identityCommitment);
+    }
+
+    /// @notice A member adds its identity commitment to the contributor tree without contributing (so it can
+    /// answer the Datanet's anonymous polls), where the Datanet's owner opened enrolment. Once per account.
+    function enrol(uint256 datanetId, uint256 identityCommitment) external {
+        (bool member,) = _terms(datanetId);
+        if (!member) revert NotMember(datanetId, msg.sender);
+        if (!enrolmentOpen[datanetId]) revert EnrolmentClosed(datanetId);
+        if (commitmentOf[datanetId][msg.sender] != 0) revert AlreadyEnrolled(datanetId);
+        if (identityCommitment == 0 || identityCommitment >= SNARK_FIELD) revert OutOfField();
+        if (isContributor[datanetId][identityCommitment]) revert CommitmentTaken(datanetId);
+        commitmentOf[datanetId][msg.sender] = identityCommitment;
+        _addContributor(datanetId, identityCommitment);
+    }
+
+    /// @notice The Datanet's owner lets members enrol without contributing (or stops it).
+    function setEnrolment(uint256 datanetId, bool open) external {
+        if (registry.datanet(datanetId).owner != msg.sender) revert NotDatanetOwner(datanetId);
+        enrolmentOpen[datanetId] = open;
+        emit EnrolmentChanged(datanetId, open);
+    }
+
+    /// @notice Governance: the least stake of every batch from now on (a Datanet may ask for more).
+    function setBatchStakeFloor(uint128 floor) external {
+        if (msg.sender != governance) revert NotGovernance();
+        batchStakeFloor = floor;
+        emit BatchStakeFloorChanged(floor);
+    }
+
+    /// @notice Governance: the challenge period of batches submitted from now on.
+    function setChallengePeriod(uint256 period) external {
+        if (msg.sender != governance) revert NotGovernance();
+        if (period > MAX_CHALLENGE_PERIOD) revert BadPeriod(period);
+        challengePeriod = period;
+        emit ChallengePeriodChanged(period);
     }
 
     /// @notice A validator flags a batch within its challenge period; its stake is slashed.
@@ -153,7 +222,7 @@ contract ContributionLedger {
         if (!registry.isValidator(msg.sender)) revert NotValidator();
         Batch storage b = _batch(batchRoot);
         if (b.settled) revert BatchSettled(batchRoot);
-        if (block.timestamp >= b.submittedAt + challengePeriod) revert ChallengePeriodOver(batchRoot);
+        if (block.timestamp >= b.challengeEnds) revert ChallengePeriodOver(batchRoot);
         b.flagged = true;
         b.settled = true;
         slashedTotal += b.stake;
@@ -165,7 +234,7 @@ contract ContributionLedger {
         Batch storage b = _batch(batchRoot);
         if (b.contributor != msg.sender) revert NotContributor(batchRoot);
         if (b.settled) revert BatchSettled(batchRoot);
-        uint256 until = b.submittedAt + challengePeriod;
+        uint256 until = b.challengeEnds;
         if (block.timestamp < until) revert ChallengePeriodRunning(batchRoot, until);
         b.settled = true;
         uint128 stake = b.stake;

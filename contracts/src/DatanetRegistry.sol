@@ -4,7 +4,8 @@ pragma solidity 0.8.37;
 /// @title Datanets: who owns each one, what its records look like, and who may contribute to it.
 /// @notice Ids start at 1. A private Datanet admits only accounts its owner allow-lists (a hospital consortium)
 /// or that deposit its join stake; a public one may also be open to anyone. Validators, an allow-listed role
-/// managed by the admin, may flag contributed batches in the ContributionLedger.
+/// managed by the admin, may flag contributed batches in the ContributionLedger. The protocol's governance (the
+/// timelock of DatanetGovernor) sets each Datanet's priority.
 contract DatanetRegistry {
     enum Visibility {
         Public,
@@ -30,6 +31,7 @@ contract DatanetRegistry {
     }
 
     address public immutable admin;
+    address public immutable governance;
     uint256 public datanetCount;
     mapping(uint256 => Datanet) private _datanets;
     mapping(bytes32 => uint256) public idByName;
@@ -37,6 +39,7 @@ contract DatanetRegistry {
     mapping(uint256 => mapping(address => bool)) public isAllowed;
     mapping(uint256 => mapping(address => uint256)) public deposits;
     mapping(address => bool) public isValidator;
+    mapping(uint256 => uint32) public priority; // set by governance; 0 is the default
 
     event DatanetCreated(
         uint256 indexed id,
@@ -52,6 +55,7 @@ contract DatanetRegistry {
     event MemberLeft(uint256 indexed id, address indexed member, uint256 refund);
     event AllowListChanged(uint256 indexed id, address indexed account, bool allowed);
     event ValidatorChanged(address indexed account, bool enabled);
+    event PriorityChanged(uint256 indexed id, uint32 priority);
 
     error EmptyName();
     error NameTaken(uint256 id);
@@ -64,9 +68,11 @@ contract DatanetRegistry {
     error NotMember(uint256 id, address account);
     error WrongStake(uint256 required, uint256 sent);
     error TransferFailed();
+    error NotGovernance();
 
-    constructor() {
+    constructor(address governance_) {
         admin = msg.sender;
+        governance = governance_;
         isValidator[msg.sender] = true;
         emit ValidatorChanged(msg.sender, true);
     }
@@ -141,6 +147,13 @@ contract DatanetRegistry {
         if (msg.sender != admin) revert NotAdmin();
         isValidator[account] = enabled;
         emit ValidatorChanged(account, enabled);
+    }
+
+    /// @notice Governance: a Datanet's priority (which Datanets the network favours).
+    function setPriority(uint256 id, uint32 value) external exists(id) {
+        if (msg.sender != governance) revert NotGovernance();
+        priority[id] = value;
+        emit PriorityChanged(id, value);
     }
 
     /// @notice What the ledger needs to accept a batch, in one call.
