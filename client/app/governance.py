@@ -161,7 +161,7 @@ class GovernanceService:
             datanet_id = self._datanet_id(session, datanet)
             g = self._gov(session)
             if commitment in g.contributors(datanet_id):
-                raise ClientError(f"Your identity is already in Datanet {datanet!r}'s contributor tree.")
+                raise ClientError(f"Your identity is already in the contributor tree of Datanet {datanet!r}.")
             result = g.enrol(datanet_id, commitment)
             return {"datanet": datanet, "tx": result.tx_hash}
 

@@ -239,9 +239,18 @@ def _keep_revert_data(delegator: Any) -> Any:
     return call
 
 
+# Requests whose answer depends on the time (a proposal's state, a poll's deadline, a challenge period).
+CLOCKED = frozenset({"eth_call", "eth_estimateGas"})
+
+
 class DevnetProvider(EthereumTesterProvider):
     """web3's eth-tester provider answering like a real node: the devnet's chain id, and reverts as JSON-RPC
-    errors with their data (code 3), so that web3 raises the same decoded errors for both."""
+    errors with their data (code 3), so that web3 raises the same decoded errors for both.
+
+    A devnet mines only when a transaction comes, so its clock would stop between them, and what a transaction
+    changed would stay "now" (voting power counts from the block after a delegation). Before a call, as on a real
+    chain whose blocks keep coming, a block is mined when the last one held transactions or the clock is behind
+    the time. (Blocks a second apart at least: many transactions in a second put the devnet's clock ahead.)"""
 
     def __init__(self, tester: EthereumTester) -> None:
         endpoints = {area: dict(methods) for area, methods in API_ENDPOINTS.items()}
@@ -251,6 +260,8 @@ class DevnetProvider(EthereumTesterProvider):
         super().__init__(tester, api_endpoints=endpoints)
 
     def make_request(self, method: Any, params: Any) -> Any:
+        if method in CLOCKED:
+            self._keep_time()
         try:
             return super().make_request(method, params)
         except _Reverted as exc:
@@ -264,6 +275,19 @@ class DevnetProvider(EthereumTesterProvider):
                 "jsonrpc": "2.0",
                 "error": {"code": -32000, "message": message},
             }
+
+    def _keep_time(self) -> None:
+        tester = self.ethereum_tester
+        assert tester is not None
+        now = int(time.time())
+        latest = tester.get_block_by_number("latest")
+        if not latest["transactions"] and now <= int(latest["timestamp"]):
+            return
+        # eth-tester mines the pending block at the time it was opened, then opens the next one at "now".
+        if int(tester.get_block_by_number("pending")["timestamp"]) < now:
+            tester.time_travel(now + 1)  # mines a block stamped `now`
+        else:
+            tester.mine_blocks(1)
 
 
 class Devnet:

@@ -32,7 +32,7 @@ GAS = {
     "execute": 250_000,
     "createPoll": 120_000,
     "createPollOption": 50_000,
-    "enrol": 1_200_000,  # a leaf of the depth-20 contributor tree: 20 Poseidon calls
+    "enrol": 1_600_000,  # a leaf of the depth-20 contributor tree: 20 Poseidon calls
     "setEnrolment": 80_000,
     "vote": 400_000,  # the membership proof's pairing check
 }

@@ -86,8 +86,8 @@ SENTENCES: dict[str, Callable[[tuple[Any, ...]], str]] = {
     "NotGovernance": lambda a: "Only the protocol's governance (a proposal executed by the timelock) can change this.",
     "BadPeriod": lambda a: f"A challenge period of {a[0]} seconds is longer than the 90 days allowed.",
     "GovernorInsufficientProposerVotes": lambda a: (
-        f"Proposing needs {a[2]} votes, but {a[0]} has {a[1]}; get tokens delegated to you (`datanet gov delegate`) "
-        "and propose after that takes effect."
+        f"Proposing needs {a[2] / 10**18:,.0f} DNG of votes, but {a[0]} has {a[1] / 10**18:,.0f}; get tokens "
+        "delegated to you (`datanet gov delegate`) and propose once that is in a block (votes count from then)."
     ),
     "GovernorUnexpectedProposalState": lambda a: (
         f"Proposal {a[0]} is {_state(a[1])}; this step needs it {' or '.join(_states(a[2]))}"

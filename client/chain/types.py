@@ -60,7 +60,8 @@ TOKEN = 10**18  # DNG has 18 decimals
 # quorum, two days' timelock, a threshold of 0.1% of the supply.
 PRODUCTION_GOVERNANCE = GovernanceParams(2 * DAY, 7 * DAY, 1_000_000 * TOKEN, 4, 2 * DAY, 10**9 * TOKEN)
 # The embedded devnet's (and the tests'): a proposal can be walked through in minutes.
-DEVNET_GOVERNANCE = GovernanceParams(1, 300, 1_000 * TOKEN, 4, 60, 10**9 * TOKEN)
+# Voting opens with the next block: the devnet mines one before each call (client/chain/devnet.py).
+DEVNET_GOVERNANCE = GovernanceParams(0, 300, 1_000 * TOKEN, 4, 60, 10**9 * TOKEN)
 
 # Governor proposal states, in the order of IGovernor.ProposalState.
 PROPOSAL_STATES = ("pending", "active", "canceled", "defeated", "succeeded", "queued", "expired", "executed")
