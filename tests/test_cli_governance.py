@@ -7,14 +7,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
 
 from client.chain.anvil import ANVIL_KEY, running_anvil
 from client.chain.types import DEVNET_GOVERNANCE
-from tests.conftest import Cli
-from tests.test_cli_chain import first_records
+from tests.conftest import Cli, clean_env
+from tests.test_cli_chain import first_records, write_config
 
 
 @pytest.fixture
@@ -27,6 +28,16 @@ def one_sentence(result_stderr: str) -> str:
     line = result_stderr.strip()
     assert line.startswith("datanet: ") and "\n" not in line and "Traceback" not in line, result_stderr
     return line
+
+
+def member(folder: Path, deployed: dict[str, Any]) -> Cli:
+    """Another machine using the same chain, told where the contracts are in its config."""
+    other = Cli(folder / "data", folder / "config", clean_env(folder))
+    other.env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    other.env["DATANET_PASSPHRASE"] = "the other hospital's passphrase"
+    addresses = {k: v for k, v in deployed.items() if k not in ("chain_id", "block")}
+    write_config(other, **addresses)
+    return other
 
 
 def test_a_proposal_from_the_command_line_on_the_devnet(cli: Cli) -> None:
@@ -77,8 +88,10 @@ def test_an_anonymous_poll_on_the_devnet(cli: Cli, tmp_path: Path) -> None:
     assert voted["option"] == "later" and voted["sent_from"].lower() != me["evm_address"].lower()
     again = cli.run("poll", "vote", "2", "1")
     assert again.code == 1 and "already voted in poll 2" in one_sentence(again.stderr)
-    wrong = cli.run("poll", "vote", "2", "maybe")
+    wrong = cli.run("poll", "vote", "2", "maybe")  # refused before any job is queued
     assert wrong.code == 1 and "is not an option of this poll (1. yes, 2. no, 3. later)" in one_sentence(wrong.stderr)
+    closed = cli.run("poll", "vote", "7", "yes")
+    assert closed.code == 6 and "There is no poll 7" in one_sentence(closed.stderr)
     results = cli.ok("--json", "poll", "results", "2").json()
     assert (results["tally"], results["votes"], results["datanet"]) == ([0, 0, 1], 1, "ward")
     listed = cli.ok("--json", "poll", "list", "ward").json()
@@ -86,7 +99,14 @@ def test_an_anonymous_poll_on_the_devnet(cli: Cli, tmp_path: Path) -> None:
     short = cli.run("poll", "create", "ward", "q", "a", "b", "--closes-in", "10")
     assert short.code == 1 and "a minute to a year" in one_sentence(short.stderr)
     jobs = cli.ok("--json", "jobs").json()
-    assert any(j["kind"] == "vote" and j["state"] == "done" for j in jobs)
+    assert [j["params"] for j in jobs if j["kind"] == "vote" and j["state"] == "done"] == [{"poll": 2}]
+    # Nothing on this machine's disk ties it to the vote: not its option, its transaction or its sender.
+    cli.ok("node", "stop")
+    for file in [*cli.data_dir.glob("node/jobs.sqlite*"), *cli.data_dir.glob("logs/*")]:
+        content = file.read_bytes()
+        for secret in (voted["tx"][2:], voted["sent_from"][2:].lower(), voted["sent_from"][2:]):
+            assert secret.encode() not in content, file
+        assert b'"option"' not in content, file
 
 
 def test_a_vote_on_a_chain_without_a_faucet_is_paid_by_the_payer_key(cli: Cli, tmp_path: Path) -> None:
@@ -100,6 +120,17 @@ def test_a_vote_on_a_chain_without_a_faucet_is_paid_by_the_payer_key(cli: Cli, t
         cli.ok("create", "ward", "--task", "intent-classification", "--on-chain", "--private")
         cli.ok("poll", "enrolment", "ward", "open")
         cli.ok("poll", "enrol", "ward")
+
+        # A second hospital: allowed by the owner, joins, and is enrolled by the join (enrolment is open).
+        other = member(tmp_path / "other", deployed)
+        other.env["DATANET_RPC_URL"] = anvil.url
+        other.ok("init")
+        theirs = other.ok("--json", "identity", "show").json()["evm_address"]
+        anvil.w3.provider.make_request("anvil_setBalance", [theirs, hex(10**19)])  # type: ignore[arg-type]
+        cli.ok("allow", "ward", theirs)
+        joined = other.ok("--json", "join", "ward").json()
+        assert joined["enrolled"] is True
+
         poll = cli.ok("--json", "poll", "create", "ward", "Renew the consortium?", "yes", "no").json()
 
         unpaid = cli.run("poll", "vote", str(poll["id"]), "yes")
@@ -119,4 +150,5 @@ def test_a_vote_on_a_chain_without_a_faucet_is_paid_by_the_payer_key(cli: Cli, t
         sent = [t for b in blocks for t in b["transactions"] if isinstance(t, Mapping)]
         funders = {t["from"] for t in sent if t["to"] == voted["sent_from"]}
         assert funders == {Account.from_key(ANVIL_KEY).address}  # the payer, never the member
-        assert cli.ok("--json", "poll", "results", str(poll["id"])).json()["tally"] == [1, 0]
+        other.ok("poll", "vote", str(poll["id"]), "no", "--payer-key-file", str(payer))
+        assert cli.ok("--json", "poll", "results", str(poll["id"])).json()["tally"] == [1, 1]

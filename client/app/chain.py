@@ -257,6 +257,7 @@ class ChainService:
                 records_app.create(self.vault, name, task)
                 created = local = True
             reproved = self._bind(session, name, info) if local else 0
+            enrolled = self._enrol_if_open(session, info.id)
         return {
             **datanet_json(info),
             "tx": None if result is None else result.tx_hash,
@@ -264,7 +265,21 @@ class ChainService:
             "local_shard_created": created,
             "bound": local,
             "batches_proved_again": reproved,
+            "enrolled": enrolled,
         }
+
+    def _enrol_if_open(self, session: ChainSession, datanet_id: int) -> bool:
+        """Where the Datanet's owner opened enrolment, joining also puts this identity in its contributor tree
+        (so it can vote in the Datanet's anonymous polls before contributing)."""
+        if not session.client.deployment.has_governance:
+            return False
+        from client.chain.governance import GovernanceClient
+
+        polls = GovernanceClient(session.client)
+        if not polls.enrolment_open(datanet_id) or polls.commitment_of(datanet_id) != 0:
+            return False
+        polls.enrol(datanet_id, self.identity.public().identity_commitment)
+        return True
 
     def leave(self, name: str) -> dict[str, Any]:
         with self.session() as session:

@@ -165,6 +165,14 @@ class GovernanceService:
             result = g.enrol(datanet_id, commitment)
             return {"datanet": datanet, "tx": result.tx_hash}
 
+    def check_option(self, poll_id: int, option: str) -> None:
+        """A clear error now for an unknown poll, a closed one or an option it does not have."""
+        with self.chain.session() as session:
+            poll = self._gov(session).poll(poll_id)
+        _option_index(poll.options, option)
+        if not poll.open:
+            raise ClientError(f"Poll {poll_id} closed at {poll.deadline}; no vote is counted after its deadline.")
+
     def poll_vote(
         self,
         poll_id: int,
@@ -234,11 +242,12 @@ class GovernanceService:
                 Web3Chain(session.client.w3, session.client.deployment, payer, rpc=session.client.rpc).transfer(
                     carrier, funding
                 )
-            else:
-                from client.chain.session import faucet_transfer
+            else:  # the devnet's faucet (not `faucet_transfer`, which logs the address it funds)
+                from client.chain.devnet import FAUCET_KEY
 
-                assert session.devnet is not None
-                faucet_transfer(session.devnet, session.client.deployment, carrier, funding)
+                Web3Chain(session.client.w3, session.client.deployment, FAUCET_KEY, rpc=session.client.rpc).transfer(
+                    carrier, funding
+                )
             said("sending the vote")
             sender = Web3Chain(session.client.w3, session.client.deployment, carrier_key, rpc=session.client.rpc)
             result = GovernanceClient(sender).cast_poll_vote(poll_id, index, root, nullifier, proof.proof)

@@ -164,7 +164,8 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
             "it now."
         )
         + (f" Created its local shard ({joined['task']})." if joined["local_shard_created"] else "")
-        + (f" Proved {reproved} earlier batch(es) again for it." if reproved else ""),
+        + (f" Proved {reproved} earlier batch(es) again for it." if reproved else "")
+        + (" Your identity is in its contributor tree: you can vote in its polls." if joined["enrolled"] else ""),
     )
     return 0
 

@@ -493,6 +493,7 @@ class Joined(TypedDict):
     local_shard_created: bool
     bound: bool
     batches_proved_again: int
+    enrolled: bool  # joining put this identity in the contributor tree (its owner opened enrolment)
 
 
 class Left(TypedDict):

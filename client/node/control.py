@@ -395,6 +395,7 @@ class ControlClient:
         if not self._version_checked:
             self._check_version(self._call("status"))
         ended = ("done", "failed", "cancelled")
+        final: dict[str, Any] = {}  # the job's "done" event: its whole summary (the journal may keep less)
         with contextlib.closing(self._events(None, tick=5.0)) as events:
             next(events)  # the subscription stands: no event of the job can be missed
             job = cast(JobInfo, self._call(method, **params))
@@ -414,6 +415,10 @@ class ControlClient:
                     if not mine:
                         continue
                     if kind == "job" and event.get("state") in ended:
+                        if event.get("state") == "done":
+                            final = {
+                                k: v for k, v in event.items() if k not in ("type", "id", "state", "kind", "seq", "at")
+                            }
                         break
                     if kind.endswith(".progress") and on_progress is not None:
                         on_progress(event)
@@ -427,7 +432,10 @@ class ControlClient:
                     return self.cancel(job_id)
                 except RemoteError:  # it ended meanwhile: that is its answer
                     return self.job(job_id)
-        return self.job(job_id)
+        answer = self.job(job_id)
+        if final and answer["state"] == "done":
+            answer["progress"] = {**answer["progress"], **final}
+        return answer
 
     def running(self) -> bool:
         try:

@@ -465,13 +465,15 @@ class Handlers:
         return enrolled
 
     async def _poll_vote(self, params: dict[str, Any]) -> dict[str, Any]:
-        job: dict[str, Any] = {"poll": int(params["id"]), "option": str(params["option"])}
+        poll_id, option = int(params["id"]), str(params["option"])
+        await self.chain_call(lambda: self.governance.check_option(poll_id, option))  # a wrong one: no job at all
+        private: dict[str, Any] = {"option": option}  # in memory only: the journal is on disk
         payer = params.get("payer_key_file")
         if payer is not None:
             if not Path(str(payer)).is_absolute():
                 raise ClientError("--payer-key-file must be an absolute path (the node reads it).")
-            job["payer_key_file"] = str(payer)
-        return await self.jobs.queue("vote", job, bool(params.get("wait")))
+            private["payer_key_file"] = str(payer)
+        return await self.jobs.queue("vote", {"poll": poll_id}, bool(params.get("wait")), private)
 
     # --- jobs, peers, sync ---------------------------------------------------------------------------------------
 

@@ -86,6 +86,8 @@ class Jobs:
         self._ended: dict[str, trio.Event] = {}  # job id -> set when the job stops running
         self._running: dict[str, trio.CancelScope] = {}  # job id -> the scope that cancels it
         self._cancelled: set[str] = set()  # jobs cancelled by a client (not by a stop of the node)
+        # parameters a job needs that the journal (plaintext on disk) must not hold: a vote's option and payer
+        self._private: dict[str, dict[str, Any]] = {}
 
     @property
     def lanes(self) -> list[str]:
@@ -104,8 +106,13 @@ class Jobs:
         job = self.journal.add(kind, params)
         return job, self._ended.setdefault(job.id, trio.Event())
 
-    async def queue(self, kind: str, params: dict[str, Any], wait: bool) -> dict[str, Any]:
+    async def queue(
+        self, kind: str, params: dict[str, Any], wait: bool, private: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Queue a job; `private` parameters are kept in memory only (a restart loses them, and the job fails)."""
         job, ended = self.add(kind, params)
+        if private:
+            self._private[job.id] = private
         self.events.publish({"type": "job", "id": job.id, "state": "queued", "kind": kind, "params": params})
         self.poke()
         if wait:
@@ -165,6 +172,7 @@ class Jobs:
                     await self._local_job(job_id, kind, params)
         finally:
             self._running.pop(job_id, None)
+            self._private.pop(job_id, None)
             self._ended.pop(job_id, trio.Event()).set()
 
     def _interrupted(self, job_id: str, kind: str, note: str | None = None) -> None:
@@ -266,7 +274,8 @@ class Jobs:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_set_on_cancel, stop)
                 try:  # caught in here: out of the nursery it would come wrapped in an ExceptionGroup
-                    summary = await trio.to_thread.run_sync(work, params, stop, progress)
+                    given = {**params, **self._private.get(job_id, {})}
+                    summary = await trio.to_thread.run_sync(work, given, stop, progress)
                 except Exception as exc:
                     failure = exc
                 interrupted = stop.is_set()  # read before cancelling the watcher (which sets it)
@@ -281,7 +290,8 @@ class Jobs:
                 self._interrupted(job_id, kind, note)
 
     def _done(self, job_id: str, kind: str, params: dict[str, Any], summary: dict[str, Any]) -> None:
-        self.journal.set_progress(job_id, summary)
+        # A vote's option, transaction and sender stay out of the journal: they would tie this machine to the vote.
+        self.journal.set_progress(job_id, {"poll": summary["poll"]} if kind == "vote" else summary)
         self.journal.set_state(job_id, "done")
         if kind == "import":
             added = sum(int(s["added"]) for s in summary["imported"])
@@ -310,6 +320,10 @@ class Jobs:
         }
 
     def _vote_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
+        if "option" not in params:
+            raise ClientError(
+                "This vote was queued before the node restarted, and its option is kept in memory only; vote again."
+            )
         summary = GovernanceService(self.chain).poll_vote(
             int(params["poll"]),
             str(params["option"]),
