@@ -181,6 +181,20 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
             "adapters.list": {},
             "adapters.show": {"id": "00000000"},
             "adapters.register": {"id": "00000000"},
+            "gov.status": {},
+            "gov.delegate": {},
+            "gov.propose": {"parameter": "challenge-period", "value": 86400, "description": "a day"},
+            "gov.list": {},
+            "gov.show": {"id": 1},
+            "gov.vote": {"id": 1, "support": "for"},
+            "gov.queue": {"id": 1},  # still voting: an answer that says so
+            "gov.execute": {"id": 1},
+            "poll.create": {"datanet": "ward", "question": "?", "options": ["a", "b"], "closes_in": 3600},
+            "poll.list": {},
+            "poll.show": {"id": 1},  # the poll above was refused (not on chain): an answer that says so
+            "poll.enrolment": {"datanet": "ward", "open": True},
+            "poll.enrol": {"datanet": "ward"},
+            "poll.vote": {"id": 1, "option": "a"},
             "jobs": {"limit": 5},
             "job": {"id": queued["id"]},
             "cancel": {"id": queued["id"]},
@@ -210,6 +224,7 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
         assert set(answers.values()) <= {"result", "error"}, answers
         assert answers["sync"] == "error" and answers["stop"] == "result"
         assert answers["records.import"] == answers["records.show"] == answers["chain.status"] == "result"
+        assert answers["gov.propose"] == answers["gov.vote"] == answers["gov.list"] == "result"
         assert a.proc is not None and a.proc.wait(timeout=60) == 0  # `stop` stopped it cleanly
         a.proc.communicate()
         a.proc = None
