@@ -18,6 +18,12 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     config = load(_env(tmp_path), data_dir=str(tmp_path / "d"))
     assert config.data_dir == tmp_path / "d"
     assert (config.key_store, config.log_level, config.trace) == ("auto", "info", frozenset())
+    assert config.node_nice == 10  # the node yields the CPU to what the user runs
+
+
+def test_the_nodes_priority_is_configurable(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[node]\nnice = 0\n")
+    assert load(_env(tmp_path)).node_nice == 0
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -46,6 +52,8 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
         ("[log]\nlevel = 'loud'", "log.level must be one of"),
         ("[log]\ntrace = ['radio']", "unknown area"),
         ("vault = 3", r"\[vault\] must be a table"),
+        ("[node]\nnice = 20", "node.nice must be a whole number from 0"),
+        ("[node]\nnice = true", "node.nice must be a whole number from 0"),
     ],
 )
 def test_bad_configuration_is_named(tmp_path: Path, toml: str, problem: str) -> None:

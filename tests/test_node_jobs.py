@@ -236,6 +236,7 @@ def test_a_command_without_a_node_starts_one_offline_in_the_background_with_no_s
         assert status["addresses"] == [] and status["api_version"] == api.API_VERSION  # offline: no port
         pid = instance.recorded_pid(a.cli.data_dir)
         assert pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 10  # background work: below the user's programs
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             environ = Path(f"/proc/{pid}/environ").read_bytes()

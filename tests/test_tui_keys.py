@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from client.node.async_client import AsyncControlClient
 from tui import keymap
 from tui.app import DatanetApp, bindings
+from tui.keybar import KeyBar
 
 KNOWN = {binding_id for binding_id, _, _ in bindings()}
 
@@ -83,5 +84,24 @@ def test_a_bad_keymap_file_is_a_notification_and_the_default_keys_stay(tmp_path:
             assert any("not one of default, vi" in str(n.message) for n in app._notifications)
             await pilot.press("7")
             assert app.current_mode == "log"
+
+    asyncio.run(scenario())
+
+
+def test_the_key_bar_shows_the_screens_keys_and_a_click_presses_one(tmp_path: Path) -> None:
+    write(tmp_path, '[keys]\n"screen.log" = "f7"\n')
+
+    async def scenario() -> None:
+        app = DatanetApp(AsyncControlClient(socket=tmp_path / "none.sock"), where="nowhere", config_dir=tmp_path)
+        async with app.run_test(size=(160, 24)) as pilot:
+            bar = app.screen.query_one(KeyBar)
+            line = str(bar.render())
+            assert " f7 Log " in line and " 8 Jobs " in line and " 7 Log " not in line  # the key as remapped
+            assert line.rstrip().lower().endswith("palette")  # the palette's key on the right edge
+            start = next(start for start, _end, key in bar._spans if key == "8")
+            await pilot.click(KeyBar, offset=(start + 1, 0))
+            assert app.current_mode == "jobs"
+            jobs_line = str(app.screen.query_one(KeyBar).render())  # the jobs screen's own keys now
+            assert jobs_line != line
 
     asyncio.run(scenario())

@@ -12,9 +12,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Log, ProgressBar, Static
+from textual.widgets import DataTable, Header, Input, Label, Log, ProgressBar, Static
 
 from client.app.jobs import progress_text
+from tui.keybar import KeyBar
 
 if TYPE_CHECKING:
     from tui.app import DatanetApp
@@ -42,7 +43,7 @@ class NodeScreen(Screen[None]):
         yield Static("", id="banner", markup=False)
         yield from self.body()
         yield Log(id="activity", max_lines=500)
-        yield Footer()
+        yield KeyBar()
 
     def body(self) -> ComposeResult:
         yield from ()
@@ -60,6 +61,7 @@ class NodeScreen(Screen[None]):
             await self.refresh_data()
 
     async def on_screen_resume(self) -> None:
+        self.show_banner()  # the node may have come or gone while another screen was on view
         pane = self.query_one("#activity", Log)
         pane.display = self.node_app.show_activity
         if pane.display:

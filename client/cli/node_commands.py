@@ -86,6 +86,9 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from client.node.control import socket_path
     from client.node.node import Node, NodeSettings
 
+    current = os.nice(0)
+    if ctx.config.node_nice > current:  # first, so every thread and child process the node starts inherits it
+        os.nice(ctx.config.node_nice - current)
     if args.background:  # the passphrase (if any) arrives on stdin; it never enters os.environ or a child's
         secret = sys.stdin.readline().rstrip("\n")
         sys.stdin.close()
