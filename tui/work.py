@@ -116,20 +116,31 @@ class TrainingScreen(NodeScreen):
         rows = adapters["adapters"]
         _table(
             self.query_one("#adapters", DataTable),
-            ("ADAPTER", "BASE", "DATANET", "RECORDS", "BATCHES", "DP ε"),
-            [
-                (
-                    str(m.get("adapter_id", ""))[:16],
-                    m.get("base_model", m.get("base", "")),
-                    m.get("datanet", ""),
-                    m.get("records", ""),
-                    len(m.get("batches", []) or []),
-                    (m.get("privacy") or {}).get("epsilon", "off") if isinstance(m.get("privacy"), dict) else "off",
-                )
-                for m in rows
-            ],
+            ("ADAPTER", "BASE", "DATANET", "RECORDS", "BATCHES", "DP ε", "CREATED"),
+            [adapter_row(m) for m in rows],
             [str(m.get("adapter_id", i)) for i, m in enumerate(rows)],
         )
+
+
+def adapter_row(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """An adapter's provenance manifest (client/training/job.py) as a row: base model, Datanet, what it was trained
+    on, the differential-privacy budget spent (or "off")."""
+
+    def part(name: str) -> dict[str, Any]:
+        value = manifest.get(name)
+        return value if isinstance(value, dict) else {}
+
+    trained, dp = part("trained_on"), part("dp")
+    spent = dp.get("epsilon_spent", dp.get("epsilon_target"))
+    return (
+        str(manifest.get("adapter_id", ""))[:16],
+        str(part("base_model").get("name", "")),
+        str(part("datanet").get("name", "")),
+        str(trained.get("records", "")),
+        str(len(trained.get("batch_roots") or [])),
+        f"{spent:.2f}" if isinstance(spent, int | float) else "off",
+        str(manifest.get("created_at", "")).replace("T", " ").removesuffix("Z"),
+    )
 
 
 class ChainScreen(NodeScreen):
