@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,10 +230,14 @@ def test_merged_adapter_equals_the_weighted_sum_of_deltas(clinic: Cli) -> None:
 
 
 def test_differential_privacy_records_the_budget_spent(clinic: Cli) -> None:
-    doc = _train(clinic, "clinic", *TINY, "--dp-epsilon", "4")
-    dp = doc["manifest"]["dp"]
+    result = clinic.ok("--json", "train", "clinic", *TINY, "--dp-epsilon", "4", "--progress")
+    dp = result.json()["manifest"]["dp"]
     assert dp["epsilon_target"] == 4.0 and 0 < dp["epsilon_spent"] <= 4.0 + 1e-6
     assert dp["delta"] == 1e-5
+    # The budget is reported while it is spent (every few steps and at the last one), never above the target.
+    spent = [float(m) for m in re.findall(r"DP ε ([0-9.]+) of 4", result.stderr)]
+    assert len(spent) >= 2 and spent == sorted(spent) and spent[-1] <= 4.0 + 1e-6
+    assert abs(spent[-1] - dp["epsilon_spent"]) < 1e-3
 
 
 @pytest.mark.heavy

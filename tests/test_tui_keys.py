@@ -105,3 +105,15 @@ def test_the_key_bar_shows_the_screens_keys_and_a_click_presses_one(tmp_path: Pa
             assert jobs_line != line
 
     asyncio.run(scenario())
+
+
+def test_f1_shows_and_hides_the_help_for_the_focused_widget(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = DatanetApp(AsyncControlClient(socket=tmp_path / "none.sock"), where="nowhere", config_dir=tmp_path)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("f1")
+            assert app.screen.query("HelpPanel")
+            await pilot.press("f1")
+            assert not app.screen.query("HelpPanel")
+
+    asyncio.run(scenario())

@@ -13,7 +13,7 @@ import os
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +170,35 @@ def loaded(key: str) -> Callable[[Pilot[Any]], Any]:
 def test_every_screen_looks_as_accepted(snap_compare: Any, utc: None, key: str, size: str, tmp_path: Path) -> None:
     app = DatanetApp(RecordedNode(), where="recorded node", config_dir=tmp_path)
     assert snap_compare(app, terminal_size=SIZES[size], run_before=loaded(key))
+
+
+# --- behaviour on the recorded node ----------------------------------------------------------------------------
+
+
+class SpendingNode(RecordedNode):
+    """A training run with differential privacy whose budget is spent step by step."""
+
+    async def events(self, on_subscribed: Callable[[], None] | None = None) -> AsyncGenerator[dict[str, Any]]:
+        if on_subscribed is not None:
+            on_subscribed()
+        for step, spent in ((10, 2.1), (20, 3.4), (30, 3.7), (40, 3.95)):
+            budget = {"dp_epsilon_spent": spent, "dp_epsilon_target": 4.0}
+            yield {"type": "train.progress", "id": "7a1c0e5b9d2f4c11", "step": step, "total_steps": 40, **budget}
+        await asyncio.Event().wait()
+
+
+def test_a_privacy_budget_running_out_is_a_notification_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = DatanetApp(SpendingNode(), where="recorded node", config_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("4")
+            deadline = asyncio.get_running_loop().time() + 10
+            while app.training.get("7a1c0e5b9d2f4c11", {}).get("step") != 40:
+                assert asyncio.get_running_loop().time() < deadline
+                await pilot.pause(0.05)
+            said = [str(n.message) for n in app._notifications if "privacy budget" in str(n.message)]
+            assert len(said) == 1 and "ε 3.70 of its privacy budget of 4" in said[0]  # from 90% on, once
+            await pilot.pause(0.5)
+            assert "DP ε 3.95 of 4.0" in str(app.screen.query_one("#train-status").render())
+
+    asyncio.run(scenario())

@@ -41,6 +41,7 @@ REFRESH_AT_MOST = 0.25  # seconds between two refreshes caused by events
 NAMES_EVERY = 10.0  # seconds the Datanets' names serve the training, chain and peers screens before a new read
 CHAIN_EVERY = 10.0  # seconds a chain status is shown before it is asked again
 KEPT = 500  # activity lines, transactions and loss points kept in memory
+DP_WARN_AT = 0.9  # a training run's privacy budget is "running out" from this share of it on
 
 
 class DatanetApp(App[int]):
@@ -67,6 +68,7 @@ class DatanetApp(App[int]):
         Binding("7", "switch_mode('log')", "Log", id="screen.log"),
         Binding("8", "switch_mode('jobs')", "Jobs", id="screen.jobs"),
         Binding("a", "toggle_activity", "Activity", id="app.activity"),
+        Binding("f1", "toggle_help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -97,6 +99,7 @@ class DatanetApp(App[int]):
         self.train_settings: dict[str, Any] = {}  # what the training screen's form holds
         self._last_refresh = 0.0
         self._pending_refresh = False
+        self._dp_warned: set[str] = set()  # training jobs whose privacy budget was said to be nearly spent
         self._chain: tuple[float, dict[str, Any]] | None = None  # when chain.status was asked, and its answer
         self._names_at = -NAMES_EVERY  # when the Datanets' names were last read (never yet)
         self.keymap_problem: str | None = None
@@ -328,13 +331,34 @@ class DatanetApp(App[int]):
                 self._set_connected(False, "The node stopped.")
             await asyncio.sleep(RETRY_EVERY)
 
+    def action_toggle_help(self) -> None:
+        """F1: Textual's help panel (the focused widget's help and every key it takes here), or hide it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
     def _take(self, event: dict[str, Any]) -> None:
         """Keep what the screens show from an event: losses, syncs, transactions; notify what needs a look."""
         kind = event.get("type")
         if kind == "train.progress":
-            self.training[event["id"]] = event
+            self.training[event["id"]] = {**self.training.get(event["id"], {}), **event}
             if isinstance(event.get("loss"), int | float):
                 self.losses.setdefault(event["id"], deque(maxlen=KEPT)).append(float(event["loss"]))
+            spent, target = event.get("dp_epsilon_spent"), event.get("dp_epsilon_target")
+            if (
+                isinstance(spent, int | float)
+                and isinstance(target, int | float)
+                and 0 < DP_WARN_AT * target <= spent
+                and event["id"] not in self._dp_warned
+            ):
+                self._dp_warned.add(event["id"])
+                self.notify(
+                    f"Training job {event['id']} has spent ε {spent:.2f} of its privacy budget of {target:g}; "
+                    "its data gets no more differential-privacy room after this run.",
+                    severity="warning",
+                    timeout=15,
+                )
         elif kind in ("prove.progress", "submit.progress"):
             self.work[event["id"]] = event
         elif kind == "sync.progress":

@@ -103,6 +103,8 @@ class TrainingScreen(NodeScreen):
                     f", loss {progress.get('loss', float('nan')):.4f}, {progress.get('samples_per_s', 0):.0f} samples/s"
                     f", {progress.get('device', '?')}, ETA {_eta(progress.get('eta_s'))}"
                 )
+                if isinstance(progress.get("dp_epsilon_spent"), int | float):
+                    line += f", DP ε {progress['dp_epsilon_spent']:.2f} of {progress.get('dp_epsilon_target', '?')}"
             elif run["state"] == "done":
                 line += f": {progress_text(run)}"
             if run["error"]:

@@ -25,7 +25,18 @@ SETTINGS: Final[dict[str, type]] = {
     "threads": int,
     "dp_epsilon": float,
 }
-PROGRESS_FIELDS: Final = ("step", "total_steps", "epoch", "loss", "samples_per_s", "eta_s", "device", "evaluation")
+PROGRESS_FIELDS: Final = (
+    "step",
+    "total_steps",
+    "epoch",
+    "loss",
+    "samples_per_s",
+    "eta_s",
+    "device",
+    "evaluation",
+    "dp_epsilon_spent",  # with DP: the privacy budget spent so far, every few steps
+    "dp_epsilon_target",
+)
 
 
 def base_for(task: str, base: str | None) -> str:

@@ -69,9 +69,14 @@ def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
             return
         eta = f", ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
         loss = f" loss {event['loss']:.4f}" if event.get("loss") is not None else ""
+        dp = (
+            f", DP ε {event['dp_epsilon_spent']:.3f} of {event['dp_epsilon_target']:g}"
+            if event.get("dp_epsilon_spent") is not None
+            else ""
+        )
         line = (
             f"step {event['step']}/{event['total_steps']} epoch {event['epoch']}{loss} "
-            f"{event['samples_per_s']:.1f} samples/s{eta}"
+            f"{event['samples_per_s']:.1f} samples/s{eta}{dp}"
         )
         sys.stderr.write(("\r" + line) if interactive and not enabled else line + "\n")
         sys.stderr.flush()

@@ -304,7 +304,7 @@ EVENTS: Final[dict[str, str]] = {
     "prove.progress": "a prove job's progress: id, batches done, batches, seconds each, rate, ETA",
     "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step, rate, ETA",
     "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
-    "evaluations (before; after at the end)",
+    "evaluations (before; after at the end), with DP the budget spent and its target",
     "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx",
     "gov.changed": "a proposal was made, voted on, queued or executed from here: id, action, state, tx",
     "poll.changed": "a poll was opened, enrolled in or voted in from here: id, action, datanet, tx",

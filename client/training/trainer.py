@@ -28,6 +28,7 @@ from client.training.examples import Examples
 from client.training.settings import Cancelled, TrainConfig, TrainOutcome
 
 logger = logging.getLogger(__name__)
+DP_REPORT_EVERY = 10  # steps between reports of the privacy budget spent (train.progress)
 
 CHECKPOINT = "checkpoint.pt"
 Progress = Callable[[dict[str, Any]], None]
@@ -284,18 +285,21 @@ def train(
             timed_samples += len(indices)
             timed_seconds += elapsed
             rate = timed_samples / timed_seconds if timed_seconds else 0.0
-            progress(
-                {
-                    "step": step,
-                    "total_steps": total_steps,
-                    "epoch": epoch + 1,
-                    "loss": round(float(losses.detach().mean()), 5),
-                    "samples_per_s": round(rate, 2),
-                    "eta_s": round((total_steps - step) * config.batch_size / rate, 1) if rate else None,
-                    "device": device.type,
-                    "evaluation": {"before": metrics_before},
-                }
-            )
+            update: dict[str, Any] = {
+                "step": step,
+                "total_steps": total_steps,
+                "epoch": epoch + 1,
+                "loss": round(float(losses.detach().mean()), 5),
+                "samples_per_s": round(rate, 2),
+                "eta_s": round((total_steps - step) * config.batch_size / rate, 1) if rate else None,
+                "device": device.type,
+                "evaluation": {"before": metrics_before},
+            }
+            if privacy is not None and (step % DP_REPORT_EVERY == 0 or step == total_steps):
+                # the privacy budget spent so far (the accountant's sum over steps; a few ms, so not every step)
+                update["dp_epsilon_spent"] = round(privacy.get_epsilon(config.dp_delta), 3)
+                update["dp_epsilon_target"] = config.dp_epsilon
+            progress(update)
             if step % config.checkpoint_every == 0 or step == total_steps:
                 checkpoint(step)
 
