@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.node import instance
-from client.node.control import ControlClient
+from client.node.control import ControlClient, RemoteError
 from tests.conftest import REPO
 from tests.test_node import jsonl, nodes
 
@@ -139,3 +141,21 @@ def test_rekey_stops_a_background_node_and_refuses_a_node_run_one(tmp_path: Path
         assert refused.code == 7
         assert "stop it with `datanet node stop` first" in refused.stderr
         assert a.control().status()["online"] is True
+
+
+def test_the_nodes_log_is_read_by_level_area_and_text(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("chain", "status")  # the first chain use deploys the devnet's contracts, and logs it
+        control = a.control()
+        every = control.call("log.tail", lines=1000, level="DEBUG")["lines"]
+        chain = control.call("log.tail", lines=1000, level="DEBUG", area="chain")["lines"]
+        vault = control.call("log.tail", lines=1000, level="INFO", area="vault")["lines"]
+        assert any("contracts deployed on the devnet" in line for line in chain)
+        assert chain and all(" client.chain." in line for line in chain) and len(chain) < len(every)
+        assert any("shard" in line and "created" in line for line in vault)
+        assert all(" storage." in line for line in vault)
+        found = control.call("log.tail", lines=1000, text="contracts deployed")["lines"]
+        assert len(found) == 1 and "client.chain.session" in found[0]
+        assert all(" INFO " not in line for line in control.call("log.tail", lines=1000, level="WARNING")["lines"])
+        with pytest.raises(RemoteError, match="'radio' is not a log area"):
+            control.call("log.tail", area="radio")

@@ -391,13 +391,16 @@ class JobsScreen(NodeScreen):
 
 
 class LogScreen(NodeScreen):
-    """The node's log, newest last, filtered by level and text (never keys, passphrases or record contents)."""
+    """The node's log, newest last, filtered by level, area and text (never keys, passphrases or record
+    contents)."""
 
     AUTO_FOCUS = ""  # nothing: the filter field is reached with /
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "next_level", "Level", id="log.level"),
+        Binding("r", "next_area", "Area", id="log.area"),
         Binding("slash", "filter", "Filter", id="log.filter"),
     ]
+    AREAS = (None, "node", "p2p", "chain", "training", "import", "vault", "identity", "cli")
 
     def action_filter(self) -> None:
         self.query_one("#log-filter", Input).focus()
@@ -407,6 +410,7 @@ class LogScreen(NodeScreen):
     def __init__(self) -> None:
         super().__init__()
         self.level = "INFO"
+        self.area: str | None = None
 
     def body(self) -> ComposeResult:
         with Vertical(id="log"):
@@ -417,14 +421,21 @@ class LogScreen(NodeScreen):
         self.level = self.LEVELS[(self.LEVELS.index(self.level) + 1) % len(self.LEVELS)]
         self.run_worker(self.refresh_data(), exclusive=True, group="refresh")
 
+    def action_next_area(self) -> None:
+        self.area = self.AREAS[(self.AREAS.index(self.area) + 1) % len(self.AREAS)]
+        self.run_worker(self.refresh_data(), exclusive=True, group="refresh")
+
     async def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "log-filter":
             await self.refresh_data()
 
     async def refresh_data(self) -> None:
         text = self.query_one("#log-filter", Input).value or None
-        tail = await self.call("log.tail", lines=max(10, self.size.height - 6), level=self.level, text=text)
+        tail = await self.call(
+            "log.tail", lines=max(10, self.size.height - 6), level=self.level, text=text, area=self.area
+        )
         if tail is not None:
             self.query_one("#log-lines", Static).update(
-                f"[level {self.level}, l: next]\n" + "\n".join(line[:400] for line in tail["lines"])
+                f"[level {self.level}, l: next; area {self.area or 'all'}, r: next]\n"
+                + "\n".join(line[:400] for line in tail["lines"])
             )

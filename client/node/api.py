@@ -285,6 +285,7 @@ METHODS: Final[dict[str, Method]] = {
             Param("lines", "int", "at most this many (default 100, at most 10,000)"),
             Param("level", "str", "at least this level: DEBUG, INFO, WARNING or ERROR"),
             Param("text", "str", "only lines that contain this text"),
+            Param("area", "str", "only one area's lines: vault, import, identity, training, cli, chain, p2p, node"),
         ),
         _m("stop", "stop the node cleanly (running jobs go back to the queue)", "Stopping"),
         _m("subscribe", "turn this connection into a stream of events (see Events)", "Subscribed"),

@@ -17,7 +17,7 @@ import trio
 from client.app import records as records_app
 from client.app.chain import ChainService
 from client.app.governance import GovernanceService
-from client.config import Config
+from client.config import TRACE_AREAS, Config
 from client.errors import ClientError
 from client.identity import Identity
 from client.log_setup import log_path
@@ -528,6 +528,10 @@ class Handlers:
             raise ClientError(f"{level!r} is not a log level ({', '.join(LEVELS)}).")
         shown = set(LEVELS[LEVELS.index(level) :]) | {"CRITICAL"}
         text = params.get("text")
+        area = params.get("area")
+        if area is not None and area not in TRACE_AREAS:
+            raise ClientError(f"{area!r} is not a log area ({', '.join(TRACE_AREAS)}).")
+        prefix = None if area is None else TRACE_AREAS[str(area)]
         path = log_path(self.config)
 
         def tail() -> list[str]:
@@ -535,7 +539,11 @@ class Handlers:
             if not path.exists():
                 return []
             with path.open(encoding="utf-8", errors="replace") as log:
+                current = ""  # the area of the last line that named one (a traceback's lines belong to it)
                 for line in log:
+                    current = _area_of(line) or current
+                    if prefix is not None and not (current == prefix or current.startswith(prefix + ".")):
+                        continue
                     if _level_of(line) in shown and (text is None or str(text) in line):
                         kept.append(line.rstrip("\n"))
             return list(kept)
@@ -546,6 +554,14 @@ class Handlers:
         """Stop the node as SIGTERM does, once this answer has left (see `Node.run`)."""
         self.stop.set()
         return {"stopping": True}
+
+
+def _area_of(line: str) -> str | None:
+    """The logger of one of our log lines (`date time pid LEVEL client.p2p.sync: message`), or None."""
+    fields = line.split(" ", 5)
+    if len(fields) >= 5 and fields[3] in (*LEVELS, "CRITICAL") and fields[4].endswith(":"):
+        return fields[4][:-1]
+    return None
 
 
 def _level_of(line: str) -> str:
