@@ -17,6 +17,7 @@ from client.node.async_client import AsyncControlClient
 from tests.conftest import Cli
 from tests.test_node import jsonl
 from tui.app import DatanetApp
+from tui.dialogs import ImportableTree, PickFile
 
 
 async def until(pilot: Pilot[int], holds: Callable[[], bool], within: float = 30.0) -> None:
@@ -65,18 +66,34 @@ def test_home_shows_the_datanet_and_an_import_from_the_datanet_screen_changes_th
 
             await pilot.press("2")
             await until(pilot, lambda: "ward (intent-classification): 0 records" in text(app, "#summary"))
-            await pilot.press("i")  # to the import field
-            assert app.focused is app.screen.query_one("#import-path", Input)
-            app.focused.value = str(records)
+            await pilot.press("i")  # the file picker: a path typed in its field
+            await until(pilot, lambda: isinstance(app.screen, PickFile))
+            field = app.screen.query_one("#pick-path", Input)
+            field.focus()
+            field.value = str(records)
             await pilot.press("enter")
             await until(pilot, lambda: "ward (intent-classification): 30 records, 30 own" in text(app, "#summary"))
             await until(pilot, lambda: len(rows(app, "#records")) == 30)
             assert {r[4] for r in rows(app, "#records")} == {"own"}
 
+            # ...or a file chosen in its tree (this machine's files from where the app started; Enter imports it)
+            (tmp_path / "picked").mkdir()
+            more = jsonl(tmp_path / "picked" / "more.jsonl", range(30, 35))
+            app.files_from = tmp_path / "picked"
+            await pilot.press("i")
+            await until(pilot, lambda: isinstance(app.screen, PickFile))
+            tree = app.screen.query_one(ImportableTree)
+            await until(pilot, lambda: len(tree.root.children) > 0)
+            assert [node.data.path.name for node in tree.root.children if node.data is not None] == ["more.jsonl"]
+            tree.move_cursor(tree.root.children[0])
+            await pilot.press("enter")
+            await until(pilot, lambda: "35 records" in text(app, "#summary"))
+            assert more.name in text(app, "#import-status")
+
             await pilot.press("8")
             await until(pilot, lambda: any(r[1:3] == ["import", "done"] for r in rows(app, "#all-jobs")))
             await pilot.press("1")
-            await until(pilot, lambda: rows(app, "#datanets")[0][2] == "30")
+            await until(pilot, lambda: rows(app, "#datanets")[0][2] == "35")
 
     run(scenario)
 

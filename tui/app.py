@@ -79,9 +79,13 @@ class DatanetApp(App[int]):
         where: str,
         config_dir: Path | None = None,
         unlock: Callable[[str], None] | None = None,
+        files_from: Path | None = None,
     ) -> None:
         super().__init__()
         self.client = client
+        # where the import picker starts browsing this machine's files; None: the node is elsewhere (--socket),
+        # so only a typed path (on the node's machine) makes sense
+        self.files_from = files_from
         self.unlock = unlock  # starts the node with a passphrase the user types (none of our sources had one)
         self.where = where  # the data directory or socket, for the banner
         self.connected = False
@@ -433,6 +437,9 @@ def run(
     where: Path | str,
     config_dir: Path | None = None,
     unlock: Callable[[str], None] | None = None,
+    files_from: Path | None = None,
 ) -> int:
-    """Run the app until the user quits; its exit code. With `unlock`, it first asks for the vault's passphrase."""
-    return DatanetApp(client, where=str(where), config_dir=config_dir, unlock=unlock).run() or 0
+    """Run the app until the user quits; its exit code. With `unlock`, it first asks for the vault's passphrase.
+    `files_from`: where the import picker starts (None for a node on another machine)."""
+    app = DatanetApp(client, where=str(where), config_dir=config_dir, unlock=unlock, files_from=files_from)
+    return app.run() or 0

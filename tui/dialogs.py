@@ -1,10 +1,11 @@
 """The TUI's dialogs: a confirmation before anything destructive or anything that leaves the machine for the first
-time, and the command palette's list of every action."""
+time, the passphrase, the file picker of an import, and the command palette's list of every action."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -12,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, DirectoryTree, Input, Static
 
 if TYPE_CHECKING:
     from tui.app import DatanetApp
@@ -46,6 +47,57 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class ImportableTree(DirectoryTree):
+    """Folders and the files an import reads (.jsonl, .csv, .txt); hidden ones left out."""
+
+    SUFFIXES = (".jsonl", ".csv", ".txt")
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in self.SUFFIXES)]
+
+
+class PickFile(ModalScreen[str | None]):
+    """What to import: a file chosen in the tree (Enter on it), or any path typed in the field (a file, or a folder
+    of text files; Enter). The node reads it, so over `tui --socket` the path is one on the node's machine and the
+    tree (this machine's files) is not shown. The result is the absolute path, or None (Escape)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="pick.cancel")]
+
+    def __init__(self, start: Path | None) -> None:
+        super().__init__()
+        self.start = start
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pick"):
+            where = "this machine" if self.start is not None else "the node's machine"
+            yield Static(
+                f"Import into the Datanet: a JSONL, CSV or text file, or a folder of text files, on {where}. Enter on "
+                "a file in the tree imports it; or type a path and press Enter. Escape cancels.",
+                id="pick-help",
+                markup=False,
+            )
+            yield Input(placeholder="a path, then Enter", id="pick-path")
+            if self.start is not None:
+                yield ImportableTree(self.start, id="pick-tree")
+
+    def on_mount(self) -> None:
+        focus = self.query(ImportableTree).first() if self.start is not None else self.query_one(Input)
+        focus.focus()
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.dismiss(str(event.path.absolute()))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        typed = event.value.strip()
+        if typed:
+            path = Path(typed).expanduser()
+            base = self.start if self.start is not None and not path.is_absolute() else Path.cwd()
+            self.dismiss(str(path if path.is_absolute() else (base / path).absolute()))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class Passphrase(ModalScreen[str | None]):

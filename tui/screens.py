@@ -4,7 +4,7 @@ screen (banner, activity pane). Every action is a control call the CLI makes too
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult
@@ -202,7 +202,7 @@ class DatanetScreen(NodeScreen):
         with Vertical(id="datanet"):
             yield Static("", id="summary", markup=False)
             with Horizontal(id="import-row"):
-                yield Input(placeholder="import: a JSONL, CSV or folder path, then Enter", id="import-path")
+                yield Static("import (i): no import running", id="import-status", markup=False)
                 yield ProgressBar(total=100, id="import-progress", show_eta=False)
             yield Input(placeholder="search: records whose source matches this glob (Enter)", id="record-search")
             yield DataTable(id="records", cursor_type="row")
@@ -212,7 +212,24 @@ class DatanetScreen(NodeScreen):
         self.query_one("#record-search", Input).focus()
 
     def action_import_file(self) -> None:
-        self.query_one("#import-path", Input).focus()
+        self.run_worker(self._pick_and_import(), group="actions")
+
+    async def _pick_and_import(self) -> None:
+        """The file picker, then the import job this screen follows with its progress bar."""
+        from tui.dialogs import PickFile
+
+        datanet = self.node_app.datanet
+        if datanet is None:
+            self.notify("No Datanet yet: create one first (`datanet create NAME`).", severity="warning")
+            return
+        path = await self.app.push_screen_wait(PickFile(self.node_app.files_from))
+        if path is None:
+            return
+        job = await self.call("records.import", datanet=datanet, paths=[path])
+        if job is not None:
+            self.importing = job["id"]
+            self.query_one("#import-progress", ProgressBar).update(progress=0)
+            self.query_one("#import-status", Static).update(f"import (i): {Path(path).name}")
 
     async def refresh_data(self) -> None:
         listed = await self.call("datanets")
@@ -323,16 +340,6 @@ class DatanetScreen(NodeScreen):
             await self.refresh_data()
             self.query_one("#records", DataTable).focus()
             return
-        datanet = self.node_app.datanet
-        if event.input.id != "import-path" or not event.value.strip() or datanet is None:
-            return
-        path = _absolute(event.value.strip())  # the node reads it: an absolute path
-        job = await self.call("records.import", datanet=datanet, paths=[path])
-        if job is not None:
-            self.importing = job["id"]
-            self.query_one("#import-progress", ProgressBar).update(progress=0)
-            event.input.value = ""
-            self.query_one("#records", DataTable).focus()  # the screen keys (1-8, n) work again
 
 
 def _provenance(provenance: Any) -> str:
@@ -352,11 +359,6 @@ def _provenance(provenance: Any) -> str:
             + ("" if p.get("own") or not tx else " (claimed)")
         )
     return "; ".join(parts)
-
-
-def _absolute(path: str) -> str:
-    """`path` made absolute against this process's working directory (no I/O but getcwd)."""
-    return os.path.abspath(os.path.expanduser(path))
 
 
 class JobsScreen(NodeScreen):

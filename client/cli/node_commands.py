@@ -303,5 +303,7 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
         if exc.exit_code != failures.EXIT_LOCKED or not sys.stdin.isatty():
             raise
         unlock = partial(start_background_node, ctx)
-        return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir, unlock)
-    return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir)
+        return run(
+            AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir, unlock, Path.cwd()
+        )
+    return run(AsyncControlClient(ctx.config.data_dir), ctx.config.data_dir, ctx.config.config_dir, None, Path.cwd())
