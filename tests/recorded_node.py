@@ -221,7 +221,7 @@ EVENTS: list[dict[str, Any]] = [
         "seq": 13,
         "at": (T0 + 66_000) / 1000,
     },
-    {"type": "chain.tx", "method": "submitBatch", "datanet": "ward", "tx": TX, "seq": 14, "at": (T0 + 67_000) / 1000},
+    {"type": "chain.tx", "method": "submitBatch", "datanet": "ward", "tx": TX, "gas": 309_663, "seq": 14, "at": 0.0},
 ]
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from client.node.async_client import AsyncControlClient
 from tests.conftest import Cli
 from tests.test_node import jsonl
 from tui.app import DatanetApp
-from tui.dialogs import ImportableTree, PickFile
+from tui.dialogs import Confirm, Form, ImportableTree, PickFile
 
 
 async def until(pilot: Pilot[int], holds: Callable[[], bool], within: float = 30.0) -> None:
@@ -182,8 +182,9 @@ def test_prove_then_submit_on_the_embedded_devnet_asks_once_before_anything_leav
             await pilot.press("s", "y")
             await until(pilot, lambda: [r[2] for r in rows(app, "#batches")] == ["submitted"] * 2, within=120)
             await until(pilot, lambda: len(rows(app, "#txs")) == 2)
-            txs = {r[2] for r in rows(app, "#txs")}
+            txs = {r[4] for r in rows(app, "#txs")}
             assert txs == {r[4] for r in rows(app, "#batches")} and all(t.startswith("0x") for t in txs)
+            assert all(r[2] == "confirmed" and 250_000 < int(r[3]) < 1_600_000 for r in rows(app, "#txs"))  # gas
             assert all(any(tx in line for line in app.activity) for tx in txs)
 
             await pilot.press("6")  # what left: the two proofs and their transactions, to the chain
@@ -215,5 +216,38 @@ def test_the_command_palette_reaches_the_screens_and_a_record_is_deleted_only_on
             await until(pilot, lambda: len(rows(app, "#records")) == 2)
             assert first not in [r[0] for r in rows(app, "#records")]
             assert (await app.client.call("records.count", datanet="ward"))["records"] == 2
+
+    run(scenario)
+
+
+def test_a_datanet_is_created_on_chain_and_joined_from_the_datanet_screen(cli: Cli) -> None:
+    async def scenario() -> None:
+        app = DatanetApp(AsyncControlClient(cli.data_dir), where=str(cli.data_dir))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.connected and bool(rows(app, "#datanets")))
+            await pilot.press("2", "c")  # create: name, task, on chain; then a confirmation (a transaction)
+            await until(pilot, lambda: isinstance(app.screen, Form))
+            app.screen.query_one("#form-task", Select).value = "intent-classification"
+            app.screen.query_one("#form-chain", Select).value = "yes"
+            name = app.screen.query_one("#form-name", Input)
+            name.focus()
+            name.value = "clinic"
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await until(pilot, lambda: "clinic (intent-classification): 0 records" in text(app, "#summary"), 120)
+            chain = await app.client.call("chain.datanets")
+            assert [(d["name"], d["member"]) for d in chain] == [("clinic", True)]
+
+            await asyncio.to_thread(cli.ok, "leave", "clinic")  # no longer a member: the screen can join it again
+            await pilot.press("j")
+            await until(pilot, lambda: isinstance(app.screen, Form))
+            assert app.screen.query_one("#form-join", Select).value == "clinic"
+            await pilot.click("#ok")
+            await until(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await until(pilot, lambda: any("Joined 'clinic'" in str(n.message) for n in app._notifications), 120)
+            chain = await app.client.call("chain.datanets")
+            assert [(d["name"], d["member"]) for d in chain] == [("clinic", True)]
 
     run(scenario)

@@ -335,6 +335,71 @@ class DatanetApp(App[int]):
                 self._set_connected(False, "The node stopped.")
             await asyncio.sleep(RETRY_EVERY)
 
+    async def create_datanet(self) -> None:
+        """Ask for a name, a task and whether to register it on chain; create it (a chain transaction is confirmed
+        first, as anything that leaves the machine for the first time)."""
+        from client.datanet import TASKS
+        from tui.dialogs import Form
+
+        answer = await self.push_screen_wait(
+            Form(
+                "Create a Datanet: its records stay on this machine; on chain, only its name and task are public.",
+                [
+                    ("form-name", "name", ()),
+                    ("form-task", "task", tuple(TASKS)),
+                    ("form-chain", "register on chain too?", ("no", "yes")),
+                ],
+                ok="Create",
+            )
+        )
+        if answer is None or not answer["form-name"]:
+            return
+        name, on_chain = answer["form-name"], answer["form-chain"] == "yes"
+        if on_chain and not await self.confirm(f"Register Datanet {name!r} on chain? This sends a transaction."):
+            self.note(f"create {name}: not confirmed")
+            return
+        created = await self.try_call("create", datanet=name, task=answer["form-task"], on_chain=on_chain)
+        if created is not None:
+            self.notify(f"Datanet {name!r} created" + (" and registered on chain." if on_chain else "."))
+            self._names_at = -NAMES_EVERY  # read the names again at the next refresh
+            self.datanet = name
+            self._refresh_soon()
+
+    async def join_datanet(self) -> None:
+        """Pick an on-chain Datanet this account is not a member of and join it (after a confirmation)."""
+        from tui.dialogs import Form
+
+        listed = await self.try_call("chain.datanets")
+        if listed is None:
+            return
+        open_ones = [d["name"] for d in listed if not d["member"]]
+        if not open_ones:
+            self.notify("There is no Datanet on chain that you are not a member of already.", severity="warning")
+            return
+        answer = await self.push_screen_wait(
+            Form(
+                "Join a Datanet on chain (a private one needs its owner's allow-list).",
+                [("form-join", "Datanet", tuple(open_ones))],
+                ok="Join",
+            )
+        )
+        if answer is None or not answer["form-join"]:
+            return
+        name = answer["form-join"]
+        stake = next((d["join_stake"] for d in listed if d["name"] == name and d["policy"] == "stake"), 0)
+        question = f"Join Datanet {name!r} on chain? This sends a transaction" + (
+            f" with a refundable stake of {stake} wei." if stake else "."
+        )
+        if not await self.confirm(question, yes="Join"):
+            self.note(f"join {name}: not confirmed")
+            return
+        joined = await self.try_call("join", datanet=name, pay_stake=bool(stake))
+        if joined is not None:
+            self.notify(f"Joined {name!r} (id {joined['id']}); its shard is here and bound to it.")
+            self._names_at = -NAMES_EVERY
+            self.datanet = name
+            self._refresh_soon()
+
     def action_toggle_help(self) -> None:
         """F1: Textual's help panel (the focused widget's help and every key it takes here), or hide it."""
         if self.screen.query("HelpPanel"):

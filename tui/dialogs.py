@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Input, Static
+from textual.widgets import Button, DirectoryTree, Input, Select, Static
 
 if TYPE_CHECKING:
     from tui.app import DatanetApp
@@ -134,6 +134,51 @@ class Passphrase(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class Form(ModalScreen[dict[str, str] | None]):
+    """A few fields, then Enter in the last one (or the OK button); the result maps each field's id to its text
+    (None: Escape). A field with choices is a Select of them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="form.cancel")]
+
+    def __init__(self, title: str, fields: list[tuple[str, str, tuple[str, ...]]], ok: str = "OK") -> None:
+        super().__init__()
+        self.title_text = title
+        self.fields = fields  # (id, placeholder or prompt, choices: empty for free text)
+        self.ok = ok
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(self.title_text, id="question", markup=False)
+            for field_id, prompt, choices in self.fields:
+                if choices:
+                    yield Select([(c, c) for c in choices], prompt=prompt, value=choices[0], id=field_id)
+                else:
+                    yield Input(placeholder=prompt, id=field_id)
+            with Horizontal(id="confirm-buttons"):
+                yield Button(self.ok, variant="primary", id="ok")
+                yield Button("Cancel (Escape)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.fields[0][0]}").focus()
+
+    def _answer(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for field_id, _prompt, _choices in self.fields:
+            widget = self.query_one(f"#{field_id}")
+            value = widget.value if isinstance(widget, Input | Select) else ""
+            found[field_id] = "" if value is Select.BLANK else str(value).strip()
+        return found
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(self._answer())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self._answer() if event.button.id == "ok" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 # (title, help, the DatanetApp method that runs it, its arguments): every action the UI has, for Ctrl+P.
 ACTIONS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     ("Go to Home", "identity, node, chain, Datanets, jobs (1)", "switch_mode", ("home",)),
@@ -150,6 +195,8 @@ ACTIONS: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
     ("Start training", "a LoRA run on the current Datanet", "start_training", ()),
     ("Cancel training", "the running training job stops at its next step", "cancel_training", ()),
     ("Sync with every connected member", "the current Datanet", "sync", (None,)),
+    ("Create a Datanet", "in the vault, and on chain if asked (2, c)", "create_datanet", ()),
+    ("Join a Datanet on chain", "become a member, bind a local shard (2, j)", "join_datanet", ()),
     ("Show or hide the activity pane", "every control call, transaction and proof (a)", "toggle_activity", ()),
     ("Quit", "the node keeps running (q)", "exit", ()),
 )

@@ -191,7 +191,15 @@ class DatanetScreen(NodeScreen):
         Binding("d", "delete_record", "Delete record", id="datanet.delete"),
         Binding("slash", "search", "Search", id="datanet.search"),
         Binding("i", "import_file", "Import", id="datanet.import"),
+        Binding("c", "create", "Create", id="datanet.create"),
+        Binding("j", "join", "Join", id="datanet.join"),
     ]
+
+    def action_create(self) -> None:
+        self.run_worker(self.node_app.create_datanet(), group="actions")  # it asks: a worker
+
+    def action_join(self) -> None:
+        self.run_worker(self.node_app.join_datanet(), group="actions")
 
     def __init__(self) -> None:
         super().__init__()

@@ -215,7 +215,7 @@ class ChainScreen(NodeScreen):
         txs = list(app.txs)[::-1]
         _table(
             self.query_one("#txs", DataTable),
-            ("METHOD", "DATANET", "TX"),
-            [(t["method"], t["datanet"], t["tx"]) for t in txs],
+            ("METHOD", "DATANET", "STATUS", "GAS", "TX"),
+            [(t["method"], t["datanet"] or "", "confirmed", t.get("gas") or "", t["tx"]) for t in txs],
             [f"{i}:{t['tx']}" for i, t in enumerate(txs)],
         )

@@ -306,7 +306,7 @@ EVENTS: Final[dict[str, str]] = {
     "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step, rate, ETA",
     "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
     "evaluations (before; after at the end), with DP the budget spent and its target",
-    "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx",
+    "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx (and gas where known)",
     "gov.changed": "a proposal was made, voted on, queued or executed from here: id, action, state, tx",
     "poll.changed": "a poll was opened, enrolled in or voted in from here: id, action, datanet, tx",
     "missed": "this subscriber fell behind and lost `count` events",

@@ -300,11 +300,19 @@ class Jobs:
             for sent in summary["submitted"]:
                 if sent["tx"]:
                     self.events.publish(
-                        {"type": "chain.tx", "method": "submitBatch", "datanet": params["datanet"], "tx": sent["tx"]}
+                        {
+                            "type": "chain.tx",
+                            "method": "submitBatch",
+                            "datanet": params["datanet"],
+                            "tx": sent["tx"],
+                            "gas": sent["gas"],
+                        }
                     )
         if kind == "vote" and summary.get("tx"):
             self.events.publish({"type": "poll.changed", "id": params["poll"], "action": "vote", "tx": summary["tx"]})
-            self.events.publish({"type": "chain.tx", "method": "poll.vote", "datanet": None, "tx": summary["tx"]})
+            self.events.publish(
+                {"type": "chain.tx", "method": "poll.vote", "datanet": None, "tx": summary["tx"], "gas": summary["gas"]}
+            )
         self.events.publish({"type": "job", "id": job_id, "state": "done", "kind": kind, **summary})
 
     # --- the work of local jobs (in a worker thread) --------------------------------------------------------
