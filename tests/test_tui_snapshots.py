@@ -202,3 +202,28 @@ def test_a_privacy_budget_running_out_is_a_notification_once(tmp_path: Path) -> 
             assert "DP ε 3.95 of 4.0" in str(app.screen.query_one("#train-status").render())
 
     asyncio.run(scenario())
+
+
+class FailedJobNode(RecordedNode):
+    """The recorded node with one failed import."""
+
+    async def call(self, method: str, /, **params: Any) -> Any:
+        answer = await super().call(method, **params)
+        if method == "jobs":
+            failed = {**answer[0], "id": "0badc0ffee000001", "kind": "import", "state": "failed", "progress": {}}
+            answer.insert(0, {**failed, "error": "ward.jsonl:3: a record needs a 'label'.", "params": {}})
+        return answer
+
+
+def test_home_lists_alerts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = DatanetApp(FailedJobNode(), where="recorded node", config_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = asyncio.get_running_loop().time() + 10
+            while "alerts" not in str(app.screen.query_one("#node").render()):
+                assert asyncio.get_running_loop().time() < deadline
+                await pilot.pause(0.05)
+            shown = str(app.screen.query_one("#node").render())
+            assert "alerts    1 failed job(s), the latest: ward.jsonl:3: a record needs a 'label'. (8: jobs)" in shown
+
+    asyncio.run(scenario())

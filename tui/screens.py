@@ -139,6 +139,10 @@ class HomeScreen(NodeScreen):
             f"identity  {identity['identity_commitment'][:24]}… (commitment)"
         )
         where = "online: " + ", ".join(status["addresses"]) if status["online"] else "offline (control socket only)"
+        failed = [j for j in jobs if j["state"] == "failed"]
+        alerts = [f"{len(failed)} failed job(s), the latest: {failed[0]['error']} (8: jobs)"] if failed else []
+        alerts += [f"{len(listed['unreadable'])} shard file(s) cannot be opened"] if listed["unreadable"] else []
+        alerts += ["the chain cannot be reached"] if chain is None else []
         self.query_one("#node", Static).update(
             f"node      {where}, up {status['uptime_s']:.0f} s, {status['peers_connected']} peers\n"
             f"chain     {status['chain'] or 'the embedded devnet'}"
@@ -147,6 +151,7 @@ class HomeScreen(NodeScreen):
                 if chain is not None
                 else ", not reached"
             )
+            + f"\nalerts    {'; '.join(alerts) or 'none'}"
         )
         datanets = listed["datanets"]
         _table(
