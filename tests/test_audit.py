@@ -3,6 +3,7 @@ entry, or a changed record id, breaks the chain at that entry; nothing of it is 
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -75,3 +76,43 @@ def test_the_file_is_private_and_encrypted(tmp_path: Path, key: bytes) -> None:
         assert clear not in content
     with pytest.raises(AuditError, match="cannot be opened"):
         AuditLog.open(tmp_path, secrets.token_bytes(32))
+
+
+def test_a_sync_and_a_refusal_are_in_the_node_audit_log_and_the_cli_checks_it(tmp_path: Path) -> None:
+    from tests.test_node import jsonl, make_node, nodes
+
+    with nodes(tmp_path, 2) as (a, b):
+        b.cli.ok("import", "ward", str(jsonl(tmp_path / "b.jsonl", range(20))))
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(100, 105))))
+        b.start()
+        stranger = make_node(tmp_path, "stranger")
+        stranger.cli.ok("members", "ward", "add", b.peer_id)
+        assert stranger.cli.run("sync", "ward", "--peer", b.address).code == 1  # b refuses it: not a member
+        a.cli.ok("sync", "ward", "--peer", b.address)  # a asks; both send what the other lacks
+        b.stop()
+
+        for node, theirs, count in ((b, a, 20), (a, b, 5)):
+            lines = node.cli.ok("audit", "export").stdout.splitlines()
+            entries = [json.loads(line) for line in lines]
+            sent = [e for e in entries if e["kind"] == "records.sent"]
+            assert [(e["peer"], e["datanet"], e["count"], len(e["record_ids"])) for e in sent] == [
+                (theirs.peer_id, "ward", count, count)
+            ]
+            assert set(sent[0]["record_ids"]) <= set(node.ids()) and set(sent[0]["record_ids"]) <= set(theirs.ids())
+        refused = [json.loads(x) for x in b.cli.ok("audit", "export").stdout.splitlines()]
+        assert [e["peer"] for e in refused if e["kind"] == "admission.refused"] == [stranger.peer_id]
+        assert b.cli.ok("audit", "export", "--since", "2099-01-01").stdout == ""
+        verified = b.cli.ok("--json", "audit", "verify").json()
+        assert verified["ok"] and verified["entries"] == 2
+
+        # A changed entry: `audit verify` says where, exit code 5 (opened here with the vault's own key).
+        from storage import audit
+        from storage.vault import Vault
+
+        passphrase = b.cli.env["DATANET_PASSPHRASE"]
+        vault = Vault.unlock(b.cli.data_dir, keystore=None, passphrase=lambda: passphrase)
+        log = audit.open_for(vault)
+        log._db.execute("UPDATE entries SET details = replace(details, 'ward', 'ward2') WHERE seq = 2")
+        log.close()
+        broken = b.cli.run("audit", "verify")
+        assert broken.code == 5 and "entry 2 was changed" in broken.stdout

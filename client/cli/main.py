@@ -18,6 +18,7 @@ from importlib import metadata
 from client import config as config_mod
 from client import failures, log_setup
 from client.cli import (
+    audit_commands,
     chain_commands,
     demo,
     doctor,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     prove_commands.register(sub)
     chain_commands.register(sub)
     gov_commands.register(sub)
+    audit_commands.register(sub)
     node_commands.register(sub)
     return parser
 

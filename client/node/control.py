@@ -79,6 +79,11 @@ class Events:
         self.last_activity = time.monotonic()  # the last control request (a node started by the CLI idles out)
         self._lock = threading.Lock()
         self._token: trio.lowlevel.TrioToken | None = None
+        self._observers: list[Callable[[dict[str, Any]], None]] = []  # told of every event as it is published
+
+    def observe(self, observer: Callable[[dict[str, Any]], None]) -> None:
+        """Call `observer` with every event as it is published, in the publishing thread (it must not block)."""
+        self._observers.append(observer)
 
     def attach(self, token: trio.lowlevel.TrioToken | None) -> None:
         """Fan out in the loop of `token` from now on (None: in the caller's, as before)."""
@@ -96,6 +101,8 @@ class Events:
         with self._lock:
             self.seq += 1
             event = {**event, "seq": self.seq, "at": time.time()}
+            for observer in self._observers:
+                observer(event)
             if self._token is not None:
                 with contextlib.suppress(trio.RunFinishedError):  # the control loop has stopped: nobody listens
                     self._token.run_sync_soon(self._fan_out, event)

@@ -24,6 +24,7 @@ from client.config import Config
 from client.identity import Identity
 from client.node import control, instance
 from client.node.announce import Announcer
+from client.node.audit import AuditWriter
 from client.node.control_loop import serve_in_thread
 from client.node.discovery import Discovery
 from client.node.handlers import ON_NODE_LOOP, Handlers
@@ -35,6 +36,7 @@ from client.p2p import sync
 from client.p2p.admission import ChainMembership
 from client.p2p.host import listen_addrs, new_secure_host
 from client.p2p.service import SyncService
+from storage import audit
 from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -72,8 +74,17 @@ class Node:
         self.events = control.Events()
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
         self.peers = Peers()
+        self.audit = AuditWriter(audit.open_for(vault))  # what left the machine (closed when the node stops)
+        self.events.observe(self.audit.event)
         self.service = SyncService(
-            vault, identity, self.host, on_progress=self._progress, on_result=self._served, chain_member=chain_member
+            vault,
+            identity,
+            self.host,
+            on_progress=self._progress,
+            on_result=self._served,
+            chain_member=chain_member,
+            on_sent=self.audit.records_sent,
+            on_refused=self.audit.refused,
         )
         self.started = time.time()
         self._stop = trio.Event()
@@ -161,10 +172,11 @@ class Node:
             logger.warning("job %s (%s) was interrupted and cannot resume; marked failed", job.id, job.kind)
         try:
             await self._serve(ready)
-        finally:  # whatever ended the node: the chain session closed, every queued journal write written
+        finally:  # whatever ended the node: the chain session closed, every queued journal and audit write written
             self.handlers.close()
             self.chain.close()
             self.journal.close()
+            self.audit.close()
 
     async def _serve(self, ready: Callable[[Node], None] | None) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -52,6 +52,8 @@ class SyncService:
         on_result: Callable[[sync.SyncResult], None] | None = None,
         chain_member: admission.ChainMembership | None = None,
         limits: Limits | None = None,
+        on_sent: sync.SentCallback | None = None,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self.chain_member = chain_member  # on-chain admission (a shared chain); None: the vault's members only
         self.vault = vault
@@ -59,6 +61,8 @@ class SyncService:
         self.host = host
         self.on_progress = on_progress
         self.on_result = on_result
+        self.on_sent = on_sent  # records sent to a peer, as they go (the audit log)
+        self.on_refused = on_refused  # (peer, why): a session refused at admission (the audit log)
         self.limits = limits or Limits()
         self._locks: dict[str, trio.Lock] = {}  # shard uuid -> its one session at a time
         self._sessions: Counter[str] = Counter()  # peer -> sessions open now
@@ -108,12 +112,15 @@ class SyncService:
                         credential=self._credential(shard),
                         on_progress=self.on_progress,
                         check_record=record_check(shard),
+                        on_sent=self.on_sent,
                     )
             if self.on_result is not None:
                 self.on_result(result)
             logger.info("sync with %s: %d received, %d sent", peer, result.received, result.sent)
         except sync.Refused as exc:
             logger.warning("%s", exc)
+            if self.on_refused is not None:
+                self.on_refused(peer, str(exc))
             await _close(stream)
         except ProtocolViolation as exc:
             logger.warning("peer %s cut off: %s", peer, exc)
@@ -161,6 +168,7 @@ class SyncService:
                         on_progress=self.on_progress,
                         check_record=record_check(shard),
                         limits=self.limits,
+                        on_sent=self.on_sent,
                     )
         except (ProtocolViolation, sync.Refused):
             await _reset(stream)

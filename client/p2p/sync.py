@@ -170,6 +170,10 @@ class _Fetcher(Protocol):
     def receive(self, frame: bytes) -> Any: ...
 
 
+# (Datanet, peer, record ids): records this node just sent to a peer (the audit log's "records.sent").
+SentCallback = Callable[[str, str, list[bytes]], None]
+
+
 class _Session:
     """The two phases (records, then batch claims) of one session, from one side."""
 
@@ -183,6 +187,7 @@ class _Session:
         result: SyncResult,
         report: Reporter,
         check_record: RecordCheck | None,
+        on_sent: SentCallback | None = None,
     ) -> None:
         self.frames = frames
         self.shard = shard
@@ -190,6 +195,7 @@ class _Session:
         self.result = result
         self.report = report
         self.check_record = check_record
+        self.on_sent = on_sent
 
     async def run(self, *, initiator: bool) -> None:
         """Records, then batch claims. The frames are pumped (read ahead) meanwhile, so neither side ever waits
@@ -273,6 +279,8 @@ class _Session:
                     served.update(record_id for record_id, _ in found[:count])
                     self.result.sent += count
                     await self.frames.send(TRANSFER, reply)
+                    if self.on_sent is not None and count:  # the audit of what left: each answer as it goes
+                        self.on_sent(self.shard.info.name, self.peer, [record_id for record_id, _ in found[:count]])
                 elif kind == TRANSFER:
                     if not in_flight:
                         raise ProtocolViolation("The peer sent records that were not asked for.")
@@ -410,6 +418,7 @@ async def initiate(
     on_progress: ProgressCallback | None = None,
     check_record: RecordCheck | None = None,
     limits: Limits | None = None,
+    on_sent: SentCallback | None = None,
 ) -> SyncResult:
     """Sync `shard` with the peer at the other end of `stream`. A peer that is not `local_member` (in the vault)
     must prove membership of the shard's bound on-chain Datanet in its WELCOME before anything else is sent."""
@@ -424,7 +433,7 @@ async def initiate(
         raise ProtocolViolation("The peer's WELCOME carries a malformed credential.")
     if not local_member and await _admitted(peer, shard, welcome or None, chain_member) is None:
         raise Refused(f"Peer {peer} is neither a member here nor proves membership on chain; nothing was sent.")
-    await _Session(frames, shard, peer, result, report, check_record).run(initiator=True)
+    await _Session(frames, shard, peer, result, report, check_record, on_sent).run(initiator=True)
     _finish(result, counters, started, report)
     await carried.verify_carried(shard, peer, result)
     return result
@@ -466,13 +475,14 @@ async def respond(
     credential: bytes | None = None,
     on_progress: ProgressCallback | None = None,
     check_record: RecordCheck | None = None,
+    on_sent: SentCallback | None = None,
 ) -> SyncResult:
     """Answer an admitted session (see `admit`): WELCOME, then reconcile, serve, fetch."""
     await frames.send(WELCOME, credential or b"")
     result = SyncResult(shard.info.name, peer)
     report = Reporter(result, on_progress)
     started = time.perf_counter()
-    await _Session(frames, shard, peer, result, report, check_record).run(initiator=False)
+    await _Session(frames, shard, peer, result, report, check_record, on_sent).run(initiator=False)
     _finish(result, frames.counters, started, report)
     await carried.verify_carried(shard, peer, result)
     return result
