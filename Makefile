@@ -25,10 +25,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/datanet demo
 
-# gnome-keyring and dbus give the tests a real Secret Service (tests/with-keyring); tmux a real terminal.
+# gnome-keyring and dbus give the tests a real Secret Service (tests/with-keyring); tmux a real terminal;
+# systemd-analyze checks packaging/systemd/datanet-node.service.
 system-deps:
 	@command -v gnome-keyring-daemon >/dev/null && command -v dbus-run-session >/dev/null \
-		&& command -v tmux >/dev/null \
+		&& command -v tmux >/dev/null && command -v systemd-analyze >/dev/null \
 		|| tests/install-system-deps
 
 lint: $(STAMP)
