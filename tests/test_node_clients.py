@@ -159,3 +159,26 @@ def test_the_nodes_log_is_read_by_level_area_and_text(tmp_path: Path) -> None:
         assert all(" INFO " not in line for line in control.call("log.tail", lines=1000, level="WARNING")["lines"])
         with pytest.raises(RemoteError, match="'radio' is not a log area"):
             control.call("log.tail", area="radio")
+
+
+def test_health_says_what_is_wrong_with_its_exit_code(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("node", "stop")
+        down = a.cli.run("health")  # a monitor never starts a node: a node that is down is the answer
+        assert down.code == 7 and down.stderr.count("\n") == 1 and "Traceback" not in down.stderr
+        a.start()  # online, and no peer at all
+        healthy = a.cli.ok("--json", "health", "--disk-free-mb", "1").json()
+        assert healthy["healthy"] and healthy["online"] and healthy["chain_block"] > 0
+        alone = a.cli.run("health", "--no-peers-minutes", "0", "--disk-free-mb", "1")
+        assert alone.code == 20 and "No peer has been connected" in alone.stdout
+        full = a.cli.run("health", "--disk-free-mb", str(10**9))
+        assert full.code == 22 and "MB are free where the data directory is" in full.stdout
+        assert a.cli.run("submit", "ward").code != 0  # a failed job: the Datanet is on no chain
+        failing = a.cli.run("--json", "health", "--disk-free-mb", "1")
+        assert failing.code == 23 and failing.json()["problems"][0]["check"] == "jobs"
+        a.stop()
+        a.cli.env["DATANET_RPC_URL"] = "http://127.0.0.1:9"  # a chain nobody serves
+        a.start()
+        gone = a.cli.run("--json", "health", "--disk-free-mb", "1")
+        checks = [p["check"] for p in gone.json()["problems"]]
+        assert gone.code == 21 and checks[0] == "chain" and "cannot be reached" in gone.json()["problems"][0]["problem"]

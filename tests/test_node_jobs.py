@@ -155,6 +155,7 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
         more = jsonl(tmp_path / "more.jsonl", range(40, 45))
         samples: dict[str, dict[str, Any]] = {  # a valid request of each method; a new method needs one here
             "status": {},
+            "health": {"disk_free_mb": 1},
             "identity": {},
             "vault": {},
             "datanets": {},

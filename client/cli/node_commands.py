@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "stop", help="stop this data directory's node cleanly (its jobs resume at the next start)"
     ).set_defaults(handler=cmd_stop)
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
+    p = sub.add_parser(
+        "health",
+        help="for monitoring: 0 healthy; 7 no node; 20 no peers, 21 chain unreachable, 22 disk low, 23 jobs failing",
+    )
+    p.add_argument("--no-peers-minutes", type=int, default=30, help="an online node alone this long is unhealthy")
+    p.add_argument("--disk-free-mb", type=int, default=1024, help="less free space than this is unhealthy")
+    p.set_defaults(handler=cmd_health)
     sub.add_parser("peers", help="peers the node knows: address, direct or relayed, last error").set_defaults(
         handler=cmd_peers
     )
@@ -152,6 +159,24 @@ def _mdns(flag: bool | None, configured: bool | None, *, headless: bool) -> bool
     if configured is not None:
         return configured
     return not headless
+
+
+def cmd_health(ctx: Context, args: argparse.Namespace) -> int:
+    """Asks the running node only (it never starts one: a monitor must see a node that is down)."""
+    from client.node.control import ControlClient
+
+    data = ControlClient(ctx.config.data_dir, timeout=60).call(
+        "health", no_peers_minutes=args.no_peers_minutes, disk_free_mb=args.disk_free_mb
+    )
+    lines = [f"{p['check']:<6} {p['problem']}" for p in data["problems"]]
+    ctx.out.emit(
+        data,
+        "\n".join(lines)
+        if lines
+        else f"healthy: {data['peers_connected']} peers, chain block "
+        f"{data['chain_block']}, {data['disk_free_mb']} MB free",
+    )
+    return 0 if data["healthy"] else int(data["problems"][0]["exit_code"])
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:

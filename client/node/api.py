@@ -55,6 +55,13 @@ METHODS: Final[dict[str, Method]] = {
     m.name: m
     for m in (
         _m("status", "the node: identity, addresses, uptime, Datanets, peers, jobs by state, chain", "NodeStatus"),
+        _m(
+            "health",
+            "what a monitor asks: peers (an online node), the chain, free disk, failing jobs; each problem's exit code",
+            "Health",
+            Param("no_peers_minutes", "int", "an online node without a peer this long is a problem (default 30)"),
+            Param("disk_free_mb", "int", "less free space than this is a problem (default 1024)"),
+        ),
         _m("identity", "the contributor identity's public parts: peer id, EVM address, commitment", "Identity"),
         _m("vault", "the vault's unlock state: unlocked, how, where", "VaultState"),
         _m(
@@ -359,6 +366,17 @@ class NodeStatus(TypedDict):
     jobs: dict[str, int]
     online: bool  # False: a node the CLI started (control socket only, stops when idle)
     chain: str | None  # the RPC endpoint the node's chain commands use; None: the embedded devnet
+
+
+class Health(TypedDict):
+    healthy: bool
+    problems: list[dict[str, Any]]  # check (peers, chain, disk, jobs), exit_code, problem (one sentence)
+    peers_connected: int
+    minutes_without_peers: float
+    chain_block: int | None
+    disk_free_mb: int
+    failed_jobs_last_hour: int
+    online: bool
 
 
 class Identity(TypedDict):

@@ -6,6 +6,7 @@ prove, submit, train, sync) is queued as a job (jobs.py) and answered with the j
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class Handlers:
         # chain session takes its own lock too, so chain calls stay one at a time whichever loop makes them
         self._limiters: dict[tuple[trio.lowlevel.TrioToken, str], trio.CapacityLimiter] = {}
         self._readers: dict[str, Shard] = {}  # Datanet name -> a connection `records.count` keeps open
+        self._peer_seen_at = time.monotonic()  # when a peer was last seen connected (by `health`)
 
     def _limiter(self, kind: str) -> trio.CapacityLimiter:
         key = (trio.lowlevel.current_trio_token(), kind)
@@ -103,6 +105,7 @@ class Handlers:
     def methods(self) -> dict[str, control.Handler]:
         return {
             "status": self._status,
+            "health": self._health,
             "identity": self._identity,
             "vault": self._vault,
             "datanets": self._datanets,
@@ -167,6 +170,64 @@ class Handlers:
             "jobs": {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running", "failed")},
             "online": self.online,
             "chain": self.config.rpc_url,
+        }
+
+    async def _health(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What a monitor asks: peers (an online node), the chain, free disk, failing jobs; each problem with the
+        exit code `datanet health` ends with (HEALTH_CODES)."""
+        minutes = float(params.get("no_peers_minutes", 30))
+        free_mb = int(params.get("disk_free_mb", 1024))
+        if minutes < 0 or free_mb < 0:
+            raise ClientError("health takes minutes and megabytes of 0 or more.")
+        now = time.monotonic()
+        problems: list[dict[str, Any]] = []
+        connected = len(self.host.get_network().connections)
+        if connected:
+            self._peer_seen_at = now
+        alone_for = now - self._peer_seen_at
+        if self.online and alone_for > minutes * 60:
+            problems.append(
+                _problem(
+                    "peers",
+                    f"No peer has been connected for {alone_for / 60:.0f} minutes; check the network, "
+                    "the firewall and the bootstrap peers in the config.",
+                )
+            )
+        try:
+            with trio.fail_after(HEALTH_CHAIN_TIMEOUT):
+                chain = await self.chain_call(self.chain.status)
+        except (ClientError, trio.TooSlowError, OSError) as exc:
+            chain = None
+            reason = "it did not answer in time" if isinstance(exc, trio.TooSlowError) else str(exc).rstrip(".")
+            problems.append(_problem("chain", f"The chain cannot be reached ({reason})."))
+        disk = shutil.disk_usage(self.config.data_dir)
+        if disk.free < free_mb * 2**20:
+            problems.append(
+                _problem(
+                    "disk",
+                    f"Only {disk.free / 2**20:.0f} MB are free where the data directory is (under "
+                    f"{free_mb} MB); free some space before a sync or an import stops for it.",
+                )
+            )
+        hour_ago_ms = int(time.time() * 1000) - 3_600_000
+        failing = [j for j in self.journal.jobs(limit=MAX_LIST) if j.state == "failed" and j.updated_ms > hour_ago_ms]
+        if failing:
+            problems.append(
+                _problem(
+                    "jobs",
+                    f"{len(failing)} job(s) failed in the last hour, the latest ({failing[0].kind}): "
+                    f"{failing[0].error}",
+                )
+            )
+        return {
+            "healthy": not problems,
+            "problems": problems,
+            "peers_connected": connected,
+            "minutes_without_peers": round(alone_for / 60, 1) if not connected else 0.0,
+            "chain_block": None if chain is None else chain["block"],
+            "disk_free_mb": round(disk.free / 2**20),
+            "failed_jobs_last_hour": len(failing),
+            "online": self.online,
         }
 
     async def _identity(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -562,6 +623,15 @@ def _area_of(line: str) -> str | None:
     if len(fields) >= 5 and fields[3] in (*LEVELS, "CRITICAL") and fields[4].endswith(":"):
         return fields[4][:-1]
     return None
+
+
+# `datanet health`'s exit codes, by check (docs/hospital-node.md); 0 is healthy, 7 no node (client/failures.py).
+HEALTH_CODES = {"peers": 20, "chain": 21, "disk": 22, "jobs": 23}
+HEALTH_CHAIN_TIMEOUT = 10.0
+
+
+def _problem(check: str, sentence: str) -> dict[str, Any]:
+    return {"check": check, "exit_code": HEALTH_CODES[check], "problem": sentence}
 
 
 def _level_of(line: str) -> str:
