@@ -282,7 +282,6 @@ class RecordedNode(AsyncControlClient):
 
     async def call(self, method: str, /, **params: Any) -> Any:
         self.calls.append(method)
-        await asyncio.sleep(0)
         if method in COMPUTED:
             return COMPUTED[method](params)
         if method in ANSWERS:
