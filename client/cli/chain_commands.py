@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from client.chain.types import POLICIES
+from client.cli.args import positive
 from client.cli.attach import attach, first_run, job_result
 from client.cli.context import Context
 from client.cli.output import table
@@ -27,12 +28,6 @@ def _wei(text: str) -> int:
     return int(text)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     chain = sub.add_parser("chain", help="the chain: the embedded devnet (default) or --rpc-url")
     csub = chain.add_subparsers(dest="chain_command", required=True, metavar="ACTION")
@@ -46,7 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--yes", action="store_true", help="really reset (everything recorded on the devnet is lost)")
     p.set_defaults(handler=cmd_reset)
     p = csub.add_parser("fund", help="devnet only: send ether from the devnet faucet to your account")
-    p.add_argument("--ether", type=_positive, default=100)
+    p.add_argument("--ether", type=positive, default=100)
     p.set_defaults(handler=cmd_fund)
     p = csub.add_parser("deploy", help="deploy the contracts to the --rpc-url chain and remember where")
     p.add_argument(
@@ -73,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("submit", help="prove pending records and submit every batch the chain does not have yet")
     p.add_argument("name", help="Datanet name")
     p.add_argument("--stake", type=_wei, help="wei staked with each batch (default: the Datanet's minimum)")
-    p.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="proofs in parallel")
+    p.add_argument("--jobs", type=positive, default=os.cpu_count() or 1, help="proofs in parallel")
     p.set_defaults(handler=cmd_submit)
 
 

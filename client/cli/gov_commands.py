@@ -12,18 +12,13 @@ from typing import Any
 
 from client.app.governance import parse_duration
 from client.chain.types import GOVERNED, TOKEN
+from client.cli.args import positive
 from client.cli.attach import attach, job_result
 from client.cli.chain_commands import CHAIN_TIMEOUT, ETHER
 from client.cli.context import Context
 from client.cli.output import table
 from client.errors import ClientError
 from client.node.control import ControlClient
-
-
-def _number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (1, 2, 3...)")
-    return int(text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,16 +38,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_gov_propose)
     gsub.add_parser("list", help="every proposal on this chain").set_defaults(handler=cmd_gov_list)
     p = gsub.add_parser("show", help="one proposal: what it changes, state, votes, quorum, when it can run")
-    p.add_argument("id", type=_number)
+    p.add_argument("id", type=positive)
     p.set_defaults(handler=cmd_gov_show)
     p = gsub.add_parser("vote", help="vote on an active proposal")
-    p.add_argument("id", type=_number)
+    p.add_argument("id", type=positive)
     p.add_argument("support", choices=["for", "against", "abstain"])
     p.add_argument("--reason", default="", help="recorded on chain with the vote")
     p.set_defaults(handler=cmd_gov_vote)
     for step, text in (("queue", "queue a passed proposal in the timelock"), ("execute", "execute a queued one")):
         p = gsub.add_parser(step, help=text)
-        p.add_argument("id", type=_number)
+        p.add_argument("id", type=positive)
         p.set_defaults(handler=cmd_gov_step, step=step)
 
     poll = sub.add_parser("poll", help="a Datanet's anonymous polls: one member, one vote, no name attached")
@@ -67,10 +62,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", nargs="?", help="Datanet name")
     p.set_defaults(handler=cmd_poll_list)
     p = psub.add_parser("results", help="a poll's question, options and tally")
-    p.add_argument("id", type=_number)
+    p.add_argument("id", type=positive)
     p.set_defaults(handler=cmd_poll_results)
     p = psub.add_parser("vote", help="vote anonymously: a membership proof, sent from a fresh address")
-    p.add_argument("id", type=_number)
+    p.add_argument("id", type=positive)
     p.add_argument("option", help="the option's text, or its number from 1")
     p.add_argument("--payer-key-file", help="a chain without a faucet: a 0600 file with a key (not yours) for gas")
     p.set_defaults(handler=cmd_poll_vote)

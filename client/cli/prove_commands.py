@@ -9,17 +9,11 @@ import sys
 from typing import Any
 
 from client.app import records as records_app
+from client.cli.args import positive
 from client.cli.attach import attach, job_result
 from client.cli.context import Context
 from client.cli.output import table
 from prover.poseidon import FIELD
-
-
-def _positive(text: str) -> int:
-    """Checked while parsing, so a bad value is a usage error (exit 2), not a failure of the command."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def _scalar(text: str) -> int:
@@ -31,11 +25,9 @@ def _scalar(text: str) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("prove", help="zero-knowledge proofs of contribution for records not yet in a batch")
     p.add_argument("name", help="Datanet name")
-    p.add_argument("--batch", type=_positive, metavar="N", help="prove at most N records (default: all pending)")
+    p.add_argument("--batch", type=positive, metavar="N", help="prove at most N records (default: all pending)")
     p.add_argument("--datanet-id", type=_scalar, help="the Datanet's on-chain id (default: derived locally)")
-    p.add_argument(
-        "--jobs", type=_positive, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)"
-    )
+    p.add_argument("--jobs", type=positive, default=os.cpu_count() or 1, help="proofs in parallel (default: all cores)")
     p.add_argument(
         "--background", action="store_true", help="queue it as a job of the running node (`datanet jobs` follows it)"
     )
