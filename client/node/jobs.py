@@ -1,10 +1,9 @@
 """The node's jobs: queued in the journal, run in lanes, one job at a time in each: `network` (syncs), `local`
-(imports), `heavy` (proving and training, whose work runs in child processes) and `chain` (submissions and
-anonymous poll votes), so a long training run never holds a sync or an import back. Any job can be cancelled: a queued one at once, a running one
-at its next safe point. A job the node's stop interrupts goes back in the queue and resumes at the next start (so
-does one a crash left "running": the journal's recovery at start, for the kinds in RESUMABLE). The work itself is
-the application layer's (client/app/), run in a worker thread.
-"""
+(imports), `heavy` (proving and training, whose work runs in child processes) and `chain` (submissions and anonymous
+poll votes), so a long training run never holds a sync or an import back. Any job can be cancelled: a queued one at
+once, a running one at its next safe point. A job the node's stop interrupts goes back in the queue and resumes at
+the next start (so does one a crash left "running": the journal's recovery at start, for the kinds in RESUMABLE).
+The work itself is the application layer's (client/app/), run in a worker thread."""
 
 from __future__ import annotations
 
