@@ -25,7 +25,7 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     mdns = false                       # LAN discovery (default: on, off with `node run --headless`)
     discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
     membership_ttl = 30                # seconds an on-chain membership answer is reused (with an RPC chain)
-    nice = 10                          # the node's CPU priority, 0-19: a background node yields to what you use
+    nice = 10                          # the node's CPU priority, 0-19 (DATANET_NODE_NICE): it yields to what you use
 """
 
 from __future__ import annotations
@@ -192,7 +192,9 @@ def load(
     ):
         if not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{config_path}: node.{key} must be a positive number of seconds.")
-    nice = node.get("nice", NODE_NICE)
+    nice: Any = node.get("nice", NODE_NICE)
+    if env.get("DATANET_NODE_NICE"):
+        nice = int(env["DATANET_NODE_NICE"]) if env["DATANET_NODE_NICE"].isdigit() else env["DATANET_NODE_NICE"]
     if not isinstance(nice, int) or isinstance(nice, bool) or not 0 <= nice <= 19:
         raise ConfigError(f"{config_path}: node.nice must be a whole number from 0 (normal) to 19 (lowest).")
     mdns = node.get("mdns")

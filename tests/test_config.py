@@ -24,6 +24,9 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
 def test_the_nodes_priority_is_configurable(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[node]\nnice = 0\n")
     assert load(_env(tmp_path)).node_nice == 0
+    assert load(_env(tmp_path, DATANET_NODE_NICE="5")).node_nice == 5  # the environment over the file
+    with pytest.raises(ConfigError, match=r"node\.nice must be a whole number from 0"):
+        load(_env(tmp_path, DATANET_NODE_NICE="high"))
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:

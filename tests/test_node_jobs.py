@@ -233,6 +233,8 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
 
 def test_a_command_without_a_node_starts_one_offline_in_the_background_with_no_secret_in_sight(tmp_path: Path) -> None:
     with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("node", "stop")  # the one `create` started
+        del a.cli.env["DATANET_NODE_NICE"]  # the node's own default priority (the suite's nodes run at 0)
         status = a.cli.ok("--json", "status").json()  # no node ran: the CLI started one, detached, and asked it
         assert status["addresses"] == [] and status["api_version"] == api.API_VERSION  # offline: no port
         pid = instance.recorded_pid(a.cli.data_dir)
