@@ -74,7 +74,7 @@ def run_backend(
     arguments = [proof_words(sample.proof.proof), list(sample.proof.public_signals)]
     call = chain.contribution_check.functions.check(*arguments)
     data = bytes.fromhex(chain.contribution_check.encode_abi("check", args=arguments)[2:])
-    sent = chain._transact(call, "check a proof", gas=1_000_000)  # a view, sent as a transaction to meter it
+    sent = chain.transact(call, "check a proof", gas=1_000_000)  # a view, sent as a transaction to meter it
     r["gas proof check"] = sent.gas_used - intrinsic_gas(data)
     r["gas proof check tx"] = sent.gas_used
 

@@ -169,9 +169,7 @@ class GovernanceService:
         """A clear error now for an unknown poll, a closed one or an option it does not have."""
         with self.chain.session() as session:
             poll = self._gov(session).poll(poll_id)
-        _option_index(poll.options, option)
-        if not poll.open:
-            raise ClientError(f"Poll {poll_id} closed at {poll.deadline}; no vote is counted after its deadline.")
+        _votable(poll, option)
 
     def poll_vote(
         self,
@@ -198,9 +196,7 @@ class GovernanceService:
         with self.chain.session() as session:
             g = self._gov(session)
             poll = g.poll(poll_id)
-            index = _option_index(poll.options, option)
-            if not poll.open:
-                raise ClientError(f"Poll {poll_id} closed at {poll.deadline}; no vote is counted after its deadline.")
+            index = _votable(poll, option)
             if session.devnet is None and payer is None:
                 raise ClientError(
                     "An anonymous vote is sent from a fresh address, and this chain has no faucet to fund it; name an "
@@ -260,6 +256,14 @@ class GovernanceService:
             "gas": result.gas_used,
             "votes": after.votes,
         }
+
+
+def _votable(poll: PollInfo, option: str) -> int:
+    """The index of `option` in an open poll; a clear error for an option it lacks or a poll that closed."""
+    index = _option_index(poll.options, option)
+    if not poll.open:
+        raise ClientError(f"Poll {poll.id} closed at {poll.deadline}; no vote is counted after its deadline.")
+    return index
 
 
 def _option_index(options: list[str], option: str) -> int:
