@@ -10,6 +10,9 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     [log]
     level = "info"                     # debug | info | warning | error
     trace = ["p2p", "chain"]           # DATANET_TRACE=p2p,chain: debug logging for those areas
+    format = "text"                    # text | json (one object a line); DATANET_LOG_FORMAT
+    rotate_mb = 5                      # the log file is rotated at this size...
+    keep = 3                           # ...and this many old files are kept
     [chain]                            # leave out to use the embedded devnet (the default)
     rpc_url = "https://..."            # DATANET_RPC_URL, --rpc-url: any Ethereum JSON-RPC endpoint
     chain_id = 1612                    # optional: refuse an endpoint that serves another chain
@@ -43,6 +46,7 @@ from client.errors import ConfigError
 KeyStoreChoice = Literal["auto", "keyring", "passphrase"]
 KEY_STORES: tuple[KeyStoreChoice, ...] = ("auto", "keyring", "passphrase")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 TRACE_AREAS = {
     "vault": "storage",
     "import": "client.importers",
@@ -62,7 +66,7 @@ GOVERNANCE_ADDRESSES = ("token", "timelock", "governor", "polls")  # optional: g
 _ALLOWED = {
     "data_dir": None,
     "vault": {"key_store"},
-    "log": {"level", "trace"},
+    "log": {"level", "trace", "format", "rotate_mb", "keep"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES},
     "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl", "nice"},
 }
@@ -76,6 +80,9 @@ class Config:
     key_store: KeyStoreChoice = "auto"
     log_level: str = "info"
     trace: frozenset[str] = frozenset()
+    log_format: str = "text"
+    log_rotate_mb: int = 5
+    log_keep: int = 3
     rpc_url: str | None = None  # None: the embedded devnet
     chain_id: int | None = None
     chain_addresses: tuple[tuple[str, str], ...] = ()  # (name, address) from [chain]
@@ -116,6 +123,10 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
     return value.lower()
 
 
+def _whole(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def _trace(value: object, what: str) -> frozenset[str]:
     areas = value.split(",") if isinstance(value, str) else value
     if not isinstance(areas, list | tuple) or not all(isinstance(a, str) for a in areas):
@@ -154,6 +165,10 @@ def load(
         if "DATANET_TRACE" in env
         else _trace(log.get("trace", []), "log.trace")
     )
+    log_format = _choice(env.get("DATANET_LOG_FORMAT") or log.get("format", "text"), LOG_FORMATS, "log.format")
+    rotate_mb, keep = log.get("rotate_mb", 5), log.get("keep", 3)
+    if not _whole(rotate_mb, 1) or not _whole(keep, 0):
+        raise ConfigError(f"{config_path}: log.rotate_mb must be a whole number of at least 1, log.keep at least 0.")
     cache_dir = Path(env.get("DATANET_CACHE_DIR") or platformdirs.user_cache_dir("datanet")).expanduser()
     chain = doc.get("chain", {})
     url = rpc_url or env.get("DATANET_RPC_URL") or chain.get("rpc_url")
@@ -207,6 +222,9 @@ def load(
         key_store=cast(KeyStoreChoice, store),
         log_level=level,
         trace=trace,
+        log_format=log_format,
+        log_rotate_mb=rotate_mb,
+        log_keep=keep,
         rpc_url=url or None,
         chain_id=chain_id,
         chain_addresses=tuple(addresses),

@@ -1,4 +1,6 @@
-"""Logging for entry points: one 0600 file in the data directory, never the terminal.
+"""Logging for entry points: one 0600 file in the data directory, never the terminal, rotated by size
+(`[log] rotate_mb`, `keep`). `[log] format = "json"` (or `DATANET_LOG_FORMAT=json`) writes one JSON object a line
+(time, process, level, logger, message, and a traceback as `exc_info`) for a log shipper; the default is text.
 
 Only entry points call `configure`. Modules log with `logging.getLogger(__name__)` and %-style arguments, and
 never log keys, passphrases or record contents. `DATANET_TRACE` turns on debug logging per area.
@@ -15,6 +17,17 @@ from client.config import TRACE_AREAS, Config
 
 LOG_FILE = Path("logs") / "datanet.log"
 _FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+_JSON_FIELDS = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+_JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+def formatter(json_lines: bool) -> logging.Formatter:
+    """The one format of every process writing the log (the node, the CLI, the trainer child)."""
+    if json_lines:
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES, datefmt="%Y-%m-%dT%H:%M:%S%z")
+    return logging.Formatter(_FORMAT)
 
 
 def log_path(config: Config) -> Path:
@@ -27,8 +40,10 @@ def configure(config: Config) -> Path:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 << 20, backupCount=3, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=config.log_rotate_mb << 20, backupCount=config.log_keep, encoding="utf-8"
+    )
+    handler.setFormatter(formatter(config.log_format == "json"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -21,6 +21,7 @@ from client.cli.context import Context
 from client.cli.output import table
 from client.errors import ClientError
 
+SECRET_VARIABLES = ("DATANET_PASSPHRASE", "DATANET_NEW_PASSPHRASE")
 DEFAULT_LISTEN = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
 
 
@@ -35,7 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="listen address, repeatable (default: TCP 4001 and WebSocket 4002 on all interfaces)",
     )
     p.add_argument("--bootstrap", action="append", metavar="MULTIADDR", help="a peer to stay connected to, repeatable")
-    p.add_argument("--headless", action="store_true", help="a server: no LAN discovery unless configured (mdns)")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="a server nobody watches: never prompts (passphrase from a systemd credential, a 0600 file or the "
+        "environment), no LAN discovery unless configured (mdns)",
+    )
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
     # A node the CLI starts for itself (client/cli/attach.py): offline, passphrase on stdin, stops when idle.
     p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
@@ -90,9 +96,15 @@ def _client(ctx: Context) -> Any:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     import trio
 
+    from client import config as config_mod
     from client.node.control import socket_path
     from client.node.node import Node, NodeSettings
+    from client.node.supervisor import Supervisor
+    from client.unlock import NoPrompter
 
+    supervisor = Supervisor()  # systemd's variables read, and removed before any child starts
+    if args.headless:  # nobody is there to answer a prompt: the passphrase comes from a credential, file or env
+        ctx = dataclasses.replace(ctx, prompter=NoPrompter())
     current = os.nice(0)
     if ctx.config.node_nice > current:  # first, so every thread and child process the node starts inherits it
         os.nice(ctx.config.node_nice - current)
@@ -104,6 +116,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     if not args.background:
         _replace_background_node(ctx)
     opened = ctx.open(create=not args.background)
+    # The vault is open: the passphrase leaves the environment before the node starts any child (the prover's,
+    # the trainer's, the checker's processes inherit os.environ).
+    for name in SECRET_VARIABLES:
+        os.environ.pop(name, None)
     settings = NodeSettings(
         listen=() if args.background else tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
         bootstrap=() if args.background else tuple(args.bootstrap or ()) + ctx.config.bootstrap,
@@ -116,7 +132,21 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from client.node.chain_admission import chain_admission
 
     admission = chain_admission(ctx.config, opened.identity.evm_private_key)
-    node = Node(opened.vault, opened.identity, ctx.config.data_dir, settings, config=ctx.config, chain_member=admission)
+    env = {k: v for k, v in ctx.env.items() if k not in SECRET_VARIABLES}
+
+    def reload_config() -> config_mod.Config:
+        return config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store, rpc_url=args.rpc_url)
+
+    node = Node(
+        opened.vault,
+        opened.identity,
+        ctx.config.data_dir,
+        settings,
+        config=ctx.config,
+        chain_member=admission,
+        supervisor=supervisor,
+        reload_config=reload_config,
+    )
 
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]

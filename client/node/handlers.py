@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from client.config import TRACE_AREAS, Config
 from client.errors import ClientError
 from client.identity import Identity
 from client.log_setup import log_path
-from client.node import control
+from client.node import control, log_tail
 from client.node.announce import Announcer
 from client.node.api import API_VERSION
 from client.node.jobs import Jobs
@@ -42,7 +41,7 @@ ON_NODE_LOOP = frozenset(
 MAX_LIST = 1000  # jobs one `jobs` call lists
 MAX_LOG_LINES = 10_000
 MAX_RECORDS = 10_000  # records one `records.list` answer holds
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LEVELS = log_tail.LEVELS
 
 
 class Handlers:
@@ -588,41 +587,19 @@ class Handlers:
         if level not in LEVELS:
             raise ClientError(f"{level!r} is not a log level ({', '.join(LEVELS)}).")
         shown = set(LEVELS[LEVELS.index(level) :]) | {"CRITICAL"}
-        text = params.get("text")
+        text = None if params.get("text") is None else str(params["text"])
         area = params.get("area")
         if area is not None and area not in TRACE_AREAS:
             raise ClientError(f"{area!r} is not a log area ({', '.join(TRACE_AREAS)}).")
         prefix = None if area is None else TRACE_AREAS[str(area)]
         path = log_path(self.config)
-
-        def tail() -> list[str]:
-            kept: deque[str] = deque(maxlen=lines)
-            if not path.exists():
-                return []
-            with path.open(encoding="utf-8", errors="replace") as log:
-                current = ""  # the area of the last line that named one (a traceback's lines belong to it)
-                for line in log:
-                    current = _area_of(line) or current
-                    if prefix is not None and not (current == prefix or current.startswith(prefix + ".")):
-                        continue
-                    if _level_of(line) in shown and (text is None or str(text) in line):
-                        kept.append(line.rstrip("\n"))
-            return list(kept)
-
-        return {"file": str(path), "lines": await trio.to_thread.run_sync(tail)}
+        found = await trio.to_thread.run_sync(lambda: log_tail.tail(path, lines, shown, text, prefix))
+        return {"file": str(path), "lines": found}
 
     async def _stop_method(self, params: dict[str, Any]) -> dict[str, Any]:
         """Stop the node as SIGTERM does, once this answer has left (see `Node.run`)."""
         self.stop.set()
         return {"stopping": True}
-
-
-def _area_of(line: str) -> str | None:
-    """The logger of one of our log lines (`date time pid LEVEL client.p2p.sync: message`), or None."""
-    fields = line.split(" ", 5)
-    if len(fields) >= 5 and fields[3] in (*LEVELS, "CRITICAL") and fields[4].endswith(":"):
-        return fields[4][:-1]
-    return None
 
 
 # `datanet health`'s exit codes, by check (docs/hospital-node.md); 0 is healthy, 7 no node (client/failures.py).
@@ -632,12 +609,3 @@ HEALTH_CHAIN_TIMEOUT = 10.0
 
 def _problem(check: str, sentence: str) -> dict[str, Any]:
     return {"check": check, "exit_code": HEALTH_CODES[check], "problem": sentence}
-
-
-def _level_of(line: str) -> str:
-    """The level field of one of our log lines (`date time pid LEVEL area: message`); INFO for anything else (a
-    traceback's lines belong to the ERROR above them, and are kept with any level down to INFO)."""
-    for level in (*LEVELS, "CRITICAL"):
-        if f" {level} " in line[:40]:
-            return level
-    return "INFO"

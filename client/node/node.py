@@ -3,11 +3,15 @@ the libp2p host (TCP and WebSocket, Noise, yamux), the sync service, the job jou
 discovery (discovery.py), announcements, the chain session (client/app/chain.py, opened at its first use), the
 control API (handlers.py) and the peer diagnostics (peers.py). It holds the data directory's node lock
 (instance.py) for its whole life. SIGTERM, SIGINT or the `stop` method stop it gracefully (running jobs are put
-back in the queue and resume at the next start; so are ones a crash left "running").
+back in the queue and resume at the next start; so are ones a crash left "running"). SIGHUP re-reads the
+configuration: the log level and areas and the bootstrap peers change at once; the rest is named in the log as
+needing a restart. Under systemd it reports readiness, reloads and stopping, and keeps its watchdog fed
+(supervisor.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import logging
@@ -32,6 +36,7 @@ from client.node.jobs import RESUMABLE, Jobs
 from client.node.journal import Journal
 from client.node.members import CHAIN_ADMISSION_TTL
 from client.node.peers import Peers
+from client.node.supervisor import Supervisor
 from client.p2p import sync
 from client.p2p.admission import ChainMembership
 from client.p2p.host import listen_addrs, new_secure_host
@@ -40,6 +45,22 @@ from storage import audit
 from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
+
+# What a SIGHUP does not change in a running node (its host, vault, chain session and lanes were built with it).
+_RESTART_SETTINGS = (
+    "data_dir",
+    "key_store",
+    "rpc_url",
+    "chain_id",
+    "chain_addresses",
+    "receipt_timeout",
+    "node_listen",
+    "announce_every",
+    "mdns",
+    "discover_every",
+    "membership_ttl",
+    "node_nice",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +84,12 @@ class Node:
         *,
         config: Config,
         chain_member: ChainMembership | None = None,
+        supervisor: Supervisor | None = None,
+        reload_config: Callable[[], Config] | None = None,
     ) -> None:
         self.config = config
+        self.supervisor = supervisor or Supervisor({})
+        self._reload_config = reload_config  # the configuration read again, as the entry point read it
         self.settings = settings
         self.vault = vault
         self.identity = identity
@@ -178,8 +203,37 @@ class Node:
             self.journal.close()
             self.audit.close()
 
+    def reload(self) -> None:
+        """SIGHUP: the configuration read again. A configuration that no longer reads is logged in one sentence
+        and the node goes on with the one it has."""
+        if self._reload_config is None:
+            logger.info("SIGHUP: nothing to reload (no configuration file)")
+            return
+        from client import log_setup
+        from client.errors import ConfigError
+
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            logger.error("configuration not reloaded, the node keeps the one it has: %s", exc)
+            return
+        old, changed = self.config, []
+        if (new.log_level, new.trace) != (old.log_level, old.trace):
+            log_setup.configure(new)
+            changed.append("log")
+        if new.bootstrap != old.bootstrap:
+            self.discovery.bootstrap_peers = new.bootstrap
+            changed.append("bootstrap")
+        restart = [name for name in _RESTART_SETTINGS if getattr(new, name) != getattr(old, name)]
+        self.config = dataclasses.replace(old, log_level=new.log_level, trace=new.trace, bootstrap=new.bootstrap)
+        logger.info(
+            "configuration reloaded: %s%s",
+            ", ".join(changed) or "nothing changed",
+            f"; needs a restart to change: {', '.join(restart)}" if restart else "",
+        )
+
     async def _serve(self, ready: Callable[[Node], None] | None) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
                 await nursery.start(
                     functools.partial(serve_in_thread, on_node_loop=ON_NODE_LOOP),
@@ -203,10 +257,19 @@ class Node:
                 # after this, measured by bench/control.py's load).
                 gc.collect()
                 gc.freeze()
+                nursery.start_soon(self.supervisor.keep_watchdog)
                 if ready is not None:
                     ready(self)
+                mode = "offline" if self.settings.offline else "online"
+                self.supervisor.ready(f"{mode}, peer id {self.host.get_id()}")
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        self.supervisor.reloading()
+                        self.reload()
+                        self.supervisor.ready("configuration reloaded")
+                        continue
                     logger.info("node stopping (%s)", signal.Signals(signum).name)
+                    self.supervisor.stopping(signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
             await self.host.close()
@@ -227,5 +290,6 @@ class Node:
     async def _stop_on_request(self, scope: trio.CancelScope) -> None:
         await self._stop.wait()
         logger.info("node stopping (asked over the control API)")
+        self.supervisor.stopping("asked over the control API")
         await trio.sleep(0.2)  # the `stop` answer leaves first (a local socket: microseconds)
         scope.cancel()

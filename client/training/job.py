@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from client import log_setup
 from client.children import BACKGROUND_NICE
 from client.config import Config
 from client.importers import read_rows
@@ -53,6 +54,7 @@ class JobRequest:
     eval_rows: Rows = field(repr=False)
     eval_source: str
     batch_roots: tuple[str, ...] = ()  # proven contribution batches the training records belong to
+    log_json: bool = False  # the log's format ([log] format = "json")
 
     @property
     def job_id(self) -> str:
@@ -93,6 +95,7 @@ def make_request(config: Config, shard: Shard, train_config: TrainConfig, eval_p
         data_dir=config.data_dir,
         cache_dir=config.cache_dir,
         log_file=log_path(config),
+        log_json=config.log_format == "json",
         datanet={"name": info.name, "uuid": info.uuid, "task": info.task},
         config=train_config,
         train_rows=train_rows,
@@ -131,7 +134,7 @@ def read_state(job_dir: Path) -> dict[str, Any]:
 # -- the child ---------------------------------------------------------------------------------------------
 
 
-def _child_logging(log_file: Path | None) -> None:
+def _child_logging(log_file: Path | None, json_lines: bool) -> None:
     os.environ["TRANSFORMERS_VERBOSITY"] = "error"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -145,7 +148,7 @@ def _child_logging(log_file: Path | None) -> None:
             handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError:
             pass
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(log_setup.formatter(json_lines))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("client").setLevel(logging.INFO)
@@ -158,7 +161,7 @@ def _child_logging(log_file: Path | None) -> None:
 def _child(request: JobRequest, conn: Connection, cancel: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it asks us to stop cleanly
     os.nice(BACKGROUND_NICE)  # training yields the CPU to the node and the desktop (alone: it trains as fast)
-    _child_logging(request.log_file)
+    _child_logging(request.log_file, request.log_json)
     try:
         conn.send(("done", _train_and_store(request, conn, cancel)))
     except Cancelled as exc:
