@@ -29,10 +29,13 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
     membership_ttl = 30                # seconds an on-chain membership answer is reused (with an RPC chain)
     nice = 10                          # the node's CPU priority, 0-19 (DATANET_NODE_NICE): it yields to what you use
+    [metrics]                          # leave out for none (the default)
+    listen = "127.0.0.1:9464"          # DATANET_METRICS, `node run --metrics`: Prometheus, loopback only
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +72,7 @@ _ALLOWED = {
     "log": {"level", "trace", "format", "rotate_mb", "keep"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES},
     "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl", "nice"},
+    "metrics": {"listen"},
 }
 
 
@@ -94,6 +98,7 @@ class Config:
     discover_every: float = 60.0
     membership_ttl: float = 30.0
     node_nice: int = NODE_NICE
+    metrics: tuple[str, int] | None = None  # the node's Prometheus endpoint (loopback only)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -121,6 +126,26 @@ def _choice(value: object, allowed: tuple[str, ...], what: str) -> str:
     if not isinstance(value, str) or value.lower() not in allowed:
         raise ConfigError(f"{what} must be one of {', '.join(allowed)}, not {value!r}.")
     return value.lower()
+
+
+def loopback_address(value: str, what: str) -> tuple[str, int]:
+    """`127.0.0.1:9464` or `[::1]:9464` into (host, port); any other interface refused in one sentence."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+        raise ConfigError(f"{what} must be an address and port such as 127.0.0.1:9464, not {value!r}.")
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"{what}: the metrics endpoint has no authentication and listens on the loopback interface only "
+            f"(127.0.0.1 or ::1), not {host!r}; let a local Prometheus agent or an SSH tunnel reach it."
+        )
+    return host, int(port)
 
 
 def _whole(value: object, least: int) -> bool:
@@ -215,6 +240,10 @@ def load(
     mdns = node.get("mdns")
     if mdns is not None and not isinstance(mdns, bool):
         raise ConfigError(f"{config_path}: node.mdns must be true or false.")
+    metrics_listen = env.get("DATANET_METRICS") or doc.get("metrics", {}).get("listen")
+    if metrics_listen is not None and not isinstance(metrics_listen, str):
+        raise ConfigError(f"{config_path}: metrics.listen must be an address such as 127.0.0.1:9464.")
+    metrics = None if not metrics_listen else loopback_address(metrics_listen, "metrics.listen")
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -236,4 +265,5 @@ def load(
         discover_every=float(discover_every),
         membership_ttl=float(membership_ttl),
         node_nice=nice,
+        metrics=metrics,
     )

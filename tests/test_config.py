@@ -92,3 +92,15 @@ def test_global_flags_may_come_after_the_command_and_nothing_after_a_double_dash
         "--",
         "--json",
     ]
+
+
+def test_the_metrics_endpoint_is_opt_in_and_on_loopback_only(tmp_path: Path) -> None:
+    assert load(_env(tmp_path)).metrics is None
+    (tmp_path / "config.toml").write_text('[metrics]\nlisten = "127.0.0.1:9464"\n')
+    assert load(_env(tmp_path)).metrics == ("127.0.0.1", 9464)
+    assert load(_env(tmp_path, DATANET_METRICS="[::1]:9100")).metrics == ("::1", 9100)
+    for exposed in ("0.0.0.0:9464", "10.0.0.5:9464", "[::]:9464", "metrics.example.org:9464"):
+        with pytest.raises(ConfigError, match="loopback interface only"):
+            load(_env(tmp_path, DATANET_METRICS=exposed))
+    with pytest.raises(ConfigError, match=r"such as 127\.0\.0\.1:9464"):
+        load(_env(tmp_path, DATANET_METRICS="127.0.0.1"))

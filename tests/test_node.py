@@ -11,10 +11,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,7 @@ class NodeProc:
     peer_id: str
     proc: subprocess.Popen[str] | None = None
     address: str = ""
+    ready: dict[str, Any] = field(default_factory=dict)  # the line `node run --json` prints when it is ready
 
     def start(self, *extra: str) -> None:
         self.proc = subprocess.Popen(
@@ -47,7 +50,8 @@ class NodeProc:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line, self.proc.stderr.read() if self.proc.stderr else "no output"
-        self.address = json.loads(line)["addresses"][0]
+        self.ready = json.loads(line)
+        self.address = self.ready["addresses"][0]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
@@ -63,6 +67,21 @@ class NodeProc:
 
     def control(self) -> ControlClient:
         return ControlClient(self.cli.data_dir)
+
+
+def fetch(node: NodeProc) -> str:
+    with urllib.request.urlopen(node.ready["metrics"], timeout=10) as answer:  # noqa: S310 (a loopback URL)
+        return str(answer.read().decode())
+
+
+def scrape(node: NodeProc) -> dict[str, float]:
+    """The node's metrics as {name{labels}: value}."""
+    samples = {}
+    for line in fetch(node).splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 def records(node: NodeProc, datanet: str = "ward") -> int:
@@ -116,7 +135,7 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         b.cli.ok("import", "ward", str(jsonl(tmp_path / "b.jsonl", range(100, 200))))
         c.cli.ok("import", "ward", str(jsonl(tmp_path / "c.jsonl", range(180, 260))))
         for node in (a, b, c):
-            node.start()
+            node.start("--metrics", "127.0.0.1:0")
         socket_file = a.cli.data_dir / "node.sock"
         assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
 
@@ -141,6 +160,25 @@ def test_three_nodes_converge_through_their_control_apis(tmp_path: Path) -> None
         done = [e for e in events if e["type"] == "sync.progress" and e["phase"] == "done"]
         assert done and done[-1]["records_done"] == 80 and done[-1]["records_left"] == 0
         assert any(e["type"] == "records.received" and e["count"] == 80 for e in events)
+        # The Prometheus endpoints: the dialling side's and the serving side's counts of that session.
+        assert a.ready["metrics"].startswith("http://127.0.0.1:")
+        client, server = scrape(a), scrape(b)
+        assert client['datanet_sync_records_total{direction="received"}'] == 80
+        assert client['datanet_sync_records_total{direction="sent"}'] == 100
+        assert server['datanet_sync_records_total{direction="received"}'] == 100
+        assert server['datanet_sync_sessions_total{side="server"}'] == 1
+        assert client['datanet_sync_bytes_total{direction="received"}'] > 80 * 100
+        assert (
+            server['datanet_sync_bytes_total{direction="sent"}']
+            == client['datanet_sync_bytes_total{direction="received"}']
+        )
+        assert client['datanet_jobs_finished_total{kind="sync",state="done"}'] == 1
+        deadline = time.monotonic() + 10
+        while scrape(a)["datanet_records"] != 200:  # the gauges follow within a second of the records' event
+            assert time.monotonic() < deadline, scrape(a)
+            time.sleep(0.2)
+        exposed = fetch(a)
+        assert "ward" not in exposed and "note 1" not in exposed  # no Datanet name, no record content
         b.cli.ok("sync", "ward", "--peer", c.address)
         c.cli.ok("sync", "ward", "--peer", a.address)
         a.cli.ok("sync", "ward", "--peer", c.address)

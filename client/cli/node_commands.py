@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "environment), no LAN discovery unless configured (mdns)",
     )
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
+    p.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics here, on the loopback interface only (e.g. 127.0.0.1:9464; [metrics] listen)",
+    )
     # A node the CLI starts for itself (client/cli/attach.py): offline, passphrase on stdin, stops when idle.
     p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--idle-exit", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
@@ -97,6 +102,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     import trio
 
     from client import config as config_mod
+    from client.config import loopback_address
     from client.node.control import socket_path
     from client.node.node import Node, NodeSettings
     from client.node.supervisor import Supervisor
@@ -128,6 +134,11 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         discover_every=ctx.config.discover_every,
         offline=args.background,
         idle_exit=args.idle_exit,
+        metrics=None
+        if args.background
+        else loopback_address(args.metrics, "--metrics")
+        if args.metrics
+        else ctx.config.metrics,
     )
     from client.node.chain_admission import chain_admission
 
@@ -151,6 +162,9 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     def ready(n: Node) -> None:
         addresses = [str(a) for a in n.host.get_addrs()]
         data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
+        if n.metrics.port is not None:
+            host = n.settings.metrics[0] if n.settings.metrics else "127.0.0.1"
+            data["metrics"] = f"http://{'[' + host + ']' if ':' in host else host}:{n.metrics.port}/metrics"
         if ctx.out.json_mode:  # one line: a supervisor or a test reads it as soon as the node is ready
             print(json.dumps(data), flush=True)
             if args.background:  # the CLI that started it has what it waited for: its pipes close now
@@ -160,6 +174,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                 os.close(devnull)
         else:
             print(f"node {n.host.get_id()} listening on\n" + "\n".join(f"  {a}" for a in addresses), flush=True)
+            if "metrics" in data:
+                print(f"metrics at {data['metrics']}", flush=True)
 
     trio.run(lambda: node.run(ready=ready))
     ctx.out.note("datanet: node stopped.")

@@ -232,7 +232,13 @@ class Jobs:
                 self._interrupted(job_id, "sync")
         self.peers.note(peer, address, sync_done=True)
         self.admit(result)
-        summary = {"received": result.received, "sent": result.sent, "seconds": round(result.seconds, 3)}
+        summary = {
+            "received": result.received,
+            "sent": result.sent,
+            "bytes_received": result.bytes_received,
+            "bytes_sent": result.bytes_sent,
+            "seconds": round(result.seconds, 3),
+        }
         self.journal.set_progress(job_id, summary)
         self.journal.set_state(job_id, "done")
         if result.received:

@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from client.app import records as records_app
 from client.app.chain import ChainService
 from client.config import Config
 from client.identity import Identity
@@ -35,6 +37,7 @@ from client.node.handlers import ON_NODE_LOOP, Handlers
 from client.node.jobs import RESUMABLE, Jobs
 from client.node.journal import Journal
 from client.node.members import CHAIN_ADMISSION_TTL
+from client.node.metrics import ErrorCounter, Gauges, Metrics
 from client.node.peers import Peers
 from client.node.supervisor import Supervisor
 from client.p2p import sync
@@ -45,6 +48,9 @@ from storage import audit
 from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
+
+GAUGES_EVERY = 15.0  # seconds between refreshes of the metrics' gauges (a scrape interval is usually 15-60 s)
+_COUNTED_LOGGERS = ("client", "storage", "prover", "libp2p")  # their ERROR lines count in datanet_errors_total
 
 # What a SIGHUP does not change in a running node (its host, vault, chain session and lanes were built with it).
 _RESTART_SETTINGS = (
@@ -60,6 +66,7 @@ _RESTART_SETTINGS = (
     "discover_every",
     "membership_ttl",
     "node_nice",
+    "metrics",
 )
 
 
@@ -72,6 +79,7 @@ class NodeSettings:
     discover_every: float = 60.0  # seconds between DHT rounds (provide our Datanets, look up their providers)
     offline: bool = False  # control socket only: no listening port, no dialling, no discovery or announcements
     idle_exit: float | None = None  # stop after this many seconds with no request, subscriber or job
+    metrics: tuple[str, int] | None = None  # the Prometheus endpoint's loopback address and port (opt-in)
 
 
 class Node:
@@ -101,6 +109,11 @@ class Node:
         self.peers = Peers()
         self.audit = AuditWriter(audit.open_for(vault))  # what left the machine (closed when the node stops)
         self.events.observe(self.audit.event)
+        self.metrics = Metrics()
+        self._error_counter = ErrorCounter(self.metrics)
+        self.events.observe(self.metrics.event)
+        self._gauges_stale = True
+        self.events.observe(self._gauges_changed)
         self.service = SyncService(
             vault,
             identity,
@@ -165,6 +178,7 @@ class Node:
         self.events.publish({"type": "sync.progress", **asdict(event)})
 
     def _served(self, result: sync.SyncResult) -> None:
+        self.metrics.served(result)
         self.peers.note(result.peer, None, sync_done=True)
         self._admit(result)
         self.events.publish(
@@ -202,6 +216,9 @@ class Node:
             self.chain.close()
             self.journal.close()
             self.audit.close()
+            self.metrics.close()
+            for name in _COUNTED_LOGGERS:
+                logging.getLogger(name).removeHandler(self._error_counter)
 
     def reload(self) -> None:
         """SIGHUP: the configuration read again. A configuration that no longer reads is logged in one sentence
@@ -250,6 +267,11 @@ class Node:
                     nursery.start_soon(self.discovery.discover)
                     nursery.start_soon(self.announcer.run)
                 nursery.start_soon(self._stop_on_request, nursery.cancel_scope)
+                if self.settings.metrics is not None:
+                    self.metrics.start(*self.settings.metrics, started=self.started)
+                    for name in _COUNTED_LOGGERS:
+                        logging.getLogger(name).addHandler(self._error_counter)
+                    nursery.start_soon(self._refresh_gauges)
                 if self.settings.idle_exit is not None:
                     nursery.start_soon(self._stop_when_idle, self.settings.idle_exit)
                 # What startup built (modules, the host, the vault) lives as long as the node: kept out of the
@@ -273,6 +295,28 @@ class Node:
                     nursery.cancel_scope.cancel()
                     break
             await self.host.close()
+
+    async def _refresh_gauges(self) -> None:
+        """The metrics' gauges, read on this loop and in the database thread (a scrape never opens the vault):
+        within a second of an event that changes them, and every GAUGES_EVERY seconds."""
+        last = -GAUGES_EVERY
+        while True:
+            if self._gauges_stale or time.monotonic() - last >= GAUGES_EVERY:
+                self._gauges_stale, last = False, time.monotonic()
+                listed = await self.handlers.vault_call(lambda: records_app.datanets(self.vault))
+                jobs = self.journal.jobs(limit=10_000)
+                self.metrics.gauges = Gauges(
+                    datanets=len(listed["datanets"]),
+                    records=sum(int(d["records"]) for d in listed["datanets"]),
+                    peers=len(self.host.get_network().connections),
+                    jobs_queued=sum(1 for j in jobs if j.state == "queued"),
+                    jobs_running=sum(1 for j in jobs if j.state == "running"),
+                )
+            await trio.sleep(1.0)
+
+    def _gauges_changed(self, event: dict[str, Any]) -> None:
+        if event.get("type") in ("job", "records.received", "records.changed", "peer.up"):
+            self._gauges_stale = True  # a flag: events are published from several threads
 
     async def _stop_when_idle(self, idle: float) -> None:
         """A node the CLI started for itself: stop once nothing happened for `idle` seconds (no control request,
