@@ -29,6 +29,12 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
     membership_ttl = 30                # seconds an on-chain membership answer is reused (with an RPC chain)
     nice = 10                          # the node's CPU priority, 0-19 (DATANET_NODE_NICE): it yields to what you use
+    [limits]                           # what the node may take of the machine (enforced)
+    min_free_mb = 256                  # a sync or an import stops before the disk has less free than this
+    cpu_threads = 2                    # proving workers and training threads at most (default: every core)
+    max_connections = 64               # libp2p connections at most (the resource manager)
+    max_streams_per_peer = 64          # streams a peer may hold open at once
+    max_memory_mb_per_peer = 64        # buffered memory a peer may hold
     [metrics]                          # leave out for none (the default)
     listen = "127.0.0.1:9464"          # DATANET_METRICS, `node run --metrics`: Prometheus, loopback only
 """
@@ -64,6 +70,8 @@ TRACE_AREAS = {
 # UI, the CLI and the user's own programs stay responsive beside a sync and a training run (bench/tui.py: the UI's
 # p99 event-loop lag under load fell from 60 ms to 14 ms on 2 cores). Its worker processes go lower still.
 NODE_NICE = 10
+# A write that would leave less free than this stops (storage/diskspace.py); `datanet health` warns at 1024 MB.
+MIN_FREE_MB = 256
 CHAIN_ADDRESSES = ("registry", "ledger", "contribution_check", "membership_check")
 GOVERNANCE_ADDRESSES = ("token", "timelock", "governor", "polls")  # optional: governance and polls
 _ALLOWED = {
@@ -73,6 +81,7 @@ _ALLOWED = {
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES},
     "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl", "nice"},
     "metrics": {"listen"},
+    "limits": {"min_free_mb", "cpu_threads", "max_connections", "max_streams_per_peer", "max_memory_mb_per_peer"},
 }
 
 
@@ -99,6 +108,11 @@ class Config:
     membership_ttl: float = 30.0
     node_nice: int = NODE_NICE
     metrics: tuple[str, int] | None = None  # the node's Prometheus endpoint (loopback only)
+    min_free_mb: int = MIN_FREE_MB
+    cpu_threads: int | None = None  # None: every core
+    max_connections: int = 64
+    max_streams_per_peer: int = 64
+    max_memory_mb_per_peer: int = 64
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -244,6 +258,16 @@ def load(
     if metrics_listen is not None and not isinstance(metrics_listen, str):
         raise ConfigError(f"{config_path}: metrics.listen must be an address such as 127.0.0.1:9464.")
     metrics = None if not metrics_listen else loopback_address(metrics_listen, "metrics.listen")
+    limits = doc.get("limits", {})
+    for key, least in (
+        ("min_free_mb", 0),
+        ("cpu_threads", 1),
+        ("max_connections", 1),
+        ("max_streams_per_peer", 1),
+        ("max_memory_mb_per_peer", 1),
+    ):
+        if key in limits and not _whole(limits[key], least):
+            raise ConfigError(f"{config_path}: limits.{key} must be a whole number of at least {least}.")
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -266,4 +290,9 @@ def load(
         membership_ttl=float(membership_ttl),
         node_nice=nice,
         metrics=metrics,
+        min_free_mb=limits.get("min_free_mb", MIN_FREE_MB),
+        cpu_threads=limits.get("cpu_threads"),
+        max_connections=limits.get("max_connections", 64),
+        max_streams_per_peer=limits.get("max_streams_per_peer", 64),
+        max_memory_mb_per_peer=limits.get("max_memory_mb_per_peer", 64),
     )

@@ -36,6 +36,7 @@ EXIT_REJECTED = 4
 EXIT_CHECK = 5
 EXIT_CHAIN = 6
 EXIT_NODE = 7
+EXIT_DISK = 8  # a write stopped to keep [limits] min_free_mb free (storage.errors.DiskLow)
 EXIT_INTERRUPTED = 130
 
 

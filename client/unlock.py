@@ -113,4 +113,5 @@ def open_vault(
             passphrase_for_new = passphrase_from_environment(env) or asker.new_secret("vault")
         vault, code = Vault.create(config.data_dir, keystore=keystore, passphrase=passphrase_for_new)
     identity, _ = identity_mod.load_or_create(vault)
+    vault.disk.min_free_bytes = config.min_free_mb << 20  # every shard write keeps this much free
     return Opened(vault, identity, code)

@@ -82,3 +82,10 @@ class AmbiguousRecordId(StorageError):
 
 class RecordRejected(StorageError):
     exit_code = 4
+
+
+class DiskLow(StorageError):
+    """A write stopped before it would leave less free space than the configured minimum (its transaction rolled
+    back: nothing of it was kept)."""
+
+    exit_code = 8

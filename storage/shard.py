@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.diskspace import DiskGuard
 from storage.errors import AmbiguousRecordId, RecordNotFound, StorageError
 from storage.provenance import ProvenanceStore
 from storage.shard_schema import migrate
@@ -98,9 +99,10 @@ class CheckReport:
 class Shard:
     """An open shard. Not thread-safe: use one per thread."""
 
-    def __init__(self, connection: sqlite3.Connection, info: ShardInfo) -> None:
+    def __init__(self, connection: sqlite3.Connection, info: ShardInfo, disk: DiskGuard | None = None) -> None:
         self._connection = connection
         self.info = info
+        self.disk = disk or DiskGuard()  # the free space its writes keep (the vault's)
 
     @staticmethod
     def initialise(connection: sqlite3.Connection, *, uuid: str, name: str, task: str, now_ms: int) -> None:
@@ -135,7 +137,9 @@ class Shard:
     def transaction(self, now_ms: int | None = None) -> Iterator[ShardWriter]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         self._connection.execute("BEGIN IMMEDIATE")
-        writer = ShardWriter(self._connection, int(time.time() * 1000) if now_ms is None else now_ms)
+        writer = ShardWriter(
+            self._connection, int(time.time() * 1000) if now_ms is None else now_ms, (self.disk, self.info.path.parent)
+        )
         try:
             yield writer
         except BaseException:

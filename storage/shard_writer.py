@@ -11,7 +11,9 @@ import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from storage.diskspace import DiskGuard
 from storage.errors import RecordRejected
 
 # Salts are scalars of the BN254 curve's group order, so they can enter Poseidon hashes unchanged.
@@ -52,8 +54,9 @@ def new_salt() -> bytes:
 class ShardWriter:
     """Adds records inside one open transaction (see `Shard.transaction`)."""
 
-    def __init__(self, connection: sqlite3.Connection, now_ms: int) -> None:
+    def __init__(self, connection: sqlite3.Connection, now_ms: int, disk: tuple[DiskGuard, Path] | None = None) -> None:
         self._connection = connection
+        self._disk = disk or (DiskGuard(), Path())  # the free space kept, and where the shard lives
         self._now_ms = now_ms
         self.now_ms = now_ms
         self.added = 0
@@ -86,6 +89,8 @@ class ShardWriter:
                     received_from,
                 )
             )
+        guard, directory = self._disk
+        guard.check(directory, sum(len(row[1]) + 200 for row in rows))  # 200: a row's other columns and index
         added = 0
         for start in range(0, len(rows), ROWS_PER_INSERT):  # one statement, one sqlite3_step, per 500 rows
             part = rows[start : start + ROWS_PER_INSERT]

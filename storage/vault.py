@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage import key_file, sqlcipher_db
+from storage.diskspace import DiskGuard
 from storage.errors import (
     KeyFileMissing,
     KeyringChanged,
@@ -72,6 +73,7 @@ class Vault:
         # Name -> uuid of the shards seen by this process: `open_shard` opens one file when it knows the name,
         # and scans (rebuilding this) only when it does not. In memory only: names never touch the disk in clear.
         self._names: dict[str, str] = {}
+        self.disk = DiskGuard()  # free space kept by every shard write ([limits] min_free_mb; set by the client)
 
     # -- finding, creating, unlocking ---------------------------------------------------------------
 
@@ -277,7 +279,7 @@ class Vault:
             self._finish_rekey(shard_uuid, pending)
         try:
             migrate(connection)
-            return Shard(connection, Shard.read_info(connection, path))
+            return Shard(connection, Shard.read_info(connection, path), self.disk)
         except BaseException:
             connection.close()
             raise
@@ -377,7 +379,7 @@ class Vault:
         )
         logger.info("shard %s created", shard_uuid)
         self._names[name] = shard_uuid
-        return Shard(connection, Shard.read_info(connection, path))
+        return Shard(connection, Shard.read_info(connection, path), self.disk)
 
     def rekey_shard(self, name: str) -> None:
         """Rotate a shard's database key. Crash-safe: the new key is recorded before the file changes."""

@@ -5,6 +5,7 @@ identical, graceful stop, and the control socket's permissions."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import stat
 import subprocess
@@ -413,3 +414,31 @@ def test_proving_and_training_run_as_node_jobs_and_a_killed_prove_resumes(tmp_pa
         assert finished["progress"]["adapter_id"] in json.dumps(adapters)
         jobs = a.cli.ok("--json", "jobs").json()
         assert {j["kind"] for j in jobs} == {"import", "prove", "train"} and all(j["state"] == "done" for j in jobs)
+
+
+def test_a_sync_stops_before_the_disk_fills_and_a_reloaded_limit_lets_it_through(tmp_path: Path) -> None:
+    """`[limits] min_free_mb` above what is free: the receiving side's sync job fails in one sentence and keeps
+    nothing; the limit lowered and the node sent SIGHUP, the same sync goes through."""
+    with nodes(tmp_path, 2) as (a, b):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(300))))
+        free_mb = shutil.disk_usage(tmp_path).free // 2**20
+        config = b.cli.config_dir / "config.toml"
+        config.write_text(config.read_text() + f"[limits]\nmin_free_mb = {free_mb + 100_000}\n")
+        a.start()
+        b.start()
+        refused = b.cli.run("--json", "sync", "ward", "--peer", a.address)
+        assert refused.code == 8, refused.stdout + refused.stderr
+        assert "Stopped before the disk filled" in refused.stderr and "min_free_mb" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert records(b) == 0
+
+        config.write_text(config.read_text().replace(f"min_free_mb = {free_mb + 100_000}", "min_free_mb = 1"))
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        log = b.cli.data_dir / "logs" / "datanet.log"
+        while "configuration reloaded: limits" not in log.read_text():
+            assert time.monotonic() < deadline, "the node did not reload its configuration"
+            time.sleep(0.1)
+        done = b.cli.ok("--json", "sync", "ward", "--peer", a.address).json()
+        assert done["received"] == 300 and records(b) == 300

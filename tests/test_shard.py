@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from storage.errors import AmbiguousRecordId, RecordNotFound, RecordRejected, StorageError
+from storage.errors import AmbiguousRecordId, DiskLow, RecordNotFound, RecordRejected, StorageError
 from storage.shard import BN254_SCALAR_FIELD, NewRecord, Shard
 from storage.shard_schema import SCHEMA_VERSION, migrate
 from storage.vault import Vault
@@ -193,3 +194,15 @@ def test_the_kept_counts_follow_every_change_and_the_check_finds_them_wrong(shar
 
     shard._connection.execute("UPDATE record_counts SET n = n + 1 WHERE origin = 'peer'")
     assert shard.check().problems == ("counts: 9 peer records counted, 8 held",)
+
+
+def test_a_write_that_would_leave_too_little_free_space_stops_and_keeps_nothing(vault: Vault, shard: Shard) -> None:
+    shard.add_records([_record("kept before")])
+    free = shutil.disk_usage(shard.info.path.parent).free
+    vault.disk.min_free_bytes = free + (1 << 30)  # the vault's guard, shared by its open shards
+    with pytest.raises(DiskLow) as caught:
+        shard.add_records([_record(f"note {i}") for i in range(100)])
+    assert "Stopped before the disk filled" in str(caught.value) and caught.value.exit_code == 8
+    assert shard.count() == 1  # the transaction rolled back
+    vault.disk.min_free_bytes = 0  # 0: no check
+    assert shard.add_records([_record(f"note {i}") for i in range(100)]) == (100, 0)

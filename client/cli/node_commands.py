@@ -313,7 +313,10 @@ def cmd_sync(ctx: Context, args: argparse.Namespace) -> int:
         jobs = client.call("sync", datanet=args.name, wait=True, timeout=24 * 3600.0)["jobs"]
     failed = [j for j in jobs if j["state"] == "failed"]
     if failed:
-        raise ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
+        error = ClientError(f"The sync with {failed[0]['params']['peer']} failed: {failed[0]['error']}")
+        progress = failed[0].get("progress")
+        error.exit_code = int(progress.get("exit_code", 1)) if isinstance(progress, dict) else 1  # as the job's error
+        raise error
     results = [job_result(j) for j in jobs]  # a cancelled one is its own sentence
     received, sent = sum(r["received"] for r in results), sum(r["sent"] for r in results)
     seconds = max(r["seconds"] for r in results)

@@ -363,6 +363,11 @@ class Jobs:
         )
         return None if stop.is_set() else summary
 
+    def _cpu(self, asked: Any) -> int:
+        """Proving workers or training threads: what the job asked for, at most `[limits] cpu_threads`."""
+        cap = self.config.cpu_threads
+        return int(asked) if cap is None else max(1, min(int(asked), cap))
+
     def _prove_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
         summary = contribution.prove(
             self.vault,
@@ -371,7 +376,7 @@ class Jobs:
             params["datanet"],
             limit=params.get("limit"),
             datanet_id=params.get("datanet_id"),
-            workers=int(params.get("workers", 1)),
+            workers=self._cpu(params.get("workers", 1)),
             progress=progress,
             stop=stop,
             isolate=True,
@@ -382,7 +387,7 @@ class Jobs:
         summary = self.chain.submit(
             params["datanet"],
             stake=params.get("stake"),
-            workers=int(params.get("workers", 1)),
+            workers=self._cpu(params.get("workers", 1)),
             limit=params.get("limit"),
             progress=progress,
             stop=stop,
@@ -391,6 +396,8 @@ class Jobs:
 
     def _train_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:
         settings = {k: params[k] for k in training_app.SETTINGS if k in params}
+        if "threads" in settings:
+            settings["threads"] = self._cpu(settings["threads"])
         result = training_app.train(
             self.config,
             self.vault,

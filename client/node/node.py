@@ -4,9 +4,9 @@ discovery (discovery.py), announcements, the chain session (client/app/chain.py,
 control API (handlers.py) and the peer diagnostics (peers.py). It holds the data directory's node lock
 (instance.py) for its whole life. SIGTERM, SIGINT or the `stop` method stop it gracefully (running jobs are put
 back in the queue and resume at the next start; so are ones a crash left "running"). SIGHUP re-reads the
-configuration: the log level and areas and the bootstrap peers change at once; the rest is named in the log as
-needing a restart. Under systemd it reports readiness, reloads and stopping, and keeps its watchdog fed
-(supervisor.py).
+configuration: the log level and areas, the bootstrap peers, the free disk space kept and the CPU threads for
+proving and training change at once; the rest is named in the log as needing a restart. Under systemd it reports
+readiness, reloads and stopping, and keeps its watchdog fed (supervisor.py).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ _RESTART_SETTINGS = (
     "membership_ttl",
     "node_nice",
     "metrics",
+    "max_connections",
+    "max_streams_per_peer",
+    "max_memory_mb_per_peer",
 )
 
 
@@ -242,7 +245,18 @@ class Node:
             self.discovery.bootstrap_peers = new.bootstrap
             changed.append("bootstrap")
         restart = [name for name in _RESTART_SETTINGS if getattr(new, name) != getattr(old, name)]
-        self.config = dataclasses.replace(old, log_level=new.log_level, trace=new.trace, bootstrap=new.bootstrap)
+        if (new.min_free_mb, new.cpu_threads) != (old.min_free_mb, old.cpu_threads):
+            self.vault.disk.min_free_bytes = new.min_free_mb << 20
+            changed.append("limits")
+        self.config = dataclasses.replace(
+            old,
+            log_level=new.log_level,
+            trace=new.trace,
+            bootstrap=new.bootstrap,
+            min_free_mb=new.min_free_mb,
+            cpu_threads=new.cpu_threads,
+        )
+        self.jobs.config = self.config  # proving workers and training threads at most
         logger.info(
             "configuration reloaded: %s%s",
             ", ".join(changed) or "nothing changed",
