@@ -29,12 +29,18 @@ passphrase (DATANET_PASSPHRASE / DATANET_PASSPHRASE_FILE / a prompt) at the mome
     discover_every = 60                # seconds between Kademlia rounds (provide, find providers)
     membership_ttl = 30                # seconds an on-chain membership answer is reused (with an RPC chain)
     nice = 10                          # the node's CPU priority, 0-19 (DATANET_NODE_NICE): it yields to what you use
+    outbound_only = false              # no listening port at all: reached through `relays` (node run --outbound-only)
+    relays = ["/ip4/10.0.0.9/tcp/4001/p2p/12D3KooW..."]            # keep a reservation on these relays
+    relay_service = false              # relay circuits for other members (opt-in: it spends this node's bandwidth)
+    swarm_key = "/etc/datanet/swarm.key"   # a private swarm: only nodes with this key connect (0600)
     [limits]                           # what the node may take of the machine (enforced)
     min_free_mb = 256                  # a sync or an import stops before the disk has less free than this
     cpu_threads = 2                    # proving workers and training threads at most (default: every core)
-    max_connections = 64               # libp2p connections at most (the resource manager)
-    max_streams_per_peer = 64          # streams a peer may hold open at once
-    max_memory_mb_per_peer = 64        # buffered memory a peer may hold
+    max_connections = 64               # libp2p connections at most, in and out (its resource manager)
+    max_connections_per_peer = 4       # connections one peer may hold
+    max_syncs_per_peer = 4             # sync sessions (each one stream) one peer may hold open at once
+    max_memory_mb_per_peer = 64        # frames a peer's sessions may have us buffer, all together
+    max_upload_mbps_per_peer = 0       # MB/s this node sends one peer at most (0: no cap)
     [metrics]                          # leave out for none (the default)
     listen = "127.0.0.1:9464"          # DATANET_METRICS, `node run --metrics`: Prometheus, loopback only
 """
@@ -79,9 +85,29 @@ _ALLOWED = {
     "vault": {"key_store"},
     "log": {"level", "trace", "format", "rotate_mb", "keep"},
     "chain": {"rpc_url", "chain_id", "receipt_timeout", *CHAIN_ADDRESSES, *GOVERNANCE_ADDRESSES},
-    "node": {"listen", "bootstrap", "announce_every", "mdns", "discover_every", "membership_ttl", "nice"},
+    "node": {
+        "listen",
+        "bootstrap",
+        "announce_every",
+        "mdns",
+        "discover_every",
+        "membership_ttl",
+        "nice",
+        "outbound_only",
+        "relays",
+        "relay_service",
+        "swarm_key",
+    },
     "metrics": {"listen"},
-    "limits": {"min_free_mb", "cpu_threads", "max_connections", "max_streams_per_peer", "max_memory_mb_per_peer"},
+    "limits": {
+        "min_free_mb",
+        "cpu_threads",
+        "max_connections",
+        "max_connections_per_peer",
+        "max_syncs_per_peer",
+        "max_memory_mb_per_peer",
+        "max_upload_mbps_per_peer",
+    },
 }
 
 
@@ -111,8 +137,14 @@ class Config:
     min_free_mb: int = MIN_FREE_MB
     cpu_threads: int | None = None  # None: every core
     max_connections: int = 64
-    max_streams_per_peer: int = 64
+    max_connections_per_peer: int = 4
+    max_syncs_per_peer: int = 4
     max_memory_mb_per_peer: int = 64
+    max_upload_mbps_per_peer: float = 0.0  # 0: no cap
+    outbound_only: bool = False
+    relays: tuple[str, ...] = ()
+    relay_service: bool = False
+    swarm_key: Path | None = None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -263,11 +295,26 @@ def load(
         ("min_free_mb", 0),
         ("cpu_threads", 1),
         ("max_connections", 1),
-        ("max_streams_per_peer", 1),
+        ("max_connections_per_peer", 1),
+        ("max_syncs_per_peer", 1),
         ("max_memory_mb_per_peer", 1),
     ):
         if key in limits and not _whole(limits[key], least):
             raise ConfigError(f"{config_path}: limits.{key} must be a whole number of at least {least}.")
+    upload = limits.get("max_upload_mbps_per_peer", 0)
+    if not isinstance(upload, int | float) or isinstance(upload, bool) or upload < 0:
+        raise ConfigError(f"{config_path}: limits.max_upload_mbps_per_peer must be a number of MB/s (0: no cap).")
+    relays = node.get("relays", [])
+    if not isinstance(relays, list) or not all(isinstance(v, str) and "/p2p/" in v for v in relays):
+        raise ConfigError(
+            f'{config_path}: node.relays must be a list of peer addresses such as "/ip4/.../p2p/12D3KooW...".'
+        )
+    for key in ("outbound_only", "relay_service"):
+        if not isinstance(node.get(key, False), bool):
+            raise ConfigError(f"{config_path}: node.{key} must be true or false.")
+    swarm_key = node.get("swarm_key")
+    if swarm_key is not None and (not isinstance(swarm_key, str) or not swarm_key):
+        raise ConfigError(f"{config_path}: node.swarm_key must be the path of a swarm key file.")
     return Config(
         data_dir=Path(chosen_dir).expanduser().absolute(),
         config_dir=config_dir,
@@ -293,6 +340,12 @@ def load(
         min_free_mb=limits.get("min_free_mb", MIN_FREE_MB),
         cpu_threads=limits.get("cpu_threads"),
         max_connections=limits.get("max_connections", 64),
-        max_streams_per_peer=limits.get("max_streams_per_peer", 64),
+        max_connections_per_peer=limits.get("max_connections_per_peer", 4),
+        max_syncs_per_peer=limits.get("max_syncs_per_peer", 4),
         max_memory_mb_per_peer=limits.get("max_memory_mb_per_peer", 64),
+        max_upload_mbps_per_peer=float(upload),
+        outbound_only=node.get("outbound_only", False),
+        relays=tuple(relays),
+        relay_service=node.get("relay_service", False),
+        swarm_key=None if swarm_key is None else Path(swarm_key).expanduser(),
     )

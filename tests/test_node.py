@@ -52,7 +52,7 @@ class NodeProc:
         line = self.proc.stdout.readline()
         assert line, self.proc.stderr.read() if self.proc.stderr else "no output"
         self.ready = json.loads(line)
-        self.address = self.ready["addresses"][0]
+        self.address = next(iter(self.ready["addresses"]), "")  # none yet for an outbound-only node
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

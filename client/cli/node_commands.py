@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from client.app import records as records_app
@@ -19,7 +20,7 @@ from client.app.jobs import progress_text
 from client.cli.attach import job_result
 from client.cli.context import Context
 from client.cli.output import table
-from client.errors import ClientError
+from client.errors import ClientError, ConfigError
 
 SECRET_VARIABLES = ("DATANET_PASSPHRASE", "DATANET_NEW_PASSPHRASE")
 DEFAULT_LISTEN = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
@@ -44,6 +45,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, help="find peers on the LAN (multicast DNS)")
     p.add_argument(
+        "--outbound-only",
+        action="store_true",
+        default=None,
+        help="listen on no port at all (strict firewalls): peers reach this node through --relay",
+    )
+    p.add_argument("--relay", action="append", metavar="MULTIADDR", help="keep a reservation on this relay, repeatable")
+    p.add_argument(
+        "--relay-service", action="store_true", default=None, help="relay circuits for other members (opt-in)"
+    )
+    p.add_argument("--swarm-key", metavar="FILE", help="a private swarm's key: only nodes holding it can connect")
+    p.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
         help="serve Prometheus metrics here, on the loopback interface only (e.g. 127.0.0.1:9464; [metrics] listen)",
@@ -55,6 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nsub.add_parser(
         "stop", help="stop this data directory's node cleanly (its jobs resume at the next start)"
     ).set_defaults(handler=cmd_stop)
+    p = nsub.add_parser("swarm-key", help="write a new private swarm key (0600) for a consortium's nodes to share")
+    p.add_argument("file", help="where to write it (never over an existing file)")
+    p.set_defaults(handler=cmd_swarm_key)
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
     p = sub.add_parser(
         "health",
@@ -121,6 +136,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         ctx = dataclasses.replace(ctx, env={**env, "DATANET_PASSPHRASE": secret} if secret else env)
     if not args.background:
         _replace_background_node(ctx)
+    network = {} if args.background else _network(ctx, args)  # its errors before the vault is touched
     opened = ctx.open(create=not args.background)
     # The vault is open: the passphrase leaves the environment before the node starts any child (the prover's,
     # the trainer's, the checker's processes inherit os.environ).
@@ -139,6 +155,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         else loopback_address(args.metrics, "--metrics")
         if args.metrics
         else ctx.config.metrics,
+        **network,
     )
     from client.node.chain_admission import chain_admission
 
@@ -160,7 +177,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     )
 
     def ready(n: Node) -> None:
-        addresses = [str(a) for a in n.host.get_addrs()]
+        addresses = n.addresses()
         data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
         if n.metrics.port is not None:
             host = n.settings.metrics[0] if n.settings.metrics else "127.0.0.1"
@@ -179,6 +196,49 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
     trio.run(lambda: node.run(ready=ready))
     ctx.out.note("datanet: node stopped.")
+    return 0
+
+
+def _network(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    """The node's reachability and limits from flags over [node] and [limits]: outbound only, relays, the relay
+    service, the swarm key, connection and per-peer caps."""
+    from client.p2p import swarm_key
+    from client.p2p.host import ConnectionCaps
+    from client.p2p.service import PeerCaps
+
+    config = ctx.config
+    key_file = Path(args.swarm_key) if args.swarm_key else config.swarm_key
+    relays = tuple(args.relay or config.relays)
+    relay_service = config.relay_service if args.relay_service is None else args.relay_service
+    if key_file is not None and (relays or relay_service):
+        raise ConfigError(
+            "A private swarm key cannot be combined with relays yet: py-libp2p 0.8.1 does not protect a relayed "
+            "connection with the key; use one or the other."
+        )
+    return {
+        "outbound_only": config.outbound_only if args.outbound_only is None else args.outbound_only,
+        "relays": relays,
+        "relay_service": relay_service,
+        "psk": None if key_file is None else swarm_key.read(key_file),
+        "caps": ConnectionCaps(config.max_connections, config.max_connections_per_peer),
+        "peer_caps": PeerCaps(
+            sessions=config.max_syncs_per_peer,
+            memory=config.max_memory_mb_per_peer << 20,
+            upload_rate=config.max_upload_mbps_per_peer * 1e6,
+        ),
+    }
+
+
+def cmd_swarm_key(ctx: Context, args: argparse.Namespace) -> int:
+    from client.p2p import swarm_key
+
+    path = Path(args.file)
+    swarm_key.write_new(path)
+    ctx.out.emit(
+        {"swarm_key": str(path)},
+        f"A new swarm key is in {path} (0600). Copy it to every member's node (over a channel you trust) and set "
+        "[node] swarm_key, or pass --swarm-key.",
+    )
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -30,6 +30,7 @@ class Discovery:
         bootstrap: tuple[str, ...],
         discover_every: float,
         on_connected: Callable[[], None],
+        connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
         self.vault = vault
@@ -38,6 +39,7 @@ class Discovery:
         self.bootstrap_peers = bootstrap
         self.discover_every = discover_every  # seconds between DHT rounds
         self.on_connected = on_connected  # a peer newly connected (the node announces every Datanet again)
+        self.connect = connect or host.connect  # a bootstrap peer may be a relayed (/p2p-circuit) address
 
     async def bootstrap(self) -> None:
         """Keep a connection to every bootstrap peer from the config (dialled at start, then every minute)."""
@@ -107,7 +109,7 @@ class Discovery:
         self.peers.note(peer, address)
         try:
             with trio.fail_after(10):
-                await self.host.connect(info)
+                await self.connect(info)
         except Exception as exc:  # py-libp2p's dial errors share no base class
             self.peers.note(peer, address, error=f"cannot connect ({type(exc).__name__})")
             return

@@ -61,8 +61,11 @@ class Handlers:
         started: float,
         online: bool,
         stop: trio.Event,
+        addresses: Callable[[], list[str]] | None = None,
     ) -> None:
         self.host = host
+        # Where peers reach the node (its listening addresses and its circuits through relays).
+        self.addresses = addresses or (lambda: [str(a) for a in host.get_addrs()])
         self.vault = vault
         self.identity = identity
         self.config = config
@@ -162,7 +165,7 @@ class Handlers:
         return {
             "api_version": API_VERSION,
             "peer_id": str(self.host.get_id()),
-            "addresses": [str(a) for a in self.host.get_addrs()],
+            "addresses": self.addresses(),
             "uptime_s": round(time.time() - self.started, 1),
             "datanets": shards,
             "peers_connected": len(self.host.get_network().connections),

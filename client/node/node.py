@@ -42,8 +42,9 @@ from client.node.peers import Peers
 from client.node.supervisor import Supervisor
 from client.p2p import sync
 from client.p2p.admission import ChainMembership
-from client.p2p.host import listen_addrs, new_secure_host
-from client.p2p.service import SyncService
+from client.p2p.host import ConnectionCaps, listen_addrs, new_secure_host
+from client.p2p.relay import Relays
+from client.p2p.service import PeerCaps, SyncService
 from storage import audit
 from storage.vault import Vault
 
@@ -68,8 +69,14 @@ _RESTART_SETTINGS = (
     "node_nice",
     "metrics",
     "max_connections",
-    "max_streams_per_peer",
+    "max_connections_per_peer",
+    "max_syncs_per_peer",
     "max_memory_mb_per_peer",
+    "max_upload_mbps_per_peer",
+    "outbound_only",
+    "relays",
+    "relay_service",
+    "swarm_key",
 )
 
 
@@ -83,6 +90,12 @@ class NodeSettings:
     offline: bool = False  # control socket only: no listening port, no dialling, no discovery or announcements
     idle_exit: float | None = None  # stop after this many seconds with no request, subscriber or job
     metrics: tuple[str, int] | None = None  # the Prometheus endpoint's loopback address and port (opt-in)
+    outbound_only: bool = False  # no listening port: reached through `relays` only
+    relays: tuple[str, ...] = ()  # relays to keep a reservation on (client/p2p/relay.py)
+    relay_service: bool = False  # relay circuits for other peers
+    psk: str | None = None  # a private swarm's key (client/p2p/swarm_key.py)
+    caps: ConnectionCaps = dataclasses.field(default_factory=ConnectionCaps)
+    peer_caps: PeerCaps = dataclasses.field(default_factory=PeerCaps)
 
 
 class Node:
@@ -105,8 +118,10 @@ class Node:
         self.vault = vault
         self.identity = identity
         self.data_dir = data_dir
-        self.listen = [] if settings.offline else listen_addrs(settings.listen)  # offline: no port at all
-        self.host = new_secure_host(identity, self.listen, mdns=settings.mdns)
+        # Offline or outbound only: no port at all.
+        self.listen = [] if settings.offline or settings.outbound_only else listen_addrs(settings.listen)
+        self.host = new_secure_host(identity, self.listen, mdns=settings.mdns, psk=settings.psk, caps=settings.caps)
+        self.relays = Relays(self.host, serve=settings.relay_service, relays=settings.relays)
         self.events = control.Events()
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
         self.peers = Peers()
@@ -126,6 +141,8 @@ class Node:
             chain_member=chain_member,
             on_sent=self.audit.records_sent,
             on_refused=self.audit.refused,
+            caps=settings.peer_caps,
+            connect=self.relays.connect,
         )
         self.started = time.time()
         self._stop = trio.Event()
@@ -158,6 +175,7 @@ class Node:
             bootstrap=settings.bootstrap,
             discover_every=settings.discover_every,
             on_connected=self.announcer.poke,
+            connect=self.relays.connect,
         )
         self.handlers = Handlers(
             host=self.host,
@@ -173,6 +191,7 @@ class Node:
             started=self.started,
             online=not settings.offline,
             stop=self._stop,
+            addresses=self.addresses,
         )
 
     # --- events ---------------------------------------------------------------------------------------------
@@ -192,6 +211,10 @@ class Node:
         """A peer that finished a session is a member: listed in the vault (then this records nothing) or admitted
         on chain, which the vault does not list: let its announcements through for a while."""
         self.announcer.members.admit(result.datanet, result.peer, time.monotonic() + CHAIN_ADMISSION_TTL)
+
+    def addresses(self) -> list[str]:
+        """Where peers reach this node: its listening addresses, then its circuits through relays."""
+        return [str(a) for a in self.host.get_addrs()] + self.relays.addresses()
 
     # --- control API ----------------------------------------------------------------------------------------
 
@@ -275,6 +298,7 @@ class Node:
                 for lane in self.jobs.lanes:
                     nursery.start_soon(self.jobs.run_lane, lane)
                 if not self.settings.offline:
+                    nursery.start_soon(self.relays.run)
                     nursery.start_soon(self.discovery.bootstrap)
                     if self.settings.mdns:
                         self.discovery.listen_for_mdns(nursery)

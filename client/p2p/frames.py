@@ -53,10 +53,31 @@ def _broken(exc: Exception) -> Exception:
     return exc
 
 
-class FrameStream:
-    """Frames over a libp2p stream (anything with async `read(n)`, `write(data)`), within `limits`."""
+class Throttle:
+    """Bytes a second sent to one peer, across its sessions ([limits] max_upload_mbps_per_peer): each frame waits
+    its turn, with a quarter of a second of credit so small frames are not delayed one by one."""
 
-    def __init__(self, stream: object, counters: Counters, limits: Limits | None = None) -> None:
+    BURST = 0.25
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._next = time.monotonic()
+
+    async def take(self, size: int) -> None:
+        now = time.monotonic()
+        self._next = max(self._next, now - self.BURST) + size / self.rate
+        if self._next - now > 0:
+            await trio.sleep(self._next - now)
+
+
+class FrameStream:
+    """Frames over a libp2p stream (anything with async `read(n)`, `write(data)`), within `limits`; what it sends
+    waits on `throttle` when one is given."""
+
+    def __init__(
+        self, stream: object, counters: Counters, limits: Limits | None = None, throttle: Throttle | None = None
+    ) -> None:
+        self.throttle = throttle
         self._stream = stream
         self._buffer = bytearray()
         self.counters = counters
@@ -164,6 +185,8 @@ class FrameStream:
 
     async def send(self, kind: int, payload: bytes = b"") -> None:
         data = (len(payload) + 1).to_bytes(4, "big") + bytes([kind]) + payload
+        if self.throttle is not None:
+            await self.throttle.take(len(data))
         try:
             await self._stream.write(data)  # type: ignore[attr-defined]
         except Exception as exc:

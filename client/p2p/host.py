@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import multiaddr
 
@@ -32,10 +33,14 @@ from libp2p.crypto.x25519 import create_new_key_pair as new_x25519  # noqa: E402
 from libp2p.custom_types import TProtocol  # noqa: E402
 from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
+from libp2p.rcmgr import ResourceLimits, ResourceManager  # noqa: E402
+from libp2p.rcmgr.connection_limits import new_connection_limits_with_defaults  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE  # noqa: E402
 from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX  # noqa: E402
 from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
+from libp2p.transport.tcp.tcp import TCP  # noqa: E402
+from libp2p.transport.websocket.transport import WebsocketTransport  # noqa: E402
 
 _root = logging.getLogger()
 for _handler in _handlers:
@@ -57,19 +62,63 @@ def key_pair(identity: Identity) -> KeyPair:
     return KeyPair(private, private.get_public_key())
 
 
-def new_secure_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr] = (), *, mdns: bool = False) -> IHost:
+@dataclass(frozen=True, slots=True)
+class ConnectionCaps:
+    """What py-libp2p's resource manager enforces for this host ([limits] in the config)."""
+
+    max_connections: int = 64  # established connections, in and out together
+    max_connections_per_peer: int = 4
+
+
+def resource_manager(caps: ConnectionCaps) -> ResourceManager:
+    """py-libp2p's resource manager with our caps: its connection limits refuse a connection past them right after
+    the handshake. Its own Prometheus server stays off (it would listen on 0.0.0.0:8000)."""
+    limits = new_connection_limits_with_defaults()
+    limits.max_established_total = caps.max_connections
+    limits.max_established_inbound = caps.max_connections
+    limits.max_established_outbound = caps.max_connections
+    limits.max_established_per_peer = caps.max_connections_per_peer
+    # ResourceLimits counts an inbound connection twice in 0.8.1: its own cap is left well above ours.
+    return ResourceManager(
+        limits=ResourceLimits(max_connections=4 * caps.max_connections + 16),
+        connection_limits=limits,
+        enable_prometheus=False,
+    )
+
+
+def new_secure_host(
+    identity: Identity,
+    listen: Sequence[multiaddr.Multiaddr] = (),
+    *,
+    mdns: bool = False,
+    psk: str | None = None,
+    caps: ConnectionCaps | None = None,
+) -> IHost:
     """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake. Its transports
-    (TCP, and WebSocket for hospital firewalls) follow `listen`; it dials both. With `mdns` it announces itself
-    and listens for peers on the LAN (multicast DNS)."""
+    (TCP, and WebSocket for hospital firewalls) listen where `listen` says, and it dials both. With `mdns` it announces itself and listens for peers on the LAN (multicast DNS). With
+    `psk` (a private swarm's key, swarm_key.py) every connection is first encrypted under it: a node without the
+    key cannot even start the Noise handshake."""
     pair = key_pair(identity)
-    return new_host(
+    host = new_host(
         key_pair=pair,
         sec_opt={NOISE: NoiseTransport(pair, new_x25519().private_key)},
         muxer_opt={TProtocol(YAMUX): Yamux},
         listen_addrs=list(listen) or None,
         enable_websocket=True,
         enable_mDNS=mdns,
+        psk=psk,
+        resource_manager=resource_manager(caps or ConnectionCaps()),
     )
+    # py-libp2p picks the transports from the listening addresses alone: a node listening on TCP only could not
+    # dial a peer or relay that is reachable over WebSocket only (or the reverse). It dials both.
+    network = host.get_network()
+    manager = network.transport_manager  # type: ignore[attr-defined]
+    present = {type(t) for t in manager.get_transports()}
+    if WebsocketTransport not in present:
+        manager.add_transport(WebsocketTransport(network.upgrader))  # type: ignore[attr-defined]
+    if TCP not in present:
+        manager.add_transport(TCP())
+    return host
 
 
 def listen_addrs(addresses: Sequence[str]) -> list[multiaddr.Multiaddr]:
@@ -88,6 +137,7 @@ __all__ = [
     "ID",
     "LEGACY_SYNC_PROTOCOL",
     "SYNC_PROTOCOL",
+    "ConnectionCaps",
     "IHost",
     "PeerInfo",
     "key_pair",

@@ -3,16 +3,20 @@
 
 Admission (a shard of exactly the HELLO's name; the peer in its member list, or proven a member of its bound
 on-chain Datanet) happens before any lock is taken. Sessions of one Datanet run one at a time (one SQLCipher
-connection each, one writer); sessions of different Datanets never wait for each other. A peer may hold at most
-`MAX_SESSIONS_PER_PEER` sessions with us at once.
+connection each, one writer); sessions of different Datanets never wait for each other. What one peer may take
+is capped by `PeerCaps` ([limits]): sessions at once (each one stream: py-libp2p 0.8.1 enforces no per-peer
+stream limit of its own), frames buffered for it (its sessions' share of a memory cap) and bytes a second sent
+to it (one throttle across its sessions).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 from libp2p.host.exceptions import StreamFailure
@@ -21,15 +25,21 @@ from client.datanet import check_record
 from client.identity import Identity
 from client.p2p import admission, sync
 from client.p2p.errors import P2PError, ProtocolViolation
-from client.p2p.frames import Counters, FrameStream, Limits
-from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, IHost, peer_info
+from client.p2p.frames import Counters, FrameStream, Limits, Throttle
+from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, IHost, PeerInfo, peer_info
 from storage.errors import ShardNotFound
 from storage.shard import Shard
 from storage.vault import Vault
 
 logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
-MAX_SESSIONS_PER_PEER = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCaps:
+    sessions: int = 4  # sync sessions (streams) one peer may hold with us at once
+    memory: int = 64 << 20  # bytes of read-ahead frames, all of a peer's sessions together
+    upload_rate: float = 0.0  # bytes a second sent to one peer (0: no cap)
 
 
 class NotAMember(P2PError):
@@ -54,6 +64,8 @@ class SyncService:
         limits: Limits | None = None,
         on_sent: sync.SentCallback | None = None,
         on_refused: Callable[[str, str], None] | None = None,
+        caps: PeerCaps | None = None,
+        connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
     ) -> None:
         self.chain_member = chain_member  # on-chain admission (a shared chain); None: the vault's members only
         self.vault = vault
@@ -63,11 +75,23 @@ class SyncService:
         self.on_result = on_result
         self.on_sent = on_sent  # records sent to a peer, as they go (the audit log)
         self.on_refused = on_refused  # (peer, why): a session refused at admission (the audit log)
-        self.limits = limits or Limits()
+        self.caps = caps or PeerCaps()
+        limits = limits or Limits()
+        # Each session's share of the peer's memory cap (the read-ahead is the one buffer a peer fills).
+        self.limits = dataclasses.replace(
+            limits, max_buffered=min(limits.max_buffered, self.caps.memory // self.caps.sessions)
+        )
+        self.connect = connect or host.connect  # through a relay for a /p2p-circuit address (client/p2p/relay.py)
+        self._throttles: dict[str, Throttle] = {}
         self._locks: dict[str, trio.Lock] = {}  # shard uuid -> its one session at a time
         self._sessions: Counter[str] = Counter()  # peer -> sessions open now
         host.set_stream_handler(SYNC_PROTOCOL, self._handle)
         host.set_stream_handler(LEGACY_SYNC_PROTOCOL, self._handle_legacy)
+
+    def _throttle(self, peer: str) -> Throttle | None:
+        if not self.caps.upload_rate:
+            return None
+        return self._throttles.setdefault(peer, Throttle(self.caps.upload_rate))
 
     def _lock(self, shard: Shard) -> trio.Lock:
         return self._locks.setdefault(shard.info.uuid, trio.Lock())
@@ -95,13 +119,13 @@ class SyncService:
 
     async def _handle(self, stream: object) -> None:
         peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]  # authenticated by Noise
-        if self._sessions[peer] >= MAX_SESSIONS_PER_PEER:
-            logger.warning("peer %s already holds %d sync sessions: stream refused", peer, MAX_SESSIONS_PER_PEER)
+        if self._sessions[peer] >= self.caps.sessions:
+            logger.warning("peer %s already holds %d sync sessions: stream refused", peer, self.caps.sessions)
             await _reset(stream)
             return
         self._sessions[peer] += 1
         try:
-            frames = FrameStream(stream, Counters(), self.limits)
+            frames = FrameStream(stream, Counters(), self.limits, self._throttle(peer))
             shard, _ = await sync.admit(frames, peer, self._open, self.chain_member)
             with shard:
                 async with self._lock(shard):
@@ -134,6 +158,7 @@ class SyncService:
             self._sessions[peer] -= 1
             if not self._sessions[peer]:
                 del self._sessions[peer]
+                self._throttles.pop(peer, None)
 
     async def sync_with(self, address: str, name: str) -> sync.SyncResult:
         """One session with the peer at `address` for Datanet `name`; the peer must be one of its members (in the
@@ -147,7 +172,7 @@ class SyncService:
                     f"`datanet members {name} add {info.peer_id}` first."
                 )
         with trio.fail_after(CONNECT_TIMEOUT):
-            await self.host.connect(info)
+            await self.connect(info)
             try:
                 stream = await self.host.new_stream(info.peer_id, [SYNC_PROTOCOL])
             except StreamFailure:
@@ -169,6 +194,7 @@ class SyncService:
                         check_record=record_check(shard),
                         limits=self.limits,
                         on_sent=self.on_sent,
+                        throttle=self._throttle(str(info.peer_id)),
                     )
         except (ProtocolViolation, sync.Refused):
             await _reset(stream)

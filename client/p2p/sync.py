@@ -56,6 +56,7 @@ from client.p2p.frames import (
     FrameStream,
     Limits,
     Refused,
+    Throttle,
 )
 from client.p2p.progress import ProgressCallback, Reporter, SyncProgress, SyncResult
 from client.p2p.reconcile import Reconciler
@@ -419,12 +420,13 @@ async def initiate(
     check_record: RecordCheck | None = None,
     limits: Limits | None = None,
     on_sent: SentCallback | None = None,
+    throttle: Throttle | None = None,
 ) -> SyncResult:
     """Sync `shard` with the peer at the other end of `stream`. A peer that is not `local_member` (in the vault)
     must prove membership of the shard's bound on-chain Datanet in its WELCOME before anything else is sent."""
     result = SyncResult(shard.info.name, peer)
     counters = Counters()
-    frames = FrameStream(stream, counters, limits)
+    frames = FrameStream(stream, counters, limits, throttle)
     report = Reporter(result, on_progress)
     started = time.perf_counter()
     await frames.send(HELLO, hello(shard.info.name, credential))
