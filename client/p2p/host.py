@@ -95,9 +95,10 @@ def new_secure_host(
     caps: ConnectionCaps | None = None,
 ) -> IHost:
     """A host that speaks Noise and yamux only: a plaintext peer cannot even finish the handshake. Its transports
-    (TCP, and WebSocket for hospital firewalls) listen where `listen` says, and it dials both. With `mdns` it announces itself and listens for peers on the LAN (multicast DNS). With
-    `psk` (a private swarm's key, swarm_key.py) every connection is first encrypted under it: a node without the
-    key cannot even start the Noise handshake."""
+    (TCP, and WebSocket for hospital firewalls) listen where `listen` says, and it dials both. With `mdns` it
+    announces itself and listens for peers on the LAN (multicast DNS). With `psk` (a private swarm's key,
+    swarm_key.py) every connection is first encrypted under it: a node without the key cannot even start the
+    Noise handshake."""
     pair = key_pair(identity)
     host = new_host(
         key_pair=pair,
