@@ -42,7 +42,7 @@ class Node:
         (base / name / "config" / "config.toml").write_text("[node]\nmdns = false\nannounce_every = 3600\n")
         self.proc: subprocess.Popen[str] | None = None
         self.cli("create", "ward", "--task", "text")
-        self.peer_id = self.cli("identity", "show")["peer_id"]
+        self.peer_id = str(self.cli("identity", "show")["peer_id"])
 
     def cli(self, *args: str) -> dict[str, object]:
         done = subprocess.run(
