@@ -173,8 +173,10 @@ def test_a_headless_node_reports_to_systemd_reloads_on_sighup_and_stops_on_sigte
 
 
 def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, dict[str, str]], tmp_path: Path) -> None:
-    """A passphrase given in the environment is gone from it before the node starts the prover's processes."""
+    """A passphrase given in the environment is gone from it before the node starts the prover's processes; and
+    `[limits] cpu_threads` caps the workers the job asked for."""
     cli, env = hospital
+    (cli.config_dir / "config.toml").write_text("[node]\nmdns = false\n[limits]\ncpu_threads = 1\n")
     env = {k: v for k, v in env.items() if k != "CREDENTIALS_DIRECTORY"} | {"DATANET_PASSPHRASE": PASSPHRASE}
     cli.env.clear()
     cli.env.update(env)
@@ -197,7 +199,8 @@ def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, di
                     except OSError:
                         continue
             time.sleep(0.02)
-        assert control.job(job["id"])["state"] == "done"
+        finished = control.job(job["id"])
+        assert finished["state"] == "done" and finished["progress"]["workers"] == 1  # asked for 2
         assert seen, "the prove job started no process"
         for environ in seen.values():
             assert PASSPHRASE.encode() not in environ and b"DATANET_PASSPHRASE=" not in environ

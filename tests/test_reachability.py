@@ -17,7 +17,7 @@ def wait_for_circuit(node: NodeProc, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while True:
         addresses = node.control().call("status")["addresses"]
-        circuits = [a for a in addresses if "/p2p-circuit/" in a]
+        circuits = [str(a) for a in addresses if "/p2p-circuit/" in a]
         if circuits:
             return circuits[0]
         assert time.monotonic() < deadline, f"no reservation on the relay: {addresses}"
