@@ -225,3 +225,6 @@ def test_a_wrong_passphrase_exits_3_and_changes_no_file(hospital: tuple[Cli, dic
     assert len(lines) == 1 and lines[0].startswith("datanet: ") and "passphrase" in lines[0], err
     assert every_file(cli.data_dir) == files
     assert not (cli.data_dir / "node.sock").exists()
+    health = cli.run("health")  # a monitor is told why no node runs
+    assert health.code == 3 and "could not unlock the vault" in health.stderr, health.stderr
+    assert len(health.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from client import failures
 from client.app import records as records_app
 from client.app.jobs import progress_text
 from client.cli.attach import job_result
@@ -73,7 +74,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser("status", help="the running node: peer id, addresses, peers, jobs").set_defaults(handler=cmd_status)
     p = sub.add_parser(
         "health",
-        help="for monitoring: 0 healthy; 7 no node; 20 no peers, 21 chain unreachable, 22 disk low, 23 jobs failing",
+        help="for monitoring: 0 healthy; 3 vault locked; 7 no node; 20 no peers, 21 chain unreachable, 22 disk low, "
+        "23 jobs failing",
     )
     p.add_argument("--no-peers-minutes", type=int, default=30, help="an online node alone this long is unhealthy")
     p.add_argument("--disk-free-mb", type=int, default=1024, help="less free space than this is unhealthy")
@@ -114,6 +116,35 @@ def _client(ctx: Context) -> Any:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """`node run`, and how it ended kept for `datanet health` (a node that could not unlock its vault is reported
+    as locked, not only as absent)."""
+    from client.node import instance
+
+    try:
+        code = _run_node(ctx, args)
+    except BaseException as exc:
+        if not isinstance(exc, instance.NodeAlreadyRunning):  # that one is another node's run, not this one's end
+            failure = failures.describe(exc) if _expected(exc) else None
+            instance.record_exit(
+                ctx.config.data_dir,
+                failure.exit_code if failure else failures.EXIT_ERROR,
+                failure.message if failure else f"Unexpected error ({type(exc).__name__}); see the log.",
+            )
+        raise
+    instance.record_exit(ctx.config.data_dir, code, "stopped cleanly")
+    return code
+
+
+def _expected(exc: BaseException) -> bool:
+    """An error with words of its own (describing any other would log its traceback twice)."""
+    from client.errors import ClientError
+    from prover.errors import ProverError
+    from storage.errors import StorageError
+
+    return isinstance(exc, ClientError | StorageError | ProverError | KeyboardInterrupt)
+
+
+def _run_node(ctx: Context, args: argparse.Namespace) -> int:
     import trio
 
     from client import config as config_mod
@@ -267,13 +298,26 @@ def _mdns(flag: bool | None, configured: bool | None, *, headless: bool) -> bool
     return not headless
 
 
+class VaultLockedNode(ClientError):
+    exit_code = 3
+
+
 def cmd_health(ctx: Context, args: argparse.Namespace) -> int:
     """Asks the running node only (it never starts one: a monitor must see a node that is down)."""
-    from client.node.control import ControlClient
+    from client.node import instance
+    from client.node.control import ControlClient, NodeError
 
-    data = ControlClient(ctx.config.data_dir, timeout=60).call(
-        "health", no_peers_minutes=args.no_peers_minutes, disk_free_mb=args.disk_free_mb
-    )
+    try:
+        data = ControlClient(ctx.config.data_dir, timeout=60).call(
+            "health", no_peers_minutes=args.no_peers_minutes, disk_free_mb=args.disk_free_mb
+        )
+    except NodeError:
+        ended = instance.last_exit(ctx.config.data_dir)
+        if ended is not None and ended.get("exit_code") == failures.EXIT_LOCKED:  # it could not unlock the vault
+            raise VaultLockedNode(
+                f"No node runs: the last one could not unlock the vault ({ended['message']})"
+            ) from None
+        raise
     lines = [f"{p['check']:<6} {p['problem']}" for p in data["problems"]]
     ctx.out.emit(
         data,

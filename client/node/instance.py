@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import select
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +71,27 @@ def wait_exit(pid: int, timeout: float) -> bool:
         return bool(ready)
     finally:
         os.close(fd)
+
+
+def exit_record_path(data_dir: Path) -> Path:
+    """How the last `node run` of this data directory ended: beside the log (it is written even when the vault
+    could not be opened, and never changes a vault file)."""
+    return data_dir / "logs" / "node-exit.json"
+
+
+def record_exit(data_dir: Path, exit_code: int, message: str) -> None:
+    """Keep how this node run ended (its exit code and one sentence, never a secret) for `datanet health`."""
+    path = exit_record_path(data_dir)
+    with contextlib.suppress(OSError):  # a data directory that cannot be written: nothing to keep it in
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"exit_code": exit_code, "message": message, "at": time.time(), "pid": os.getpid()}, handle)
+
+
+def last_exit(data_dir: Path) -> dict[str, object] | None:
+    try:
+        doc = json.loads(exit_record_path(data_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
