@@ -1,4 +1,5 @@
-"""What every worker process the node starts does first: leave when the node is gone, and yield the CPU to it."""
+"""What every worker process the node starts does first: leave when the node is gone, and yield the CPU to it; and
+what every datanet process does first of all: write no core dump (one would hold keys and records in the clear)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def follow_parent(parent: int, nice: int = BACKGROUND_NICE) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def no_core_dumps() -> None:
+    """No core file for this process and every process it starts (the limit is inherited): a crash of the node,
+    the prover or the trainer must not leave their memory (keys, records) on disk."""
+    try:
+        import resource
+    except ImportError:  # Windows: no core files to turn off
+        return
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -156,7 +156,7 @@ def import_backup(data: bytes, passphrase: str) -> Identity:
         if doc.get("format") != BACKUP_FORMAT:
             raise IdentityError("This file is not a datanet identity backup.")
         kdf = doc["kdf"]
-        params = Argon2Params(int(kdf["time_cost"]), int(kdf["memory_kib"]), int(kdf["parallelism"]))
+        params = Argon2Params.read(kdf, "The identity backup")
         key = passphrase_key(passphrase, base64.b64decode(kdf["salt"]), params)
         nonce, sealed = base64.b64decode(doc["nonce"]), base64.b64decode(doc["ciphertext"])
         aad = _aad(doc)

@@ -41,7 +41,8 @@ class ImportSummary:
     added: int = 0
     duplicates: int = 0
     already_received: int = 0  # of the duplicates, those received from a peer earlier (they stay received)
-    skipped: list[str] = field(default_factory=list)  # `file:line: problem`, when skip_bad
+    skipped: list[str] = field(default_factory=list)  # `file:line: problem`, when skip_bad: the first 50
+    skipped_count: int = 0  # every bad line skipped (a file of millions of bad lines lists 50, counts them all)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +51,7 @@ class ImportSummary:
             "duplicates": self.duplicates,
             "already_received": self.already_received,
             "skipped": self.skipped,
+            "skipped_count": self.skipped_count,
         }
 
 
@@ -116,19 +118,39 @@ def _jsonl_items(path: Path, task: str | None, progress: ProgressCallback | None
             progress(total, total)
 
 
+class _LineTooLong(Exception):
+    pass
+
+
+def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The file's lines for the CSV reader, none longer than a record may be: a file with no line break for
+    gigabytes is refused at MAX_RECORD_BYTES instead of being read into memory whole."""
+    while True:
+        line = text.readline(MAX_RECORD_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_RECORD_BYTES:
+            raise _LineTooLong
+        yield line
+
+
 def _csv_items(path: Path, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     total = path.stat().st_size
     with path.open("rb") as binary:
         # Bytes that are not UTF-8 become lone surrogates, found per row below: decoding strictly would fail a
         # whole buffered chunk at once, far from the row that holds them.
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text, strict=True)
+        csv.field_size_limit(MAX_RECORD_BYTES)  # a field as large as a record may be (the default is 128 KiB)
+        reader = csv.reader(_bounded_lines(text), strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             yield _Item(1, None, f"cannot read the header ({exc})")
+            return
+        except _LineTooLong:
+            yield _Item(1, None, f"the header is longer than {MAX_RECORD_BYTES} bytes")
             return
         if any(_UNDECODABLE.search(name) for name in header):
             yield _Item(1, None, "cannot read the header (not valid UTF-8)")
@@ -146,6 +168,9 @@ def _csv_items(path: Path, task: str | None, progress: ProgressCallback | None) 
             except csv.Error as exc:
                 yield _Item(line_no, None, f"broken quoting ({exc}); nothing after this row can be read")
                 return  # the reader cannot find where the next row starts
+            except _LineTooLong:
+                yield _Item(line_no, None, f"line longer than {MAX_RECORD_BYTES} bytes; nothing after it can be read")
+                return
             if any(_UNDECODABLE.search(cell) for cell in row):
                 yield _Item(line_no, None, "not valid UTF-8")
                 continue
@@ -169,12 +194,17 @@ def _csv_items(path: Path, task: str | None, progress: ProgressCallback | None) 
 def _text_items(path: Path, task: str | None, progress: ProgressCallback | None) -> Iterator[_Item]:
     if path.is_file():
         files = [path]
-    else:  # hidden files and folders (.git, .DS_Store) are not data
+    else:  # hidden files and folders (.git, .DS_Store) are not data; links are listed, and refused below
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
+            p
+            for p in path.rglob("*")
+            if (p.is_symlink() or p.is_file()) and not any(s.startswith(".") for s in p.relative_to(path).parts)
         )
     for index, file in enumerate(files, start=1):
         name = file.name if file == path else str(file.relative_to(path.parent))
+        if file != path and file.is_symlink():  # it could point anywhere (~/.ssh, /etc): never followed
+            yield _Item(index, None, f"{name}: a symbolic link, not followed")
+            continue
         if file.stat().st_size > MAX_RECORD_BYTES:
             yield _Item(index, None, f"{name}: larger than {MAX_RECORD_BYTES} bytes")
             continue
@@ -224,35 +254,35 @@ def import_path(
     fmt = fmt or detect_format(path)
     label = str(path)
     summary = ImportSummary(label)
-    problems: list[str] = []
+    problems: list[str] = []  # the first MAX_LISTED_PROBLEMS bad lines; `bad` counts them all (memory stays bounded)
+    bad = 0
     with shard.transaction() as writer:
         batch: list[NewRecord] = []
         for item in _items(path, fmt, task, progress):
             if item.problem is not None:
-                problems.append(f"{label}:{item.line}: {item.problem}")
+                bad += 1
+                if len(problems) < MAX_LISTED_PROBLEMS:
+                    problems.append(f"{label}:{item.line}: {item.problem}")
                 continue
-            if problems and not skip_bad:
-                continue  # keep reading only to report every bad line
+            if bad and not skip_bad:
+                continue  # keep reading only to count every bad line
             assert item.record is not None
             batch.append(item.record)
             if len(batch) >= BATCH:
                 writer.add(batch)
                 batch.clear()
-        if problems and not skip_bad:
-            listed = problems[:MAX_LISTED_PROBLEMS]
-            more = len(problems) - len(listed)
+        if bad and not skip_bad:
             raise ImportRejected(
-                f"{label} was not imported: {len(problems)} malformed record(s)"
-                + (f" (first {len(listed)} listed)" if more else "")
+                f"{label} was not imported: {bad} malformed record(s)"
+                + (f" (first {len(problems)} listed)" if bad > len(problems) else "")
                 + "; fix them, or pass --skip-bad to import the rest.",
-                listed,
+                problems,
             )
         writer.add(batch)
     summary.added, summary.duplicates, summary.skipped = writer.added, writer.duplicates, problems
+    summary.skipped_count = bad
     summary.already_received = writer.already_received
-    logger.info(
-        "imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, len(problems)
-    )
+    logger.info("imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, bad)
     return summary
 
 
@@ -265,13 +295,14 @@ def read_rows(path: Path, fmt: Format | None = None, *, task: str | None = None)
         _check_task(path, task)
     rows: list[tuple[bytes, bytes]] = []
     problems: list[str] = []
+    bad = 0
     for item in _items(path, fmt or detect_format(path), task, None):
         if item.problem is not None:
-            problems.append(f"{path}:{item.line}: {item.problem}")
+            bad += 1
+            if len(problems) < MAX_LISTED_PROBLEMS:
+                problems.append(f"{path}:{item.line}: {item.problem}")
         elif item.record is not None:
             rows.append((item.record.record_id, item.record.body))
-    if problems:
-        raise ImportRejected(
-            f"{path} has {len(problems)} malformed record(s); fix them first.", problems[:MAX_LISTED_PROBLEMS]
-        )
+    if bad:
+        raise ImportRejected(f"{path} has {bad} malformed record(s); fix them first.", problems)
     return rows

@@ -37,7 +37,10 @@ def log_path(config: Config) -> Path:
 def configure(config: Config) -> Path:
     """Send the project's logs to the data directory's log file; returns its path."""
     path = log_path(config)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The data directory is made here first (a command's log is its first file): 0700 from its creation, not
+    # after the vault is made in it.
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     handler = logging.handlers.RotatingFileHandler(

@@ -63,6 +63,16 @@ def passphrase_from_environment(env: Mapping[str, str], prefix: str = "DATANET_"
     return env.get(f"{prefix}PASSPHRASE") or None
 
 
+def new_passphrase(value: str | None, what: str = "vault") -> str | None:
+    """A new passphrase from any source (a file, the environment, a prompt, the TUI), held to MIN_PASSPHRASE."""
+    if value is not None and len(value) < MIN_PASSPHRASE:
+        raise NeedsInput(
+            f"The new {what} passphrase has {len(value)} characters; use at least {MIN_PASSPHRASE} (a few words "
+            "you can remember are best)."
+        )
+    return value
+
+
 class Prompter(Protocol):
     """Asks a person for a secret: the CLI on a terminal, the TUI in a dialog. None: nobody can answer."""
 
@@ -110,7 +120,7 @@ def open_vault(
             raise
         passphrase_for_new = None
         if keystore is None:
-            passphrase_for_new = passphrase_from_environment(env) or asker.new_secret("vault")
+            passphrase_for_new = new_passphrase(passphrase_from_environment(env) or asker.new_secret("vault"))
         vault, code = Vault.create(config.data_dir, keystore=keystore, passphrase=passphrase_for_new)
     identity, _ = identity_mod.load_or_create(vault)
     vault.disk.min_free_bytes = config.min_free_mb << 20  # every shard write keeps this much free

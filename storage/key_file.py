@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,12 @@ FORMAT = 1
 KEY_BYTES = 32
 
 
+# What a stored passphrase box may ask for (the default is 3, 64 MiB, 4): at most about a minute and 2 GiB.
+ARGON2_MAX_TIME = 32
+ARGON2_MAX_MEMORY_KIB = 2 << 20
+ARGON2_MAX_PARALLELISM = 16
+
+
 @dataclass(frozen=True, slots=True)
 class Argon2Params:
     """Argon2id cost; the default takes about 150 ms here (FACTS.md)."""
@@ -51,6 +57,27 @@ class Argon2Params:
     time_cost: int = 3
     memory_kib: int = 65536
     parallelism: int = 4
+
+    @classmethod
+    def read(cls, doc: dict[str, Any], where: str) -> Argon2Params:
+        """The parameters stored in `doc` (keys.json, an identity backup), bounded: a file someone changed must
+        not make an unlock take an hour or ask for more memory than a laptop has."""
+        try:
+            params = cls(int(doc["time_cost"]), int(doc["memory_kib"]), int(doc["parallelism"]))
+        except (KeyError, TypeError, ValueError):
+            raise StorageError(
+                f"{where} is damaged (its Argon2 parameters are missing); restore it from a backup."
+            ) from None
+        if not (
+            1 <= params.time_cost <= ARGON2_MAX_TIME
+            and 1 <= params.parallelism <= ARGON2_MAX_PARALLELISM
+            and 8 * params.parallelism <= params.memory_kib <= ARGON2_MAX_MEMORY_KIB
+        ):
+            raise StorageError(
+                f"{where} asks for Argon2 parameters out of bounds (time {params.time_cost}, memory "
+                f"{params.memory_kib} KiB, parallelism {params.parallelism}); it was changed: restore it from a backup."
+            )
+        return params
 
 
 def _b64(data: bytes) -> str:
@@ -102,13 +129,15 @@ def locked(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write a file atomically with mode 0600 (temporary file in the same directory, fsync, rename)."""
+def write_private_file(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write a file atomically with mode 0600 (temporary file in the same directory, fsync, rename); `data` may
+    come in chunks, written as they come (an export of millions of records never sits in memory whole)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -220,7 +249,7 @@ class KeyFile:
         box = self._master.get("passphrase")
         if not isinstance(box, dict):
             raise WrongPassphrase("This vault has no passphrase; it is unlocked by the keyring or a recovery code.")
-        params = Argon2Params(int(box["time_cost"]), int(box["memory_kib"]), int(box["parallelism"]))
+        params = Argon2Params.read(box, "keys.json")
         key = passphrase_key(passphrase, _unb64(box["salt"]), params)
         try:
             return _open(key, box, f"master/passphrase/{self.vault_id}")

@@ -254,3 +254,45 @@ def test_doctor_reports_the_machine_without_unlocking(headless_cli: Cli, cli: Cl
     assert ready["ok"] is True
     assert {c["name"]: c["status"] for c in ready["checks"]}["keyring"] == "warn"  # a passphrase, not a keyring
     assert not (cli.data_dir / "keys.json").exists()  # doctor creates nothing
+
+
+def test_the_data_directory_is_private_from_its_first_creation(headless_cli: Cli) -> None:
+    assert not headless_cli.data_dir.exists()
+    headless_cli.run("doctor")  # any first command: its log is the directory's first file
+    assert stat.S_IMODE(headless_cli.data_dir.stat().st_mode) == 0o700
+
+
+def test_a_new_passphrase_shorter_than_8_is_refused_from_every_source(headless_cli: Cli, tmp_path: Path) -> None:
+    short = headless_cli.run("create", "clinic", env={"DATANET_PASSPHRASE": "short"})
+    assert short.code == 3 and "at least 8" in short.stderr
+    _assert_one_sentence(short.stderr)
+    assert not (headless_cli.data_dir / "keys.json").exists()
+    secret = tmp_path / "short-file"
+    secret.write_text("2short\n")
+    secret.chmod(0o600)
+    from_file = headless_cli.run("create", "clinic", env={"DATANET_PASSPHRASE_FILE": str(secret)})
+    assert from_file.code == 3 and "at least 8" in from_file.stderr
+    headless_cli.ok("create", "clinic", env={"DATANET_PASSPHRASE": PASSPHRASE})
+    change = headless_cli.run(
+        "vault", "passphrase", env={"DATANET_PASSPHRASE": PASSPHRASE, "DATANET_NEW_PASSPHRASE": "tiny"}
+    )
+    assert change.code == 3 and "at least 8" in change.stderr
+    backup = headless_cli.run(
+        "identity",
+        "export",
+        str(tmp_path / "id.backup"),
+        env={"DATANET_PASSPHRASE": PASSPHRASE, "DATANET_BACKUP_PASSPHRASE": "tiny"},
+    )
+    assert backup.code == 3 and "at least 8" in backup.stderr and not (tmp_path / "id.backup").exists()
+
+
+def test_argon2_parameters_from_a_changed_keys_file_are_bounded(cli: Cli) -> None:
+    cli.ok("create", "clinic")
+    cli.ok("node", "stop")
+    keys = cli.data_dir / "keys.json"
+    doc = json.loads(keys.read_text())
+    doc["master"]["passphrase"]["memory_kib"] = 64 << 20  # 64 GiB: an unlock would exhaust the machine
+    keys.write_text(json.dumps(doc))
+    result = cli.run("list")
+    assert result.code == 1 and "Argon2 parameters out of bounds" in result.stderr
+    _assert_one_sentence(result.stderr)

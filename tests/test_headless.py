@@ -173,8 +173,8 @@ def test_a_headless_node_reports_to_systemd_reloads_on_sighup_and_stops_on_sigte
 
 
 def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, dict[str, str]], tmp_path: Path) -> None:
-    """A passphrase given in the environment is gone from it before the node starts the prover's processes; and
-    `[limits] cpu_threads` caps the workers the job asked for."""
+    """A passphrase given in the environment is gone from it before the node starts the prover's processes, none
+    of them may write a core file; and `[limits] cpu_threads` caps the workers the job asked for."""
     cli, env = hospital
     (cli.config_dir / "config.toml").write_text("[node]\nmdns = false\n[limits]\ncpu_threads = 1\n")
     env = {k: v for k, v in env.items() if k != "CREDENTIALS_DIRECTORY"} | {"DATANET_PASSPHRASE": PASSPHRASE}
@@ -190,12 +190,14 @@ def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, di
         node = psutil.Process(proc.pid)
         job = cli.ok("--json", "prove", "ward", "--background", "--jobs", "2").json()
         seen: dict[int, bytes] = {}
+        limits: dict[int, str] = {}
         control = ControlClient(cli.data_dir)
         while control.job(job["id"])["state"] in ("queued", "running"):
             for child in node.children(recursive=True):
                 if child.pid not in seen:
                     try:
                         seen[child.pid] = Path(f"/proc/{child.pid}/environ").read_bytes()
+                        limits[child.pid] = Path(f"/proc/{child.pid}/limits").read_text()
                     except OSError:
                         continue
             time.sleep(0.02)
@@ -204,6 +206,9 @@ def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, di
         assert seen, "the prove job started no process"
         for environ in seen.values():
             assert PASSPHRASE.encode() not in environ and b"DATANET_PASSPHRASE=" not in environ
+        for table in [*limits.values(), Path(f"/proc/{proc.pid}/limits").read_text()]:  # no core file, anywhere
+            core = next(line for line in table.splitlines() if line.startswith("Max core file size"))
+            assert core.split()[4:6] == ["0", "0"], core
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

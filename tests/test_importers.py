@@ -250,3 +250,49 @@ def test_bad_utf8_inside_a_jsonl_string_names_its_line_and_stores_nothing(shard:
         import_path(shard, f)
     assert caught.value.problems == [f"{f}:2: not valid UTF-8"]
     assert shard.count() == 0
+
+
+def test_a_folder_import_never_follows_a_symbolic_link(shard: Shard, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the server's private notes")
+    (outside / "more").mkdir()
+    (outside / "more" / "notes.txt").write_text("more private notes")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a note that belongs here")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "dir").symlink_to(outside / "more", target_is_directory=True)
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, folder)
+    assert sorted(caught.value.problems) == [
+        f"{folder}:2: notes/dir: a symbolic link, not followed",
+        f"{folder}:3: notes/link.txt: a symbolic link, not followed",
+    ]
+    summary = import_path(shard, folder, skip_bad=True)
+    assert summary.added == 1 and summary.skipped_count == 2
+    assert [json.loads(body)["text"] for _, body in shard.iter_bodies()] == ["a note that belongs here"]
+
+
+def test_a_csv_line_over_the_limit_is_refused_with_bounded_memory(shard: Shard, tmp_path: Path) -> None:
+    f = tmp_path / "big.csv"
+    with f.open("w") as out:
+        out.write("text,label\nfine,a\n")
+        out.write("x" * (3 * MAX_RECORD_BYTES))  # no line break for 3 MiB
+        out.write(",b\nafter,c\n")
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert caught.value.problems == [f"{f}:3: line longer than {MAX_RECORD_BYTES} bytes; nothing after it can be read"]
+    assert shard.count() == 0
+
+
+def test_the_list_of_bad_lines_is_capped_and_they_are_all_counted(shard: Shard, tmp_path: Path) -> None:
+    f = tmp_path / "mostly-bad.jsonl"
+    f.write_text('{"text": "good"}\n' + "not json\n" * 300)
+    with pytest.raises(ImportRejected) as caught:
+        import_path(shard, f)
+    assert "300 malformed record(s) (first 50 listed)" in str(caught.value)
+    assert len(caught.value.problems) == 50
+    summary = import_path(shard, f, skip_bad=True)
+    assert (summary.added, summary.skipped_count, len(summary.skipped)) == (1, 300, 50)
+    assert summary.as_dict()["skipped_count"] == 300

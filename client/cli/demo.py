@@ -29,7 +29,7 @@ from client.config import Config
 from client.importers import import_path
 from client.node import instance
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
-from client.unlock import keystore_for, passphrase_from_environment
+from client.unlock import keystore_for, new_passphrase, passphrase_from_environment
 from prover.proofs import BATCH_CAPACITY
 from storage.errors import ShardNotFound
 from storage.vault import Vault
@@ -131,7 +131,8 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
         vault = Vault.unlock(data_dir, keystore=keystore, passphrase=lambda: passphrase)
         say.append(f"1. Vault {data_dir} unlocked with the {vault.unlocked_with}.")
     else:
-        vault, code = Vault.create(data_dir, keystore=keystore, passphrase=passphrase if keystore is None else None)
+        new = new_passphrase(passphrase) if keystore is None else None
+        vault, code = Vault.create(data_dir, keystore=keystore, passphrase=new)
         say.append(
             f"1. Vault created in {data_dir}; its key is kept "
             + ("in the OS keyring." if keystore is not None else "under a passphrase (Argon2id).")

@@ -17,6 +17,7 @@ from importlib import metadata
 
 from client import config as config_mod
 from client import failures, log_setup
+from client.children import no_core_dumps
 from client.cli import (
     audit_commands,
     chain_commands,
@@ -127,6 +128,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
 
 
 def main() -> None:
+    no_core_dumps()  # first: the node, the prover and the trainer inherit it
     sys.exit(run(sys.argv[1:], os.environ, Output(json_mode=False)))
 
 

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from client.cli.output import human_bytes, table
 from client.datanet import DEFAULT_TASK, TASKS
 from client.errors import ClientError, ImportRejected
 from storage.key_file import write_private_file
-from storage.shard import OWN
+from storage.shard import OWN, Shard
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -169,7 +170,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     result = job_result(job)
     lines = []
     for summary in result["imported"]:
-        bad = f", {len(summary['skipped'])} bad lines skipped" if summary["skipped"] else ""
+        bad = f", {summary['skipped_count']} bad lines skipped" if summary["skipped_count"] else ""
         theirs = (
             f" ({summary['already_received']} of them received from peers earlier: they stay received, not yours)"
             if summary["already_received"]
@@ -179,6 +180,8 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
             f"{summary['file']}: {summary['added']} added, {summary['duplicates']} duplicates skipped{theirs}{bad}"
         )
         lines += [f"  skipped {problem}" for problem in summary["skipped"]]
+        if summary["skipped_count"] > len(summary["skipped"]):
+            lines.append(f"  (the first {len(summary['skipped'])} of {summary['skipped_count']} listed)")
     for refusal in result["rejected"]:
         lines.append(refusal["message"])
         lines += [f"  {problem}" for problem in refusal["problems"]]
@@ -218,12 +221,19 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     if target.exists() and not args.force:
         raise ClientError(f"{target} exists; choose another file or pass --force to overwrite it.")
     opened = ctx.open(create=False)
+    written = 0
+
+    def lines(shard: Shard) -> Iterator[bytes]:  # streamed from the shard to the file, one record at a time
+        nonlocal written
+        for _, body in shard.iter_bodies():
+            written += 1
+            yield body + b"\n"
+
     with opened.vault.open_shard(args.name) as shard:
-        chunks = [body + b"\n" for _, body in shard.iter_bodies()]
-    write_private_file(target.absolute(), b"".join(chunks))
+        write_private_file(target.absolute(), lines(shard))
     ctx.out.emit(
-        {"datanet": args.name, "file": str(target), "records": len(chunks)},
-        f"{len(chunks)} records written to {target}. That file is NOT encrypted: keep it safe, delete it after use.",
+        {"datanet": args.name, "file": str(target), "records": written},
+        f"{written} records written to {target}. That file is NOT encrypted: keep it safe, delete it after use.",
     )
     return 0
 

@@ -10,7 +10,7 @@ from client.cli.attach import exclusive
 from client.cli.context import Context
 from client.cli.output import human_bytes, table
 from client.errors import IdentityError, NeedsInput
-from client.unlock import keystore_for, passphrase_from_environment
+from client.unlock import keystore_for, new_passphrase, passphrase_from_environment
 from storage.errors import VaultExists
 from storage.key_file import write_private_file
 from storage.vault import BrokenShard, Vault
@@ -56,6 +56,8 @@ def _backup_passphrase(ctx: Context, *, confirm: bool) -> str:
     given = passphrase_from_environment(ctx.env, prefix="DATANET_BACKUP_")
     if given is None:
         given = ctx.prompter.new_secret("backup") if confirm else ctx.prompter.secret("Backup passphrase: ")
+    if confirm:  # a new backup: its passphrase is held to the minimum length, whatever its source
+        given = new_passphrase(given, "backup")
     if given is None:
         raise NeedsInput(
             "The identity backup needs a passphrase: set DATANET_BACKUP_PASSPHRASE_FILE (or "
@@ -149,7 +151,9 @@ def cmd_passphrase(ctx: Context, args: argparse.Namespace) -> int:
         opened.vault.set_passphrase(None)
         ctx.out.emit({"passphrase": False}, "Passphrase removed; the keyring unlocks the vault.")
         return 0
-    passphrase = passphrase_from_environment(ctx.env, prefix="DATANET_NEW_") or ctx.prompter.new_secret("vault")
+    passphrase = new_passphrase(
+        passphrase_from_environment(ctx.env, prefix="DATANET_NEW_") or ctx.prompter.new_secret("vault")
+    )
     if passphrase is None:
         raise NeedsInput(
             "A new passphrase is needed: set DATANET_NEW_PASSPHRASE_FILE (or DATANET_NEW_PASSPHRASE), "
@@ -174,7 +178,7 @@ def cmd_recover(ctx: Context, args: argparse.Namespace) -> int:
     keystore = keystore_for(ctx.config)
     passphrase = None
     if keystore is None:
-        passphrase = passphrase_from_environment(ctx.env) or ctx.prompter.new_secret("vault")
+        passphrase = new_passphrase(passphrase_from_environment(ctx.env) or ctx.prompter.new_secret("vault"))
     vault = Vault.recover(ctx.config.data_dir, code, keystore=keystore, new_passphrase=passphrase)
     where = "the keyring" if keystore is not None else "a new passphrase"
     ctx.out.emit({"recovered": True, **vault.describe_unlock()}, f"Vault unlocked; its key is now kept by {where}.")
