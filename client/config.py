@@ -155,6 +155,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it.") from None
+    except UnicodeDecodeError:  # found by fuzz/ (config target)
+        raise ConfigError(f"{path} is not UTF-8 text; fix or remove it.") from None
     for key, value in doc.items():
         if key not in _ALLOWED:
             raise ConfigError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(_ALLOWED))}.")

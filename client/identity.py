@@ -150,25 +150,52 @@ def export_backup(identity: Identity, passphrase: str, params: Argon2Params | No
     return json.dumps(doc, indent=1).encode()
 
 
-def import_backup(data: bytes, passphrase: str) -> Identity:
+@dataclass(frozen=True, slots=True)
+class ParsedBackup:
+    """An identity backup's fields, checked, before any key is derived."""
+
+    params: Argon2Params
+    salt: bytes
+    nonce: bytes
+    sealed: bytes
+    aad: bytes
+    peer_id: str
+    evm_address: str
+
+
+def parse_backup(data: bytes) -> ParsedBackup:
+    """The fields of a backup file, or IdentityError (StorageError for Argon2 parameters out of bounds) in one
+    sentence: every shape a changed or foreign file can have ends here, before the KDF runs."""
     try:
         doc = json.loads(data)
-        if doc.get("format") != BACKUP_FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") != BACKUP_FORMAT:
             raise IdentityError("This file is not a datanet identity backup.")
         kdf = doc["kdf"]
-        params = Argon2Params.read(kdf, "The identity backup")
-        key = passphrase_key(passphrase, base64.b64decode(kdf["salt"]), params)
-        nonce, sealed = base64.b64decode(doc["nonce"]), base64.b64decode(doc["ciphertext"])
-        aad = _aad(doc)
+        if not isinstance(kdf, dict) or not isinstance(doc["peer_id"], str) or not isinstance(doc["evm_address"], str):
+            raise IdentityError("This identity backup is damaged or is not a datanet identity backup.")
+        return ParsedBackup(
+            Argon2Params.read(kdf, "The identity backup"),
+            base64.b64decode(kdf["salt"], validate=True),
+            base64.b64decode(doc["nonce"], validate=True),
+            base64.b64decode(doc["ciphertext"], validate=True),
+            _aad(doc),
+            doc["peer_id"],
+            doc["evm_address"],
+        )
     except IdentityError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise IdentityError("This identity backup is damaged or is not a datanet identity backup.") from exc
+
+
+def import_backup(data: bytes, passphrase: str) -> Identity:
+    parsed = parse_backup(data)
+    key = passphrase_key(passphrase, parsed.salt, parsed.params)
     try:
-        identity = Identity.from_bytes(AESGCM(key).decrypt(nonce, sealed, aad))
-    except InvalidTag:
+        identity = Identity.from_bytes(AESGCM(key).decrypt(parsed.nonce, parsed.sealed, parsed.aad))
+    except (InvalidTag, ValueError):
         raise IdentityError("The backup passphrase is wrong, or the backup file was altered.") from None
     public = identity.public()
-    if (public.peer_id, public.evm_address) != (doc["peer_id"], doc["evm_address"]):
+    if (public.peer_id, public.evm_address) != (parsed.peer_id, parsed.evm_address):
         raise IdentityError("This identity backup is inconsistent (its public part does not match its keys).")
     return identity

@@ -29,6 +29,7 @@ from client import failures
 from client.errors import ClientError
 from client.node import api
 from client.node.api import JobInfo, NodeStatus, PeerInfo
+from client.records import MAX_DEPTH, nesting_depth
 
 logger = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
@@ -213,7 +214,12 @@ async def _answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, A
     request_id: Any = None
     error: dict[str, Any]
     try:
-        request = json.loads(line)
+        text = line.decode("utf-8", "replace")
+        if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(text) > MAX_DEPTH:
+            # json's C parser recurses per level: deep enough, under the recursion limit py-evm raises, it would
+            # overflow the thread's stack and take the node down (found by fuzzing; tests/test_control.py).
+            raise RpcError(api.INVALID_REQUEST, f"The request nests deeper than {MAX_DEPTH} levels.")
+        request = json.loads(text)
         if (
             not isinstance(request, dict)
             or request.get("jsonrpc") != "2.0"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 from client.training.base_models import sha256_file
 from client.training.errors import AdapterNotFound, TrainingError
 
+logger = logging.getLogger(__name__)
 ADAPTERS_DIR = "adapters"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MANIFEST = "manifest.json"
@@ -69,13 +71,29 @@ def store(staging: Path, data_dir: Path, manifest: dict[str, Any]) -> AdapterInf
     return AdapterInfo(adapter_id, target, full)
 
 
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """An adapter's manifest, or None when it is not a JSON object (a damaged or foreign folder: found by fuzz/)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def list_adapters(data_dir: Path) -> list[AdapterInfo]:
+    """The adapters stored here; a folder whose manifest does not read is left out, and logged."""
     root = data_dir / ADAPTERS_DIR
     infos = []
     for folder in sorted(root.iterdir()) if root.exists() else []:
-        manifest_path = folder / MANIFEST
-        if folder.is_dir() and manifest_path.exists():
-            infos.append(AdapterInfo(folder.name, folder, json.loads(manifest_path.read_text())))
+        if not folder.is_dir() or not (folder / MANIFEST).exists():
+            continue
+        manifest = read_manifest(folder)
+        if manifest is None:
+            logger.warning(
+                "adapter %s left out: its manifest is damaged (restore the folder or remove it)", folder.name
+            )
+            continue
+        infos.append(AdapterInfo(folder.name, folder, manifest))
     return sorted(infos, key=lambda info: str(info.manifest.get("created_at", "")))
 
 
