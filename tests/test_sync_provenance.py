@@ -253,11 +253,29 @@ def test_sessions_of_two_datanets_do_not_wait_for_each_other(tmp_path: Path) -> 
                     shard.set_member(peer.peer_id, True)
             a.add([record(i) for i in range(100)])
             with a.vault.open_shard(NAME) as shard:
-                lock = a.service._lock(shard)
-            async with lock:  # a session of "ward" holds its lock at a: "other" goes on regardless
+                lock = a.service._lock(shard, b.peer_id)
+            async with lock:  # b's session of "ward" holds its lock at a: "other" goes on regardless
                 with trio.fail_after(20):
                     result = await b.service.sync_with(with_p2p(a.address, a.peer_id), "other")
                 assert result.received == 0
+
+    trio.run(main)
+
+
+def test_sessions_of_two_members_of_one_datanet_do_not_wait_for_each_other(tmp_path: Path) -> None:
+    """A member whose session stalls (here: holds its lock) does not hold the Datanet's other members back."""
+
+    async def main() -> None:
+        async with running(tmp_path, 3) as (a, b, c):
+            a.allow(b, c)
+            c.allow(a)
+            a.add([record(i) for i in range(100)])
+            with a.vault.open_shard(NAME) as shard:
+                stalled = a.service._lock(shard, b.peer_id)
+            async with stalled:  # b's session of "ward" at a never ends
+                with trio.fail_after(20):
+                    result = await c.service.sync_with(with_p2p(a.address, a.peer_id), NAME)
+                assert result.received == 100 and c.ids() == a.ids()
 
     trio.run(main)
 

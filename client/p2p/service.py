@@ -2,8 +2,11 @@
 `/datanet/sync/1.0.0` ones with one sentence saying to upgrade), and starts sessions with peers.
 
 Admission (a shard of exactly the HELLO's name; the peer in its member list, or proven a member of its bound
-on-chain Datanet) happens before any lock is taken. Sessions of one Datanet run one at a time (one SQLCipher
-connection each, one writer); sessions of different Datanets never wait for each other. What one peer may take
+on-chain Datanet) happens before any lock is taken. A peer has one session of a Datanet at a time; sessions of
+different peers run side by side, each on its own SQLCipher connection (SQLite serialises their short commit
+transactions; a record that two sessions fetch at once is stored once). A session used to hold its Datanet whole:
+one member that stalled until its frame deadline then held every other member's sync back (bench/hostile.py: an
+honest sync ran at 0.06 of its rate under attack). What one peer may take
 is capped by `PeerCaps` ([limits]): sessions at once (each one stream: py-libp2p 0.8.1 enforces no per-peer
 stream limit of its own), frames buffered for it (its sessions' share of a memory cap) and bytes a second sent
 to it (one throttle across its sessions).
@@ -83,7 +86,7 @@ class SyncService:
         )
         self.connect = connect or host.connect  # through a relay for a /p2p-circuit address (client/p2p/relay.py)
         self._throttles: dict[str, Throttle] = {}
-        self._locks: dict[str, trio.Lock] = {}  # shard uuid -> its one session at a time
+        self._locks: dict[tuple[str, str], trio.Lock] = {}  # (shard uuid, peer) -> that peer's one session of it
         self._sessions: Counter[str] = Counter()  # peer -> sessions open now
         host.set_stream_handler(SYNC_PROTOCOL, self._handle)
         host.set_stream_handler(LEGACY_SYNC_PROTOCOL, self._handle_legacy)
@@ -93,8 +96,8 @@ class SyncService:
             return None
         return self._throttles.setdefault(peer, Throttle(self.caps.upload_rate))
 
-    def _lock(self, shard: Shard) -> trio.Lock:
-        return self._locks.setdefault(shard.info.uuid, trio.Lock())
+    def _lock(self, shard: Shard, peer: str) -> trio.Lock:
+        return self._locks.setdefault((shard.info.uuid, peer), trio.Lock())
 
     def _open(self, name: str) -> Shard | None:
         try:
@@ -128,7 +131,7 @@ class SyncService:
             frames = FrameStream(stream, Counters(), self.limits, self._throttle(peer))
             shard, _ = await sync.admit(frames, peer, self._open, self.chain_member)
             with shard:
-                async with self._lock(shard):
+                async with self._lock(shard, peer):
                     result = await sync.respond(
                         frames,
                         shard,
@@ -182,7 +185,7 @@ class SyncService:
                 ) from None
         try:
             with self.vault.open_shard(name) as shard:
-                async with self._lock(shard):
+                async with self._lock(shard, str(info.peer_id)):
                     result = await sync.initiate(
                         stream,
                         shard,
