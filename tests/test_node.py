@@ -437,11 +437,17 @@ def test_a_sync_stops_before_the_disk_fills_and_a_reloaded_limit_lets_it_through
 
         config.write_text(config.read_text().replace(f"min_free_mb = {free_mb + 100_000}", "min_free_mb = 1"))
         assert b.proc is not None
-        b.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        log = b.cli.data_dir / "logs" / "datanet.log"
-        while "configuration reloaded: limits" not in log.read_text():
-            assert time.monotonic() < deadline, "the node did not reload its configuration"
-            time.sleep(0.1)
+        reloaded: list[dict[str, object]] = []
+
+        def seen(event: dict[str, object] | None) -> bool:
+            if event is None:  # subscribed: now the signal cannot be missed
+                assert b.proc is not None
+                b.proc.send_signal(signal.SIGHUP)
+                return False
+            reloaded.append(event)
+            return True
+
+        assert b.control().wait(seen, timeout=30, on=("config.reloaded",)), "the node did not reload"
+        assert reloaded[0]["changed"] == ["limits"] and reloaded[0]["restart"] == []
         done = b.cli.ok("--json", "sync", "ward", "--peer", a.address).json()
         assert done["received"] == 300 and records(b) == 300

@@ -6,22 +6,19 @@ connect; the connection cap refuses a peer past it."""
 from __future__ import annotations
 
 import stat
-import time
 from pathlib import Path
 
 from tests.test_node import NodeProc, jsonl, make_node, nodes, records
 
 
+def circuits(node: NodeProc) -> list[str]:
+    return [str(a) for a in node.control().call("status")["addresses"] if "/p2p-circuit/" in a]
+
+
 def wait_for_circuit(node: NodeProc, timeout: float = 60) -> str:
-    """The node's address through its relay, once its reservation holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        addresses = node.control().call("status")["addresses"]
-        circuits = [str(a) for a in addresses if "/p2p-circuit/" in a]
-        if circuits:
-            return circuits[0]
-        assert time.monotonic() < deadline, f"no reservation on the relay: {addresses}"
-        time.sleep(0.2)
+    """The node's address through its relay, once its reservation holds (re-checked on its `relay.reserved`)."""
+    assert node.control().wait(lambda _: bool(circuits(node)), timeout=timeout, on=("relay.reserved",))
+    return circuits(node)[0]
 
 
 def test_an_outbound_only_member_behind_a_relay_syncs_through_it(tmp_path: Path) -> None:

@@ -316,6 +316,8 @@ EVENTS: Final[dict[str, str]] = {
     "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx (and gas where known)",
     "gov.changed": "a proposal was made, voted on, queued or executed from here: id, action, state, tx",
     "poll.changed": "a poll was opened, enrolled in or voted in from here: id, action, datanet, tx",
+    "config.reloaded": "the node read its configuration again (SIGHUP): what changed, what needs a restart",
+    "relay.reserved": "a relay holds a reservation for this node: relay (peer id), circuit (the address through it)",
     "missed": "this subscriber fell behind and lost `count` events",
 }
 

@@ -121,8 +121,15 @@ class Node:
         # Offline or outbound only: no port at all.
         self.listen = [] if settings.offline or settings.outbound_only else listen_addrs(settings.listen)
         self.host = new_secure_host(identity, self.listen, mdns=settings.mdns, psk=settings.psk, caps=settings.caps)
-        self.relays = Relays(self.host, serve=settings.relay_service, relays=settings.relays)
         self.events = control.Events()
+        self.relays = Relays(
+            self.host,
+            serve=settings.relay_service,
+            relays=settings.relays,
+            on_reserved=lambda relay, circuit: self.events.publish(
+                {"type": "relay.reserved", "relay": relay, "circuit": circuit}
+            ),
+        )
         self.journal = Journal(data_dir / "node" / "jobs.sqlite")
         self.peers = Peers()
         self.audit = AuditWriter(audit.open_for(vault))  # what left the machine (closed when the node stops)
@@ -285,6 +292,7 @@ class Node:
             ", ".join(changed) or "nothing changed",
             f"; needs a restart to change: {', '.join(restart)}" if restart else "",
         )
+        self.events.publish({"type": "config.reloaded", "changed": changed, "restart": restart})
 
     async def _serve(self, ready: Callable[[Node], None] | None) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 import multiaddr
 import trio
@@ -43,8 +44,16 @@ DIAL_TIMEOUT = 20.0
 
 
 class Relays:
-    def __init__(self, host: IHost, *, serve: bool = False, relays: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        host: IHost,
+        *,
+        serve: bool = False,
+        relays: tuple[str, ...] = (),
+        on_reserved: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.host = host
+        self.on_reserved = on_reserved  # (relay peer id, our circuit address): a reservation was made
         self.serve = serve
         self.relays = relays
         self.protocol = CircuitV2Protocol(host, limits=SERVICE_LIMITS if serve else None, allow_hop=serve)
@@ -97,6 +106,8 @@ class Relays:
                 if reserved:
                     self._reserved[address] = ours
                     logger.info("reachable through relay %s", relay.peer_id)
+                    if self.on_reserved is not None:
+                        self.on_reserved(str(relay.peer_id), ours)
             await trio.sleep(RESERVE_EVERY)
 
     async def connect(self, info: PeerInfo) -> None:
