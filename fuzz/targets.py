@@ -172,6 +172,20 @@ def _adapter_manifest(data: bytes) -> None:
             adapters.list_adapters(folder)
 
 
+def _peft_config(data: bytes) -> None:
+    with _scratch() as folder:
+        (folder / "adapter_config.json").write_bytes(data)
+        with contextlib.suppress(TrainingError):
+            adapters.read_peft_config(folder)
+
+
+def _text_file(data: bytes) -> None:
+    with _scratch() as folder:
+        (folder / "note.txt").write_bytes(data)
+        with contextlib.suppress(ClientError):
+            read_rows(folder / "note.txt", "text")
+
+
 def _proof_json(data: bytes) -> None:
     with contextlib.suppress(ProverError):
         snarkjs_format.public_from_json(data.decode("utf-8", "replace"))
@@ -201,6 +215,7 @@ def _record_seeds() -> tuple[bytes, ...]:
 CONFIG_SEED = (
     b'[node]\nlisten = ["/ip4/0.0.0.0/tcp/4001"]\nrelays = []\n[limits]\ncpu_threads = 2\n[log]\nformat = "json"\n'
 )
+PEFT_SEED = b'{"r": 8, "lora_alpha": 16, "target_modules": ["query", "value"], "base_model_name_or_path": "m"}'
 PROOF_SEED = {"pi_a": ["1", "2", "1"], "pi_b": [["1", "2"], ["3", "4"], ["1", "0"]], "pi_c": ["5", "6", "1"]}
 
 TARGETS: dict[str, Fuzzed] = {
@@ -242,6 +257,7 @@ TARGETS: dict[str, Fuzzed] = {
             "keys.json",
         ),
         Fuzzed("identity_backup", _identity_backup, (_backup_seed(),), "an identity backup"),
+        Fuzzed("peft_config", _peft_config, (PEFT_SEED,), "adapter_config.json (peft)"),
         Fuzzed("adapter_manifest", _adapter_manifest, (b'{"created_at":"2026-12-01","base":"tiny"}',), "manifest.json"),
         Fuzzed(
             "proof_json",

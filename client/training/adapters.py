@@ -43,12 +43,33 @@ def content_id(folder: Path) -> tuple[str, dict[str, str]]:
     return digest, files
 
 
+def read_peft_config(folder: Path) -> dict[str, Any]:
+    """An adapter's `adapter_config.json` (peft's layout), checked for what this client reads from it: `r` a whole
+    number of at least 1, `lora_alpha` a number, `target_modules` a list of names. TrainingError in one sentence for
+    anything else (a damaged file, or one an adapter from elsewhere brings: fuzz/, target peft_config)."""
+    where = folder.name[:12]
+    try:
+        config = json.loads((folder / "adapter_config.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        raise TrainingError(f"Adapter {where}'s adapter_config.json is missing or not JSON.") from None
+    if not isinstance(config, dict):
+        raise TrainingError(f"Adapter {where}'s adapter_config.json is not a JSON object.")
+    r, alpha, modules = config.get("r"), config.get("lora_alpha"), config.get("target_modules")
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise TrainingError(f"Adapter {where}'s adapter_config.json has no rank r of at least 1.")
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool):
+        raise TrainingError(f"Adapter {where}'s adapter_config.json has no lora_alpha number.")
+    if modules is not None and (not isinstance(modules, list) or not all(isinstance(m, str) for m in modules)):
+        raise TrainingError(f"Adapter {where}'s adapter_config.json has target_modules that are not names.")
+    return config
+
+
 def rewrite_base_reference(folder: Path, model_id: str) -> None:
     """peft writes the local path of the base model; a shareable adapter names the model instead. peft also
     writes target_modules from a set, in an order that changes between processes: sort it, so the same training
     gives the same bytes."""
     config_path = folder / "adapter_config.json"
-    config = json.loads(config_path.read_text())
+    config = read_peft_config(folder)
     config["base_model_name_or_path"] = model_id
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])

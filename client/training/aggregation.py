@@ -28,7 +28,7 @@ def lora_modules(tensors: dict[str, torch.Tensor]) -> list[str]:
 def dense_deltas(folder: Path) -> dict[str, torch.Tensor]:
     """Each adapted module's dense update s·B·A (what the adapter adds to the base weight)."""
     tensors = load_file(str(folder / "adapter_model.safetensors"))
-    config = json.loads((folder / "adapter_config.json").read_text())
+    config = adapters.read_peft_config(folder)
     scale = config["lora_alpha"] / config["r"]
     return {m: scale * tensors[f"{m}.lora_B.weight"] @ tensors[f"{m}.lora_A.weight"] for m in lora_modules(tensors)}
 
@@ -48,7 +48,7 @@ def merge(infos: list[AdapterInfo], weights: list[float], data_dir: Path) -> Ada
             )
         if m.get("labels") != first.get("labels"):
             raise TrainingError(f"Adapter {info.adapter_id[:12]} has other labels; classifier heads cannot be merged.")
-    configs = [json.loads((i.path / "adapter_config.json").read_text()) for i in infos]
+    configs = [adapters.read_peft_config(i.path) for i in infos]
     tensors = [load_file(str(i.path / "adapter_model.safetensors")) for i in infos]
     modules = lora_modules(tensors[0])
     if any(lora_modules(t) != modules for t in tensors[1:]):
