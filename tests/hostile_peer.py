@@ -5,14 +5,15 @@ Attacks (`ATTACKS`): a plaintext connection; a non-member's HELLO; a HELLO with 
 another chain; garbage where a reconciliation message belongs; a frame header announcing 500 MB; a frame cut off
 halfway; a frame dribbled a byte every 25 s (slow loris); forged records (bodies that do not hash to the ids the
 peer claimed); a flood of ids it claims and never serves; a WANT storm for records it was never offered; a
-reconciliation that never converges. Gossip floods and replayed announcements are the announcement validator's
-(tests/test_announce.py, on real GossipSub hosts).
+reconciliation that never converges; a flood of announcements from a member, and announcements from an outsider,
+on the Datanet's GossipSub topic (the node's validator drops them: its metrics count why).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -220,6 +221,45 @@ async def want_storm(self: Attacker, identity: Identity) -> str:
     return await self.as_member(identity, behave)
 
 
+async def _gossip(self: Attacker, identity: Identity, messages: int) -> str:
+    """Publish `messages` announcements on the Datanet's topic as fast as GossipSub takes them, then replay the
+    first ones: the node's validator drops them (not a member, or over the sender's rate limit) before they are
+    delivered or forwarded. Nothing comes back to the sender; the node's metrics count the drops."""
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID as GOSSIPSUB
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.tools.anyio_service import background_trio_service
+
+    from client.node.members import topic
+
+    host = new_secure_host(identity)
+    async with host.run(listen_addrs=[]):
+        try:
+            router = GossipSub(protocols=[GOSSIPSUB], degree=6, degree_low=2, degree_high=12, heartbeat_interval=1)
+            pubsub = Pubsub(host, router)
+            async with background_trio_service(pubsub), background_trio_service(router):
+                await pubsub.wait_until_ready()
+                victim = peer_info(self.victim)
+                await host.connect(victim)
+                with trio.fail_after(15):
+                    await pubsub.wait_for_subscription(victim.peer_id, topic(self.datanet))
+                for n in range(messages):
+                    message = {"v": 1, "records": n, "fp": secrets.token_hex(16)}
+                    await pubsub.publish(topic(self.datanet), json.dumps(message).encode())
+                await trio.sleep(1.0)  # the node's validator takes them in
+        finally:
+            await host.close()
+    return "dropped"
+
+
+async def gossip_flood(self: Attacker, identity: Identity) -> str:  # a member, far over its rate limit
+    return await _gossip(self, identity, 300)
+
+
+async def outsider_gossip(self: Attacker, identity: Identity) -> str:  # not a member at all
+    return await _gossip(self, identity, 30)
+
+
 async def endless_reconciliation(self: Attacker, identity: Identity) -> str:
     async def behave(frames: FrameStream) -> None:  # a new random set each round: the ranges never agree
         while True:
@@ -229,7 +269,7 @@ async def endless_reconciliation(self: Attacker, identity: Identity) -> str:
     return await self.as_member(identity, behave)
 
 
-OUTSIDERS = ("plaintext", "non-member", "other-chain-credential")
+OUTSIDERS = ("plaintext", "non-member", "other-chain-credential", "outsider-gossip")
 
 ATTACKS: dict[str, Callable[[Attacker, Identity], Awaitable[str]]] = {
     "plaintext": plaintext,
@@ -243,6 +283,8 @@ ATTACKS: dict[str, Callable[[Attacker, Identity], Awaitable[str]]] = {
     "need-flood": need_flood,
     "want-storm": want_storm,
     "endless-reconciliation": endless_reconciliation,
+    "gossip-flood": gossip_flood,
+    "outsider-gossip": outsider_gossip,
 }
 
 

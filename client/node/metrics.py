@@ -3,7 +3,8 @@ on the loopback interface only, served by the kept `prometheus-client` from its 
 
 What it shows carries no name, label or record content (the endpoint has no authentication; on a shared host any
 local user can read it): totals of records and Datanets, peers, sync records and bytes each way, jobs by kind
-and outcome, batches proven and submitted, transactions sent, errors logged. Counters come from the node's
+and outcome, batches proven and submitted, transactions sent, errors logged, gossip announcements dropped (not a
+member, over the rate limit, oversized). Counters come from the node's
 events (control.Events observer) and its served sync sessions; the gauges are read when scraped, from values the
 node's loop refreshes (never a vault read on the endpoint's thread).
 """
@@ -76,6 +77,9 @@ class Metrics:
             "datanet_chain_transactions", "transactions sent and confirmed, by method", ["method"], registry=r
         )
         self.errors = Counter("datanet_errors", "errors logged by the node", registry=r)
+        self.dropped = Counter(
+            "datanet_announcements_dropped", "gossip announcements the validator dropped, by why", ["why"], registry=r
+        )
 
     def start(self, host: str, port: int, started: float) -> None:
         self.registry.register(_Collector(lambda: self.gauges, started))

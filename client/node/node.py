@@ -173,6 +173,7 @@ class Node:
             check_every=settings.announce_every,
             min_interval=settings.announce_every,
             gossip=not settings.offline,
+            on_dropped=lambda _name, _peer, why: self.metrics.dropped.labels(why.name.lower()).inc(),
         )
         self.discovery = Discovery(
             self.host,
