@@ -27,10 +27,9 @@ _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 class Supervisor:
     def __init__(self, environ: MutableMapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
-        self.enabled = bool(env.get("NOTIFY_SOCKET"))
         self.watchdog_every = _watchdog_interval(env)
         # sdnotify reads NOTIFY_SOCKET when it is made: made before the variables go.
-        self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
+        self._notifier = sdnotify.SystemdNotifier() if env.get("NOTIFY_SOCKET") else None
         for name in _SYSTEMD_VARIABLES:
             env.pop(name, None)
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 import multiaddr
 import trio
-from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2 import DCUtRProtocol
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP
@@ -119,7 +118,3 @@ class Relays:
         target = multiaddr.Multiaddr(f"{circuits[0]}/p2p/{info.peer_id}")
         with trio.fail_after(DIAL_TIMEOUT):
             await self._dialer.dial(target)
-
-
-def peer_id_of(address: str) -> ID:
-    return peer_info(address).peer_id
