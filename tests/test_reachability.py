@@ -68,6 +68,8 @@ def test_a_private_swarm_lets_its_members_sync_and_keeps_a_node_without_its_key_
         peers = {p["peer_id"]: p for p in a.control().call("peers")}
         assert outsider.peer_id not in peers or not peers[outsider.peer_id]["connected"]
 
+        relayed = b.cli.run("node", "run", "--swarm-key", str(key), "--relay", a.address)
+        assert relayed.code == 2 and "cannot be combined with relays" in relayed.stderr  # 0.8.1 cannot, yet
         key.chmod(0o644)  # a key others can read is refused before anything starts
         exposed = b.cli.run("node", "run", "--swarm-key", str(key), "--listen", "/ip4/127.0.0.1/tcp/0")
         assert exposed.code == 2 and "chmod 600" in exposed.stderr
