@@ -173,8 +173,10 @@ def test_ctrl_c_cancels_with_a_checkpoint_and_a_rerun_resumes(clinic: Cli) -> No
     assert proc.returncode == 1
     assert "Training cancelled at step" in stderr and "run it again to resume" in stderr
     assert "Traceback" not in stderr
-    state = json.loads(next((clinic.data_dir / "jobs").iterdir()).joinpath("state.json").read_text())
+    state_file = next((clinic.data_dir / "jobs").iterdir()).joinpath("state.json")
+    state = json.loads(state_file.read_text())
     assert state["status"] == "cancelled"
+    assert "clinic" not in state_file.read_text() and len(state["shard"]) == 32  # the shard by uuid, not by name
     resumed = _train(clinic, *args)
     assert resumed["manifest"]["training"]["resumed_from_step"] >= 100
 

@@ -289,7 +289,7 @@ def run(
         job_dir,
         status="running",
         pid=process.pid,
-        datanet=request.datanet["name"],
+        shard=request.datanet["uuid"],  # by uuid: a Datanet's name never lies on disk in clear
         base=request.config.base,
         started_at=time.time(),
     )
