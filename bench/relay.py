@@ -15,67 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PASSPHRASE = "relay bench passphrase"  # noqa: S105 - throwaway benchmark vaults
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
-
-class Node:
-    def __init__(self, base: Path, name: str) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DATANET_")}
-        self.env |= {
-            "DATANET_DATA_DIR": str(base / name / "data"),
-            "DATANET_CONFIG_DIR": str(base / name / "config"),
-            "DATANET_PASSPHRASE": PASSPHRASE,
-            "DATANET_NODE_NICE": "0",
-        }
-        self.env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-        (base / name / "config").mkdir(parents=True)
-        (base / name / "config" / "config.toml").write_text("[node]\nmdns = false\nannounce_every = 3600\n")
-        self.proc: subprocess.Popen[str] | None = None
-        self.cli("create", "ward", "--task", "text")
-        self.peer_id = str(self.cli("identity", "show")["peer_id"])
-
-    def cli(self, *args: str) -> dict[str, object]:
-        done = subprocess.run(
-            [sys.executable, "-m", "client.cli.main", "--json", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
-        if done.returncode:
-            raise SystemExit(f"datanet {' '.join(args)}: {done.stderr.strip()}")
-        return dict(json.loads(done.stdout))
-
-    def start(self, *extra: str) -> list[str]:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.cli.main", "--json", "node", "run", *extra],
-            env=self.env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        return list(json.loads(self.proc.stdout.readline())["addresses"])
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.communicate(timeout=60)
-            self.proc = None
+from tests.test_node import make_node  # noqa: E402  (the test suite's node processes, as bench/hostile.py)
+from tests.test_reachability import wait_for_circuit  # noqa: E402
 
 
 def records_file(path: Path, n: int) -> int:
@@ -84,20 +35,8 @@ def records_file(path: Path, n: int) -> int:
     with path.open("w") as out:
         for i in range(n):
             text = f"{i} " + " ".join(rng.choice(words) for _ in range(130))
-            out.write(json.dumps({"text": text[:950]}) + "\n")
+            out.write(json.dumps({"text": text[:950], "label": f"l{i % 4}"}) + "\n")
     return path.stat().st_size
-
-
-def circuit_of(node: Node, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        addresses = node.cli("status")["addresses"]
-        assert isinstance(addresses, list)
-        found = [a for a in addresses if "/p2p-circuit/" in a]
-        if found:
-            return str(found[0])
-        time.sleep(0.5)
-    raise SystemExit("no reservation on the relay")
 
 
 def main() -> None:
@@ -109,27 +48,30 @@ def main() -> None:
         base = Path(folder)
         data = base / "records.jsonl"
         size = records_file(data, args.records)
-        relay, hidden, direct = Node(base, "relay"), Node(base, "hidden"), Node(base, "direct")
-        receivers = [Node(base, f"receiver{i}") for i in range(2 * args.repeat)]
+        relay, hidden, direct = make_node(base, "relay"), make_node(base, "hidden"), make_node(base, "direct")
+        receivers = [make_node(base, f"receiver{i}") for i in range(2 * args.repeat)]
         for holder in (hidden, direct):
-            holder.cli("import", "ward", str(data))
+            holder.cli.ok("import", "ward", str(data))
             for receiver in receivers:
-                holder.cli("members", "ward", "add", receiver.peer_id)
-                receiver.cli("members", "ward", "add", holder.peer_id)
+                holder.cli.ok("members", "ward", "add", receiver.peer_id)
+                receiver.cli.ok("members", "ward", "add", holder.peer_id)
         print(f"{args.records:,} records, {size / 1e6:.1f} MB of JSONL; {args.repeat} syncs each way", flush=True)
         nodes = [relay, hidden, direct]
         try:
-            relay_at = relay.start("--listen", "/ip4/127.0.0.1/tcp/0", "--relay-service")[0]
-            hidden.start("--outbound-only", "--relay", relay_at)
-            direct_at = direct.start("--listen", "/ip4/127.0.0.1/tcp/0")[0]
-            through = circuit_of(hidden)
+            relay.start("--relay-service")
+            hidden.start("--outbound-only", "--relay", relay.address)
+            direct.start()
+            through = wait_for_circuit(hidden)
             rates: dict[str, list[float]] = {"relayed": [], "direct": []}
             for i, receiver in enumerate(receivers):
                 kind = "relayed" if i % 2 == 0 else "direct"
                 receiver.start("--outbound-only")
                 nodes.append(receiver)
-                done = receiver.cli("sync", "ward", "--peer", through if kind == "relayed" else direct_at)
-                seconds = float(str(done["seconds"]))
+                done = receiver.cli.ok(
+                    "--json", "sync", "ward", "--peer", through if kind == "relayed" else direct.address
+                )
+                done = done.json()
+                seconds = float(done["seconds"])
                 if done["received"] != args.records:
                     raise SystemExit(f"{kind} sync received {done['received']} of {args.records}")
                 rates[kind].append(args.records / seconds)
@@ -137,7 +79,8 @@ def main() -> None:
                 receiver.stop()
         finally:
             for node in nodes:
-                node.stop()
+                if node.proc is not None:
+                    node.stop()
         relayed, direct_rate = statistics.median(rates["relayed"]), statistics.median(rates["direct"])
         print(f"median relayed: {relayed:,.0f} records/s ({relayed * size / args.records / 1e6:.2f} MB/s)")
         print(f"median direct:  {direct_rate:,.0f} records/s ({direct_rate * size / args.records / 1e6:.2f} MB/s)")
