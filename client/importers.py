@@ -55,6 +55,20 @@ class ImportSummary:
         }
 
 
+@dataclass(slots=True)
+class _BadLines:
+    """A file's bad lines: every one counted, the first MAX_LISTED_PROBLEMS kept (memory stays bounded)."""
+
+    label: str
+    listed: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, line: int, problem: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED_PROBLEMS:
+            self.listed.append(f"{self.label}:{line}: {problem}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     line: int
@@ -254,35 +268,32 @@ def import_path(
     fmt = fmt or detect_format(path)
     label = str(path)
     summary = ImportSummary(label)
-    problems: list[str] = []  # the first MAX_LISTED_PROBLEMS bad lines; `bad` counts them all (memory stays bounded)
-    bad = 0
+    bad = _BadLines(label)
     with shard.transaction() as writer:
         batch: list[NewRecord] = []
         for item in _items(path, fmt, task, progress):
             if item.problem is not None:
-                bad += 1
-                if len(problems) < MAX_LISTED_PROBLEMS:
-                    problems.append(f"{label}:{item.line}: {item.problem}")
+                bad.add(item.line, item.problem)
                 continue
-            if bad and not skip_bad:
+            if bad.count and not skip_bad:
                 continue  # keep reading only to count every bad line
             assert item.record is not None
             batch.append(item.record)
             if len(batch) >= BATCH:
                 writer.add(batch)
                 batch.clear()
-        if bad and not skip_bad:
+        if bad.count and not skip_bad:
             raise ImportRejected(
-                f"{label} was not imported: {bad} malformed record(s)"
-                + (f" (first {len(problems)} listed)" if bad > len(problems) else "")
+                f"{label} was not imported: {bad.count} malformed record(s)"
+                + (f" (first {len(bad.listed)} listed)" if bad.count > len(bad.listed) else "")
                 + "; fix them, or pass --skip-bad to import the rest.",
-                problems,
+                bad.listed,
             )
         writer.add(batch)
-    summary.added, summary.duplicates, summary.skipped = writer.added, writer.duplicates, problems
-    summary.skipped_count = bad
+    summary.added, summary.duplicates, summary.skipped = writer.added, writer.duplicates, bad.listed
+    summary.skipped_count = bad.count
     summary.already_received = writer.already_received
-    logger.info("imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, bad)
+    logger.info("imported %s: %d added, %d duplicates, %d skipped", label, writer.added, writer.duplicates, bad.count)
     return summary
 
 
@@ -294,15 +305,12 @@ def read_rows(path: Path, fmt: Format | None = None, *, task: str | None = None)
     if task is not None:
         _check_task(path, task)
     rows: list[tuple[bytes, bytes]] = []
-    problems: list[str] = []
-    bad = 0
+    bad = _BadLines(str(path))
     for item in _items(path, fmt or detect_format(path), task, None):
         if item.problem is not None:
-            bad += 1
-            if len(problems) < MAX_LISTED_PROBLEMS:
-                problems.append(f"{path}:{item.line}: {item.problem}")
+            bad.add(item.line, item.problem)
         elif item.record is not None:
             rows.append((item.record.record_id, item.record.body))
-    if bad:
-        raise ImportRejected(f"{path} has {bad} malformed record(s); fix them first.", problems)
+    if bad.count:
+        raise ImportRejected(f"{path} has {bad.count} malformed record(s); fix them first.", bad.listed)
     return rows
