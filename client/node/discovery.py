@@ -30,7 +30,7 @@ class Discovery:
         bootstrap: tuple[str, ...],
         discover_every: float,
         on_connected: Callable[[], None],
-        connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
+        connect: Callable[[PeerInfo], Awaitable[None]],
     ) -> None:
         self.host = host
         self.vault = vault
@@ -39,7 +39,7 @@ class Discovery:
         self.bootstrap_peers = bootstrap
         self.discover_every = discover_every  # seconds between DHT rounds
         self.on_connected = on_connected  # a peer newly connected (the node announces every Datanet again)
-        self.connect = connect or host.connect  # a bootstrap peer may be a relayed (/p2p-circuit) address
+        self.connect = connect  # host.connect, or through a relay for a /p2p-circuit address (client/p2p/relay.py)
 
     async def bootstrap(self) -> None:
         """Keep a connection to every bootstrap peer from the config (dialled at start, then every minute)."""

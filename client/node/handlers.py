@@ -61,11 +61,10 @@ class Handlers:
         started: float,
         online: bool,
         stop: trio.Event,
-        addresses: Callable[[], list[str]] | None = None,
+        addresses: Callable[[], list[str]],
     ) -> None:
         self.host = host
-        # Where peers reach the node (its listening addresses and its circuits through relays).
-        self.addresses = addresses or (lambda: [str(a) for a in host.get_addrs()])
+        self.addresses = addresses  # where peers reach the node: its listening addresses, its circuits via relays
         self.vault = vault
         self.identity = identity
         self.config = config
