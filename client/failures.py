@@ -47,6 +47,16 @@ class Failure:
     expected: bool  # False: a bug or an error nobody put in words; its traceback is in the log
 
 
+_WORDED = (ClientError, StorageError, ProverError, KeyboardInterrupt, trio.TooSlowError, OSError)
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether `describe` has words for `exc` (and so logs no traceback for it)."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return expected(exc.exceptions[0])
+    return isinstance(exc, _WORDED)
+
+
 def describe(exc: BaseException, *, log: str = "the log") -> Failure:
     """(exit code, sentence) for `exc`. An error without words of its own is logged with its traceback here, so
     the callers never log one themselves; `log` says where that is ("/path/datanet.log", "the node's log")."""

@@ -124,7 +124,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         code = _run_node(ctx, args)
     except BaseException as exc:
         if not isinstance(exc, instance.NodeAlreadyRunning):  # that one is another node's run, not this one's end
-            failure = failures.describe(exc) if _expected(exc) else None
+            failure = failures.describe(exc) if failures.expected(exc) else None  # else main logs its traceback
             instance.record_exit(
                 ctx.config.data_dir,
                 failure.exit_code if failure else failures.EXIT_ERROR,
@@ -133,15 +133,6 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         raise
     instance.record_exit(ctx.config.data_dir, code, "stopped cleanly")
     return code
-
-
-def _expected(exc: BaseException) -> bool:
-    """An error with words of its own (describing any other would log its traceback twice)."""
-    from client.errors import ClientError
-    from prover.errors import ProverError
-    from storage.errors import StorageError
-
-    return isinstance(exc, ClientError | StorageError | ProverError | KeyboardInterrupt)
 
 
 def _run_node(ctx: Context, args: argparse.Namespace) -> int:
