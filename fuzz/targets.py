@@ -164,12 +164,14 @@ def _identity_backup(data: bytes) -> None:
 
 
 def _adapter_manifest(data: bytes) -> None:
+    """The same bytes as a plaintext manifest (an older store's, or an export's) and as a sealed one."""
     with _scratch() as folder:
-        adapter = folder / adapters.ADAPTERS_DIR / "0123456789abcdef"
-        adapter.mkdir(parents=True)
-        (adapter / adapters.MANIFEST).write_bytes(data)
+        for name in (adapters.MANIFEST, adapters.SEALED_MANIFEST):
+            adapter = folder / adapters.ADAPTERS_DIR / f"0123456789abcdef-{name}"
+            adapter.mkdir(parents=True)
+            (adapter / name).write_bytes(data)
         with contextlib.suppress(TrainingError):
-            adapters.list_adapters(folder)
+            adapters.list_adapters(folder, bytes(32))
 
 
 def _peft_config(data: bytes) -> None:

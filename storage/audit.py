@@ -163,10 +163,4 @@ class AuditLog:
 
 def open_for(vault: Any) -> AuditLog:
     """The audit log of an unlocked vault: its key is the vault secret "audit" (made at first use)."""
-    key = vault.get_secret(KEY_NAME)
-    if key is None:
-        import secrets
-
-        key = secrets.token_bytes(32)
-        vault.put_secret(KEY_NAME, key)  # saved before the file exists, as a shard key is
-    return AuditLog.open(vault.data_dir, key)
+    return AuditLog.open(vault.data_dir, vault.key_for(KEY_NAME))  # saved before the file exists, as a shard key is

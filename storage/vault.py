@@ -258,6 +258,18 @@ class Vault:
             kf.put_secret(self._master_key, name, secret)
             kf.save()
 
+    def key_for(self, name: str) -> bytes:
+        """The random 256-bit key kept as the vault secret `name`, made (and saved, before anything is encrypted
+        under it) at first use; under the key-file lock, so two processes asking at once get the same key."""
+        with key_file.locked(self.data_dir):
+            kf = KeyFile.load(self.data_dir)
+            key = kf.get_secret(self._master_key, name)
+            if key is None:
+                key = secrets.token_bytes(32)
+                kf.put_secret(self._master_key, name, key)
+                kf.save()
+        return key
+
     # -- shards ----------------------------------------------------------------------------------------
 
     def _shard_path(self, shard_uuid: str) -> Path:

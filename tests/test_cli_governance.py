@@ -102,7 +102,7 @@ def test_an_anonymous_poll_on_the_devnet(cli: Cli, tmp_path: Path) -> None:
     assert [j["params"] for j in jobs if j["kind"] == "vote" and j["state"] == "done"] == [{"poll": 2}]
     # Nothing on this machine's disk ties it to the vote: not its option, its transaction or its sender.
     cli.ok("node", "stop")
-    for file in [*cli.data_dir.glob("node/jobs.sqlite*"), *cli.data_dir.glob("logs/*")]:
+    for file in [*cli.data_dir.glob("node/jobs.db*"), *cli.data_dir.glob("logs/*")]:
         content = file.read_bytes()
         for secret in (voted["tx"][2:], voted["sent_from"][2:].lower(), voted["sent_from"][2:]):
             assert secret.encode() not in content, file

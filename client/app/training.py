@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from client.config import Config
 from client.errors import ClientError
+from client.training import adapters
 from client.training.base_models import DEFAULT_FOR_TASK
 from client.training.errors import TrainingError
 from client.training.settings import TrainConfig
@@ -73,7 +74,7 @@ def train(
     given = {k: v for k, v in settings.items() if v is not None and k != "base"}
     with vault.open_shard(name) as shard:
         train_config = TrainConfig(base=base_for(shard.info.task, settings.get("base")), **given)
-        request = make_request(config, shard, train_config, eval_path)
+        request = make_request(config, shard, train_config, eval_path, adapters.manifest_key(vault))
 
     def report(event: dict[str, Any]) -> None:
         if progress is not None:

@@ -104,7 +104,7 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     summary = job_result(client.follow("train", _printer(args.progress), datanet=args.name, **settings))
     if sys.stderr.isatty() and not args.progress:
         sys.stderr.write("\n")
-    m = adapters.find(ctx.config.data_dir, summary["adapter_id"]).manifest
+    m = client.call("adapters.show", id=summary["adapter_id"])["manifest"]
     ev = m["evaluation"]
     metric = "accuracy" if "accuracy" in ev["after"] else "loss"
     dp = m["dp"]
@@ -134,8 +134,13 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(ctx: Context) -> bytes:
+    """The manifests' key: a read opens the vault here, whether a node runs or not."""
+    return adapters.manifest_key(ctx.open(create=False).vault)
+
+
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    infos = adapters.list_adapters(ctx.config.data_dir)
+    infos = adapters.list_adapters(ctx.config.data_dir, _key(ctx))
     rows = []
     for info in infos:
         m = info.manifest
@@ -165,18 +170,19 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    info = adapters.find(ctx.config.data_dir, args.id)
+    info = adapters.find(ctx.config.data_dir, args.id, _key(ctx))
     adapters.verify(info)
     ctx.out.emit(info.manifest, json.dumps(info.manifest, indent=2, sort_keys=True))
     return 0
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
-    info = adapters.find(ctx.config.data_dir, args.id)
+    info = adapters.find(ctx.config.data_dir, args.id, _key(ctx))
     target = adapters.export(info, args.folder)
     ctx.out.emit(
         {"adapter_id": info.adapter_id, "folder": str(target)},
-        f"Adapter {info.adapter_id[:16]} written to {target} (PEFT layout + manifest.json).",
+        f"Adapter {info.adapter_id[:16]} written to {target} (PEFT layout + manifest.json). The manifest names the "
+        "Datanet and its labels in clear: share the folder only with whom may know them.",
     )
     return 0
 
@@ -184,11 +190,12 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
     from client.training.aggregation import merge
 
-    infos = [adapters.find(ctx.config.data_dir, i) for i in args.ids]
+    key = _key(ctx)
+    infos = [adapters.find(ctx.config.data_dir, i, key) for i in args.ids]
     weights = args.weights or [1.0 / len(infos)] * len(infos)
     if len(weights) != len(infos):
         raise TrainingError(f"Give one weight per adapter ({len(infos)}), not {len(weights)}.")
-    merged = merge(infos, weights, ctx.config.data_dir)
+    merged = merge(infos, weights, ctx.config.data_dir, key)
     ctx.out.emit(
         {"adapter_id": merged.adapter_id, "manifest": merged.manifest},
         f"Merged adapter {merged.adapter_id[:16]} from {len(infos)} adapters (exact sum of their deltas).",
@@ -199,5 +206,5 @@ def cmd_merge(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
     from client.cli import chain_commands
 
-    info = adapters.find(ctx.config.data_dir, args.id)  # an unknown id is a sentence before any node starts
-    return chain_commands.register_adapter(ctx, info.adapter_id)
+    folder = adapters.find_folder(ctx.config.data_dir, args.id)  # an unknown id: a sentence before a node starts
+    return chain_commands.register_adapter(ctx, folder.name)

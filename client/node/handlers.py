@@ -433,12 +433,14 @@ class Handlers:
     # --- adapters ----------------------------------------------------------------------------------------------
 
     async def _adapters_list(self, params: dict[str, Any]) -> dict[str, Any]:
-        found = await self.vault_call(lambda: adapters.list_adapters(self.config.data_dir))
+        found = await self.vault_call(
+            lambda: adapters.list_adapters(self.config.data_dir, adapters.manifest_key(self.vault))
+        )
         return {"adapters": [info.manifest for info in found]}
 
     async def _adapters_show(self, params: dict[str, Any]) -> dict[str, Any]:
         def shown() -> dict[str, Any]:
-            info = adapters.find(self.config.data_dir, str(params["id"]))
+            info = adapters.find(self.config.data_dir, str(params["id"]), adapters.manifest_key(self.vault))
             adapters.verify(info)
             return {"adapter_id": info.adapter_id, "manifest": info.manifest}
 

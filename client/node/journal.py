@@ -1,7 +1,8 @@
 """The node's durable job journal: jobs (imports, syncs, proving, submissions, training) are recorded in SQLite,
 so that after a restart, crash or SIGKILL included, each job is resumed or reported failed, never left "running".
 
-    <data dir>/node/jobs.sqlite (0600)
+    <data dir>/node/jobs.db (0600): SQLCipher under the vault secret "journal", like a shard, since a job's
+    parameters name Datanets, files and peers; a plaintext jobs.sqlite of an older version is moved into it
     jobs(id, kind, params JSON, state, progress JSON, error, created_ms, updated_ms)
     state: queued -> running -> done | failed | cancelled ; queued -> cancelled ;
            running -> queued when the node stops, or on a restart when the kind can resume
@@ -27,14 +28,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from sqlcipher3 import dbapi2 as sqlcipher
+
 from client.errors import ClientError
+from storage import sqlcipher_db
+from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
 STATES: Final = ("queued", "running", "done", "failed", "cancelled")
+FILE: Final = "jobs.db"
+LEGACY_FILE: Final = "jobs.sqlite"  # an earlier build's: plaintext SQLite
+KEY_NAME: Final = "journal"  # the vault secret that holds the journal's key
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, "
+    "state TEXT NOT NULL, progress TEXT NOT NULL DEFAULT '{}', error TEXT, created_ms INTEGER NOT NULL, "
+    "updated_ms INTEGER NOT NULL)"
+)
+_SELECT: Final = "SELECT id, kind, params, state, progress, error, created_ms, updated_ms FROM jobs"
+_INSERT: Final = (
+    "INSERT INTO jobs (id, kind, params, state, progress, error, created_ms, updated_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class UnknownJob(ClientError):
+    pass
+
+
+class JournalUnreadable(ClientError):
     pass
 
 
@@ -66,23 +88,50 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def _open(path: Path, key: bytes) -> Any:
+    """The journal's encrypted database: opened, or created (a plaintext one of an older version moved in first:
+    copied into a temporary encrypted file that is renamed into place whole, then the old file removed)."""
+    legacy = path.with_name(LEGACY_FILE)
+    if not path.exists() and legacy.exists():
+        staging = path.with_name(FILE + ".migrating")
+        for leftover in (staging, staging.with_name(staging.name + "-wal"), staging.with_name(staging.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        old = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
+        try:
+            rows = old.execute(_SELECT).fetchall()
+        finally:
+            old.close()
+        new = sqlcipher_db.create(staging, key)
+        new.execute(_SCHEMA)
+        new.execute("BEGIN")
+        new.executemany(_INSERT, rows)
+        new.execute("COMMIT")
+        new.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        new.close()
+        os.replace(staging, path)
+        logger.info("the job journal (%d jobs) moved into its encrypted file", len(rows))
+    for name in (LEGACY_FILE, LEGACY_FILE + "-wal", LEGACY_FILE + "-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+    connection = sqlcipher_db.open_existing(path, key) if path.exists() else sqlcipher_db.create(path, key)
+    connection.execute(_SCHEMA)
+    return connection
+
+
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes) -> None:
+        """Open the journal at `path` (the node's: `<data dir>/node/jobs.db`) with its key (the vault secret
+        "journal"); JournalUnreadable in one sentence when the file is damaged or not this vault's."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(path, 0o600)
-        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute(
-            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, "
-            "state TEXT NOT NULL, progress TEXT NOT NULL DEFAULT '{}', error TEXT, created_ms INTEGER NOT NULL, "
-            "updated_ms INTEGER NOT NULL)"
-        )
-        rows = self._con.execute(
-            "SELECT id, kind, params, state, progress, error, created_ms, updated_ms FROM jobs "
-            "ORDER BY created_ms, rowid"
-        ).fetchall()
+        try:
+            self._con = _open(path, key)
+            self._con.execute("PRAGMA synchronous=FULL")
+            rows = self._con.execute(_SELECT + " ORDER BY created_ms, rowid").fetchall()
+        except (StorageError, sqlite3.DatabaseError, sqlcipher.DatabaseError) as exc:
+            logger.warning("the job journal %s did not open: %s", path, exc)
+            raise JournalUnreadable(
+                f"The job journal {path} cannot be read: it is damaged or not this vault's. Move it aside and start "
+                "the node again (the list of past jobs is lost; no record is)."
+            ) from exc
         self._lock = threading.Lock()  # the in-memory jobs: read and changed from the loop and from worker threads
         self._jobs = {r[0]: Job(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows}
         self._writes: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -93,14 +142,13 @@ class Journal:
         while (job := self._writes.get()) is not None:
             try:
                 self._write(job)
-            except sqlite3.Error:  # a full or failing disk: the node goes on, the log says what was not kept
+            except sqlcipher.Error:  # a full or failing disk: the node goes on, the log says what was not kept
                 logger.exception("job %s (%s) could not be written to the journal", job.id, job.state)
 
     def _write(self, job: Job) -> None:
         self._con.execute(
-            "INSERT INTO jobs (id, kind, params, state, progress, error, created_ms, updated_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
-            "progress = excluded.progress, error = excluded.error, updated_ms = excluded.updated_ms",
+            _INSERT + " ON CONFLICT (id) DO UPDATE SET state = excluded.state, progress = excluded.progress, "
+            "error = excluded.error, updated_ms = excluded.updated_ms",
             (
                 job.id,
                 job.kind,

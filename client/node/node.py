@@ -28,14 +28,13 @@ from client.app import records as records_app
 from client.app.chain import ChainService
 from client.config import Config
 from client.identity import Identity
-from client.node import control, instance
+from client.node import control, instance, journal
 from client.node.announce import Announcer
 from client.node.audit import AuditWriter
 from client.node.control_loop import serve_in_thread
 from client.node.discovery import Discovery
 from client.node.handlers import ON_NODE_LOOP, Handlers
 from client.node.jobs import RESUMABLE, Jobs
-from client.node.journal import Journal
 from client.node.members import CHAIN_ADMISSION_TTL
 from client.node.metrics import ErrorCounter, Gauges, Metrics
 from client.node.peers import Peers
@@ -130,7 +129,7 @@ class Node:
                 {"type": "relay.reserved", "relay": relay, "circuit": circuit}
             ),
         )
-        self.journal = Journal(data_dir / "node" / "jobs.sqlite")
+        self.journal = journal.Journal(data_dir / "node" / journal.FILE, vault.key_for(journal.KEY_NAME))
         self.peers = Peers()
         self.audit = AuditWriter(audit.open_for(vault))  # what left the machine (closed when the node stops)
         self.events.observe(self.audit.event)

@@ -33,7 +33,9 @@ def dense_deltas(folder: Path) -> dict[str, torch.Tensor]:
     return {m: scale * tensors[f"{m}.lora_B.weight"] @ tensors[f"{m}.lora_A.weight"] for m in lora_modules(tensors)}
 
 
-def merge(infos: list[AdapterInfo], weights: list[float], data_dir: Path) -> AdapterInfo:
+def merge(infos: list[AdapterInfo], weights: list[float], data_dir: Path, key: bytes) -> AdapterInfo:
+    """One adapter whose delta is the weighted sum of the given ones' (ranks concatenated), stored with a
+    manifest sealed under `key` (adapters.manifest_key) that names what it was merged from."""
     if len(infos) < 2:
         raise TrainingError("Merging needs at least two adapters.")
     for info in infos:
@@ -65,9 +67,9 @@ def merge(infos: list[AdapterInfo], weights: list[float], data_dir: Path) -> Ada
             dim=1,
         )
     heads = sorted(k for k in tensors[0] if ".lora_" not in k)
-    for key in heads:  # dense layers (a classifier head): their weighted average
-        merged[key] = sum(
-            (w * t[key] for w, t in zip(weights, tensors, strict=True)), torch.zeros_like(tensors[0][key])
+    for head in heads:  # dense layers (a classifier head): their weighted average
+        merged[head] = sum(
+            (w * t[head] for w, t in zip(weights, tensors, strict=True)), torch.zeros_like(tensors[0][head])
         )
     rank = sum(c["r"] for c in configs)
     config: dict[str, Any] = {
@@ -102,4 +104,4 @@ def merge(infos: list[AdapterInfo], weights: list[float], data_dir: Path) -> Ada
         "evaluation": {"source": "not evaluated (merged)", "records": 0, "before": {}, "after": {}},
         "dp": None,
     }
-    return adapters.store(staging, data_dir, manifest)
+    return adapters.store(staging, data_dir, manifest, key)

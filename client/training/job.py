@@ -55,6 +55,7 @@ class JobRequest:
     eval_source: str
     batch_roots: tuple[str, ...] = ()  # proven contribution batches the training records belong to
     log_json: bool = False  # the log's format ([log] format = "json")
+    manifest_key: bytes = field(default=b"", repr=False)  # the adapter manifests' key (to the child by its pipe)
 
     @property
     def job_id(self) -> str:
@@ -79,7 +80,9 @@ class JobResult:
     reused: bool
 
 
-def make_request(config: Config, shard: Shard, train_config: TrainConfig, eval_path: Path | None) -> JobRequest:
+def make_request(
+    config: Config, shard: Shard, train_config: TrainConfig, eval_path: Path | None, manifest_key: bytes
+) -> JobRequest:
     """A job for a shard's records: the evaluation split is a public file, or a held-out slice of the shard."""
     info = shard.info
     rows = list(shard.iter_bodies())
@@ -102,6 +105,7 @@ def make_request(config: Config, shard: Shard, train_config: TrainConfig, eval_p
         eval_rows=eval_rows,
         eval_source=eval_source,
         batch_roots=tuple(root.hex() for root in shard.batch_roots({r for r, _ in train_rows})),
+        manifest_key=manifest_key,
     )
 
 
@@ -247,7 +251,7 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
             "accountant": "rdp",
         },
     }
-    info = adapters.store(staging, request.data_dir, manifest)
+    info = adapters.store(staging, request.data_dir, manifest, request.manifest_key)
     return {"adapter_id": info.adapter_id, "manifest": info.manifest}
 
 
@@ -274,7 +278,7 @@ def run(
     elif (
         state.get("status") == "finished" and (request.data_dir / adapters.ADAPTERS_DIR / state["adapter_id"]).exists()
     ):
-        info = adapters.find(request.data_dir, state["adapter_id"])
+        info = adapters.find(request.data_dir, state["adapter_id"], request.manifest_key)
         return JobResult(request.job_id, info.adapter_id, info.manifest, reused=True)
     elif state.get("status") == "running":
         logger.warning("job %s was left running by process %s; resuming it", request.job_id, state.get("pid"))
