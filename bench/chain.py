@@ -15,6 +15,7 @@ Run: python bench/chain.py [--writes N] [--submits N]. The last three lines are 
 from __future__ import annotations
 
 import argparse
+import secrets
 import statistics
 import sys
 import tempfile
@@ -121,7 +122,7 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        devnet = Devnet(Path(tmp) / "devnet.sqlite")
+        devnet = Devnet(Path(tmp) / "devnet.db", secrets.token_bytes(32))
         results["devnet"] = run_backend("devnet", devnet.w3, FAUCET_KEY, proofs, args.writes)
         devnet.close()
     with running_anvil() as anvil:

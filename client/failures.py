@@ -57,6 +57,19 @@ def expected(exc: BaseException) -> bool:
     return isinstance(exc, _WORDED)
 
 
+def causes(exc: BaseException) -> str:
+    """What the log says of an expected failure: the classes of the error and its causes ("P2PError <-
+    SwarmException"), never the sentence, which may name a Datanet, a file or a peer's address (the user saw it;
+    a copied log must not)."""
+    names, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(names)
+
+
 def describe(exc: BaseException, *, log: str = "the log") -> Failure:
     """(exit code, sentence) for `exc`. An error without words of its own is logged with its traceback here, so
     the callers never log one themselves; `log` says where that is ("/path/datanet.log", "the node's log")."""

@@ -9,6 +9,7 @@ reaches a terminal.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -76,3 +77,41 @@ def open_existing(path: Path, key: bytes) -> sqlite3.Connection:
         ) from exc
     tune(connection)
     return connection
+
+
+def open_or_create(path: Path, key: bytes) -> sqlite3.Connection:
+    """The encrypted database at `path`, created when missing (ShardUnreadable when it does not decrypt)."""
+    return open_existing(path, key) if path.exists() else create(path, key)
+
+
+def adopt_plaintext(legacy: Path, path: Path, key: bytes) -> bool:
+    """Where an earlier build kept a plaintext SQLite file (`legacy`) and `path` does not exist yet: copy it into a
+    new encrypted file with this profile (SQLCipher's `sqlcipher_export`), renamed into place whole, then remove the
+    plaintext file and its -wal and -shm. A crash at any point leaves either the plaintext file or the encrypted one
+    whole; a plaintext file beside a complete encrypted one is removed. True when it copied one."""
+    copied = False
+    if not path.exists() and legacy.exists():
+        staging = path.with_name(path.name + ".adopting")
+        for leftover in _with_sidecars(staging):
+            leftover.unlink(missing_ok=True)
+        staging.touch(mode=0o600)
+        connection = sqlcipher.connect(str(legacy), isolation_level=None)
+        try:
+            connection.execute(f"ATTACH DATABASE ? AS encrypted KEY \"x'{key.hex()}'\"", (str(staging),))
+            connection.execute(f"PRAGMA encrypted.cipher_page_size = {PAGE_SIZE}")
+            connection.execute("PRAGMA encrypted.cipher_hmac_algorithm = HMAC_SHA256")
+            connection.execute("SELECT sqlcipher_export('encrypted')")
+            connection.execute("DETACH DATABASE encrypted")
+        finally:
+            connection.close()
+        os.replace(staging, path)
+        copied = True
+        logger.info("%s moved into the encrypted %s", legacy.name, path.name)
+    if path.exists():
+        for old in _with_sidecars(legacy):
+            old.unlink(missing_ok=True)
+    return copied
+
+
+def _with_sidecars(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]

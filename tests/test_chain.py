@@ -26,6 +26,7 @@ from client.chain.web3_chain import Web3Chain
 from prover.commitment import identity_commitment
 from prover.merkle import IncrementalTree
 from prover.proofs import MEMBERSHIP_DEPTH, BatchRecord, ContributionProof, prove_contribution, prove_membership
+from storage.errors import StorageError
 
 CHALLENGE_PERIOD = 3600
 ETHER = 10**18
@@ -57,7 +58,7 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "devnet":
-        devnet = Devnet(tmp / "devnet.sqlite")
+        devnet = Devnet(tmp / "devnet.db", secrets.token_bytes(32))
 
         def travel(seconds: int) -> None:
             devnet.tester.time_travel(devnet.w3.eth.get_block("latest")["timestamp"] + seconds)
@@ -298,7 +299,7 @@ def test_a_deployment_for_another_chain_is_refused(backend: Backend) -> None:
 
 
 def test_receipt_events_go_to_the_clients_own_index(backend: Backend) -> None:
-    index = EventIndex(backend.tmp / f"index-{secrets.token_hex(4)}.sqlite")
+    index = EventIndex(backend.tmp / f"index-{secrets.token_hex(4)}.db", secrets.token_bytes(32))
     key = secrets.token_bytes(32)
     backend.client(backend.deployer).transfer(Account.from_key(key).address, ETHER)
     chain = Web3Chain(backend.w3, backend.deployment, key, rpc=backend.name, index=index)
@@ -314,8 +315,8 @@ def test_receipt_events_go_to_the_clients_own_index(backend: Backend) -> None:
 
 
 def test_devnet_state_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "chain" / "devnet.sqlite"
-    devnet = Devnet(path)
+    path, key = tmp_path / "chain" / "devnet.db", secrets.token_bytes(32)
+    devnet = Devnet(path, key)
     deployment = deploy(devnet.w3, FAUCET_KEY)
     chain = Web3Chain(devnet.w3, deployment, FAUCET_KEY)
     net = chain.create_datanet("survives", b"\x42" * 32, "public", "open")
@@ -323,8 +324,11 @@ def test_devnet_state_survives_a_restart(tmp_path: Path) -> None:
     block = devnet.w3.eth.block_number
     devnet.close()
     assert path.stat().st_mode & 0o777 == 0o600
+    assert b"survives" not in path.read_bytes()  # encrypted: the Datanets of this machine are not on its disk
+    with pytest.raises(StorageError, match="cannot be decrypted with its key"):
+        Devnet(path, secrets.token_bytes(32))
 
-    reopened = Devnet(path)
+    reopened = Devnet(path, key)
     chain = Web3Chain(reopened.w3, deployment, FAUCET_KEY)
     assert reopened.w3.eth.block_number == block
     assert chain.find_datanet("survives") == net

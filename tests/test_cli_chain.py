@@ -58,7 +58,7 @@ def test_submit_on_the_embedded_devnet_and_resume(cli: Cli, tmp_path: Path) -> N
     assert [(d["name"], d["member"], d["batch_stake"]) for d in listed] == [("clinic", True, 7)]
     status = cli.ok("--json", "chain", "status").json()
     assert status["chain"] == "devnet" and status["block"] > 3 and status["balance_wei"] > 0
-    devnet = cli.data_dir / "chain" / "devnet.sqlite"
+    devnet = cli.data_dir / "chain" / "devnet.db"
     assert stat.S_IMODE(devnet.stat().st_mode) == 0o600
 
     # A reset devnet no longer has the batches: submit sends them again (same proofs, same Datanet id).

@@ -1,5 +1,5 @@
-"""The disk thief: what a copied disk reveals. Two real nodes sync a Datanet with canary names, labels and texts,
-one proves and trains on it; then every file under both data directories, and every file the processes wrote
+"""The disk thief: what a copied disk reveals. Two real nodes sync a Datanet with canary names, labels and texts;
+one registers it on the embedded devnet, proves, submits and trains on it; then every file under both data directories, and every file the processes wrote
 anywhere else (their HOME, caches and TMPDIR point into the test's folder), is searched for the canaries and for
 the other node's address. Only the vault's encrypted files may hold them (which the search cannot read)."""
 
@@ -9,7 +9,7 @@ import json
 import secrets
 from pathlib import Path
 
-from tests.test_node import NodeProc, make_node
+from tests.test_node import NodeProc, make_node, records
 
 # Random per run: a canary that matched by chance in some library file would be a different string next time.
 TAG = secrets.token_hex(5)
@@ -57,15 +57,22 @@ def test_a_copied_disk_shows_no_name_label_text_or_peer_address(tmp_path: Path) 
     searched = {"a": sandbox(a, tmp_path / "a-outside"), "b": sandbox(b, tmp_path / "b-outside")}
     for node in (a, b):
         node.cli.env["DATANET_CACHE_DIR"] = str(tmp_path / "shared-model-cache")  # base models only, no data
+        node.cli.env["DATANET_TRACE"] = "all"  # the log at its most talkative: debug for every area of ours
+        # Announcements every second (their log lines name the shard), no LAN discovery (other tests' nodes).
+        (node.cli.config_dir / "config.toml").write_text("[node]\nmdns = false\nannounce_every = 1\n")
     a.cli.ok("members", NAME, "add", b.peer_id)
     b.cli.ok("members", NAME, "add", a.peer_id)
     a.cli.ok("import", NAME, str(canary_records(tmp_path / "canary.jsonl", 64)))
     try:
         a.start()
         b.start()
-        synced = b.cli.ok("--json", "sync", NAME, "--peer", a.address).json()
-        assert synced["received"] == 64
+        b.cli.ok("--json", "sync", NAME, "--peer", a.address)  # (the announcements may have brought them first)
+        assert b.control().wait(lambda _: records(b, NAME) == 64, timeout=60, on=("records.received", "job"))
+        a.cli.ok("create", NAME, "--on-chain")  # on the embedded devnet: its state and the event index hold the name
         a.cli.ok("--json", "prove", NAME)
+        assert len(a.cli.ok("--json", "submit", NAME).json()["submitted"]) == 4
+        refused = a.cli.run("train", NAME, "--base", "tiny-causal")  # a failure whose sentence names the Datanet
+        assert refused.code != 0 and NAME in refused.stderr
         trained = a.cli.ok("--json", "train", NAME, "--base", "tiny-classifier", "--threads", "1").json()
         shown = a.cli.ok("--json", "adapters", "show", trained["adapter_id"]).json()
         assert shown["labels"] == sorted(LABELS) and shown["datanet"]["name"] == NAME  # readable with the vault

@@ -80,9 +80,10 @@ class ChainService:
         """The open session (opened now if need be), held for the caller alone; a lost endpoint closes it."""
         with self._lock:
             if self._session is None:
-                from client.chain.session import open_chain
+                from client.chain.session import KEY_NAME, open_chain
 
-                self._session = open_chain(self.config, self.identity.evm_private_key)
+                storage_key = self.vault.key_for(KEY_NAME)
+                self._session = open_chain(self.config, self.identity.evm_private_key, storage_key)
             try:
                 yield self._session
             except ChainUnreachable:

@@ -1,5 +1,5 @@
 """The embedded devnet: an in-process EVM (py-evm through eth-tester) behind web3's provider interface, the
-default chain of a new user. No server to start; its state lives in one SQLite file in the data directory and
+default chain of a new user. No server to start; its state lives in one SQLCipher file in the data directory and
 survives restarts.
 
 Two things make it usable for this project (FACTS.md):
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -40,6 +38,8 @@ from eth_utils.exceptions import ValidationError
 from web3 import EthereumTesterProvider, Web3
 from web3.providers.eth_tester.defaults import API_ENDPOINTS, static_return
 
+from storage import sqlcipher_db
+
 logger = logging.getLogger(__name__)
 
 DEVNET_CHAIN_ID = 0x44617461  # "Data"
@@ -49,18 +49,14 @@ GAS_LIMIT = 60_000_000
 
 
 class SqliteKV(BaseDB):
-    """py-evm's key-value store in one SQLite file (0600). Writes go into an open transaction that `commit`
-    makes durable; eth-tester mines a block per transaction and the backend commits after each block."""
+    """py-evm's key-value store in one SQLCipher file (0600, the project's cipher profile: the devnet's state holds
+    this client's Datanets, transactions and account). Writes go into an open transaction that `commit` makes
+    durable; eth-tester mines a block per transaction and the backend commits after each block."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
+    def __init__(self, path: Path, key: bytes) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
-        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con = sqlcipher_db.open_or_create(path, key)
         self._con.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
         self._con.execute("BEGIN")
         self._lock = threading.Lock()
@@ -175,9 +171,9 @@ class DevnetChain(MiningChain):
 class PersistentBackend(PyEVMBackend):  # type: ignore[misc]
     """eth-tester's py-evm backend over `SqliteKV`: opens the stored chain at its head, or makes the genesis."""
 
-    def __init__(self, path: Path) -> None:  # deliberately not calling super().__init__ (it builds a memory chain)
+    def __init__(self, path: Path, key: bytes) -> None:  # not calling super().__init__ (it builds a memory chain)
         _install_native_precompiles()
-        self.kv = SqliteKV(path)
+        self.kv = SqliteKV(path, key)
         base_db = AtomicDB(self.kv)
         faucet = PrivateKey(FAUCET_KEY)
         self.account_keys = (faucet,)
@@ -293,9 +289,10 @@ class DevnetProvider(EthereumTesterProvider):
 class Devnet:
     """An opened devnet: `w3` talks to it like to any node."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes) -> None:
+        """Open (or make) the devnet stored at `path`, encrypted with `key` (the vault secret "chain")."""
         self.path = path
-        self.backend = PersistentBackend(path)
+        self.backend = PersistentBackend(path, key)
         self.tester = EthereumTester(backend=self.backend)
         self.w3 = Web3(DevnetProvider(self.tester))
 
@@ -303,12 +300,8 @@ class Devnet:
         self.backend.close()
 
 
-def open_devnet(data_dir: Path) -> Devnet:
-    return Devnet(devnet_path(data_dir))
-
-
 def devnet_path(data_dir: Path) -> Path:
-    return data_dir / "chain" / "devnet.sqlite"
+    return data_dir / "chain" / "devnet.db"
 
 
-__all__ = ["DEVNET_CHAIN_ID", "FAUCET_KEY", "Devnet", "VMError", "devnet_path", "open_devnet"]
+__all__ = ["DEVNET_CHAIN_ID", "FAUCET_KEY", "Devnet", "VMError", "devnet_path"]

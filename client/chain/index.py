@@ -2,35 +2,36 @@
 others cause, from bounded `eth_getLogs` windows after a cursor). Scanning the whole chain with getLogs grows
 with its length; this never does.
 
-One SQLite file per data directory (0600); rows are keyed by chain id and ledger address, so a devnet reset or
-another network never mixes with the rest.
+One SQLCipher file per data directory (0600, under the vault secret "chain": the events name Datanets and this
+client's account); rows are keyed by chain id and ledger address, so a devnet reset or another network never mixes
+with the rest.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 from client.chain.types import Deployment
+from storage import sqlcipher_db
 
 
 class EventIndex:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(path, 0o600)
-        self._con = sqlite3.connect(path, check_same_thread=False)
+    def __init__(self, path: Path, key: bytes, *, legacy: Path | None = None) -> None:
+        """Open (or create) the index at `path` with its key; an earlier build's plaintext `legacy` file is moved in
+        first. ShardUnreadable (a StorageError) when the file does not decrypt."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if legacy is not None:
+            sqlcipher_db.adopt_plaintext(legacy, path, key)
+        self._con = sqlcipher_db.open_or_create(path, key)
         self._lock = threading.Lock()
-        with self._con:
-            self._con.execute(
-                "CREATE TABLE IF NOT EXISTS events (chain INTEGER, ledger TEXT, block INTEGER, tx TEXT, "
-                "log_index INTEGER, event TEXT, args TEXT, PRIMARY KEY (chain, ledger, tx, log_index))"
-            )
-            self._con.execute("CREATE INDEX IF NOT EXISTS events_by_name ON events (chain, ledger, event)")
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS events (chain INTEGER, ledger TEXT, block INTEGER, tx TEXT, "
+            "log_index INTEGER, event TEXT, args TEXT, PRIMARY KEY (chain, ledger, tx, log_index))"
+        )
+        self._con.execute("CREATE INDEX IF NOT EXISTS events_by_name ON events (chain, ledger, event)")
 
     def add(self, deployment: Deployment, block: int, tx: str, events: list[dict[str, Any]]) -> None:
         rows = [
@@ -45,8 +46,14 @@ class EventIndex:
             )
             for e in events
         ]
-        with self._lock, self._con:
-            self._con.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
     def events(self, deployment: Deployment, name: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT block, tx, event, args FROM events WHERE chain = ? AND ledger = ?"

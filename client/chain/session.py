@@ -2,10 +2,13 @@
 deployed and funded on first use), or the JSON-RPC endpoint of `--rpc-url` / DATANET_RPC_URL / [chain] with the
 contracts' addresses from the config or from `datanet chain deploy`.
 
-    <data dir>/chain/devnet.sqlite            the devnet's state (0600)
+    <data dir>/chain/devnet.db                the devnet's state (SQLCipher, 0600)
     <data dir>/chain/devnet-deployment.json   where the contracts are on it
     <data dir>/chain/deployments/<id>.json    deployments made with `datanet chain deploy` on other chains
-    <data dir>/chain/index.sqlite             the client's own event index
+    <data dir>/chain/index.db                 the client's own event index (SQLCipher, 0600)
+
+Both databases are encrypted under the vault secret "chain" (`KEY_NAME`): they name this client's Datanets and
+account. An earlier build's plaintext devnet.sqlite and index.sqlite are moved into them on first open.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from client.chain.deploy import deploy, load_deployment
 from client.chain.devnet import FAUCET_KEY, Devnet, devnet_path
@@ -26,12 +30,16 @@ from client.chain.index import EventIndex
 from client.chain.types import DEVNET_GOVERNANCE, PRODUCTION_GOVERNANCE, TOKEN, Deployment
 from client.chain.web3_chain import Web3Chain, wait_for_rpc
 from client.config import CHAIN_ADDRESSES, Config
+from storage import sqlcipher_db
+from storage.errors import StorageError
 from storage.key_file import write_private_file
 
 logger = logging.getLogger(__name__)
 
 DEVNET_FUNDING = 100 * 10**18
 DEVNET_TOKENS = 50_000_000 * TOKEN  # 5% of the devnet's supply: over the quorum, so one user can walk a proposal
+T = TypeVar("T")
+KEY_NAME = "chain"  # the vault secret the index and the devnet's state are encrypted under
 LOCK_WAIT = 15.0
 RPC_WAIT = 3.0  # seconds a command waits for a JSON-RPC endpoint to answer
 
@@ -81,14 +89,17 @@ def _lock_devnet(folder: Path) -> int:
             time.sleep(0.1)
 
 
-def open_chain(config: Config, private_key: bytes) -> ChainSession:
-    """The chain for this config, with `private_key`'s account signing."""
+def open_chain(config: Config, private_key: bytes, storage_key: bytes) -> ChainSession:
+    """The chain for this config, with `private_key`'s account signing; `storage_key` (the vault secret "chain")
+    encrypts the event index and the devnet's state."""
     folder = chain_dir(config)
-    index = EventIndex(folder / "index.sqlite")
+    index = _open_storage(lambda: EventIndex(folder / "index.db", storage_key, legacy=folder / "index.sqlite"))
     if config.rpc_url is None:
         fd = _lock_devnet(folder)
         try:
-            devnet = Devnet(devnet_path(config.data_dir))
+            path = devnet_path(config.data_dir)
+            sqlcipher_db.adopt_plaintext(path.with_name("devnet.sqlite"), path, storage_key)
+            devnet = _open_storage(lambda: Devnet(path, storage_key))
             deployment = _devnet_deployment(devnet, folder / "devnet-deployment.json")
             client = Web3Chain(devnet.w3, deployment, private_key, rpc="the embedded devnet", index=index)
             _fund_from_faucet(devnet, client)
@@ -134,10 +145,21 @@ def reset_devnet(config: Config) -> None:
     folder = chain_dir(config)
     fd = _lock_devnet(folder)
     try:
-        for name in ("devnet.sqlite", "devnet.sqlite-wal", "devnet.sqlite-shm", "devnet-deployment.json"):
+        for name in ("devnet.db", "devnet.db-wal", "devnet.db-shm", "devnet.sqlite", "devnet-deployment.json"):
             (folder / name).unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+def _open_storage(opening: Callable[[], T]) -> T:
+    """The index or the devnet opened; one that does not decrypt with this vault's key is a ChainError."""
+    try:
+        return opening()
+    except StorageError as exc:
+        raise ChainError(
+            "The chain files in the data directory do not open with this vault's key (damaged, or from another "
+            "vault); move the chain folder aside (`datanet chain reset` for the devnet) and run the command again."
+        ) from exc
 
 
 def _deployment_file(folder: Path, chain_id: int) -> Path:

@@ -35,7 +35,7 @@ from client.cli.context import Context
 from client.cli.output import Output
 from client.errors import ClientError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("client.cli.main")  # not __name__: that is "__main__" under `python -m`
 
 
 def _version() -> str:
@@ -122,7 +122,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], out: Output) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         failure = failures.describe(exc, log=str(log_file))
         if failure.expected:
-            logger.info("command failed: %s", failure.message, exc_info=True)
+            logger.info("command %s failed: %s (exit %d)", args.command, failures.causes(exc), failure.exit_code)
         out.note(f"datanet: {failure.message}")
         return failure.exit_code
 

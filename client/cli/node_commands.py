@@ -179,9 +179,12 @@ def _run_node(ctx: Context, args: argparse.Namespace) -> int:
         else ctx.config.metrics,
         **network,
     )
+    from client.chain import session as chain_session
     from client.node.chain_admission import chain_admission
 
-    admission = chain_admission(ctx.config, opened.identity.evm_private_key)
+    admission = chain_admission(
+        ctx.config, opened.identity.evm_private_key, opened.vault.key_for(chain_session.KEY_NAME)
+    )
     env = {k: v for k, v in ctx.env.items() if k not in SECRET_VARIABLES}
 
     def reload_config() -> config_mod.Config:

@@ -80,6 +80,7 @@ class Announcer:
         self.members = MemberSet(rate_limit)  # updated from the vault here; the node calls members.admit
         self._announced: dict[str, Announced] = {}
         self._own: dict[str, tuple[int, str, float]] = {}  # name -> (count, fingerprint, when computed)
+        self._uuids: dict[str, str] = {}  # name -> shard uuid: what the log names a Datanet by (never its name)
         self._topics: dict[str, str] = {}  # topic -> Datanet name, once subscribed
         self._last_sync: dict[tuple[str, str], float] = {}
         self.received = 0
@@ -130,6 +131,7 @@ class Announcer:
 
     def _read_state(self, shard: Shard) -> None:
         name, count, now = shard.info.name, shard.count(), time.monotonic()
+        self._uuids[name] = shard.info.uuid
         known = self._own.get(name)
         if known is not None and known[0] == count and now - known[2] < self.refresh:
             return
@@ -180,7 +182,7 @@ class Announcer:
             return True
         self.dropped += 1
         name = self.members.name_of(topic_id) or topic_id
-        logger.debug("dropped an announcement for %r from %s: %s", name, peer, verdict.value)
+        logger.debug("dropped an announcement on topic %s from %s: %s", topic_id[:16], peer, verdict.value)
         if self.on_dropped is not None:
             self.on_dropped(name, peer, verdict)
         return False
@@ -202,7 +204,7 @@ class Announcer:
         await self.pubsub.publish(topic(name), message)
         self._announced[name] = Announced(records, fp, now)
         self.published += 1
-        logger.info("announced Datanet %r: %d records", name, records)
+        logger.info("announced shard %s: %d records", self._uuids.get(name, "?"), records)
 
     async def _listen(self, name: str, topic_id: str, subscription: Any) -> None:
         async for message in subscription:
@@ -217,7 +219,7 @@ class Announcer:
         is the one the last round read."""
         parsed = _parse(data)
         if parsed is None:
-            logger.warning("dropped a malformed announcement for %r from %s", name, peer)
+            logger.warning("dropped a malformed announcement for shard %s from %s", self._uuids.get(name, "?"), peer)
             return
         now = time.monotonic()
         if not self.members.is_member(topic_id, peer, now):  # removed since the validator let it through
@@ -231,7 +233,7 @@ class Announcer:
         if address is None:
             return
         self._last_sync[(name, peer)] = now
-        logger.info("announcement from %s for %r differs from ours: syncing", peer, name)
+        logger.info("announcement from %s for shard %s differs from ours: syncing", peer, self._uuids.get(name, "?"))
         self.queue_sync(name, address)
 
     def address_of(self, peer: str) -> str | None:

@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 
 class ChainAdmission:
-    def __init__(self, config: Config, evm_private_key: bytes, *, ttl: float = 30.0) -> None:
+    def __init__(self, config: Config, evm_private_key: bytes, storage_key: bytes, *, ttl: float = 30.0) -> None:
         self.config = config
         self.key = evm_private_key
+        self.storage_key = storage_key  # the vault secret "chain" (the index of an RPC chain is encrypted too)
         self.ttl = ttl
         self._cache: dict[tuple[ChainBinding, str], tuple[bool, float]] = {}
 
@@ -39,7 +40,7 @@ class ChainAdmission:
         from client.chain.session import open_chain
 
         try:
-            with open_chain(self.config, self.key) as session:
+            with open_chain(self.config, self.key, self.storage_key) as session:
                 chain_id = session.client.status().chain_id
                 registry = session.client.deployment.registry.lower()
                 if (chain_id, registry) != (binding.chain_id, binding.registry.lower()):
@@ -58,8 +59,8 @@ class ChainAdmission:
             return False
 
 
-def chain_admission(config: Config, evm_private_key: bytes) -> ChainAdmission | None:
+def chain_admission(config: Config, evm_private_key: bytes, storage_key: bytes) -> ChainAdmission | None:
     """On for a shared chain (an RPC endpoint is configured), off for the embedded devnet."""
     if config.rpc_url is None:
         return None
-    return ChainAdmission(config, evm_private_key, ttl=config.membership_ttl)
+    return ChainAdmission(config, evm_private_key, storage_key, ttl=config.membership_ttl)

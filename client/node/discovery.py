@@ -89,14 +89,14 @@ class Discovery:
                     if isinstance(item, BrokenShard):
                         continue
                     with item as shard:
-                        name, members = shard.info.name, set(shard.members())
+                        name, shard_uuid, members = shard.info.name, shard.info.uuid, set(shard.members())
                     key = hashlib.sha256(f"datanet:{name}".encode()).hexdigest()
                     try:
                         with trio.move_on_after(20):
                             await dht.provide(key)
                             providers = await dht.find_providers(key)
                     except Exception:  # the DHT is best effort: the next round tries again
-                        logger.debug("DHT round for %r failed", name, exc_info=True)
+                        logger.debug("DHT round for shard %s failed", shard_uuid, exc_info=True)
                         continue
                     for info in providers:
                         if str(info.peer_id) in members and info.peer_id not in self.host.get_network().connections:

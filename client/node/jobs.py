@@ -190,6 +190,8 @@ class Jobs:
     def _failed(self, job_id: str, kind: str, exc: Exception) -> str:
         failure = failures.describe(exc, log="the node's log")
         message = failure.message
+        if failure.expected:  # an unexpected one was logged with its traceback by describe
+            logger.warning("%s job %s failed: %s (exit %d)", kind, job_id, failures.causes(exc), failure.exit_code)
         self.journal.set_progress(job_id, {"exit_code": failure.exit_code})  # a client ends as the command would
         self.journal.set_state(job_id, "failed", error=message)
         self.events.publish(
@@ -225,7 +227,6 @@ class Jobs:
         except Exception as exc:  # a failed job is reported in the journal, whatever failed
             message = self._failed(job_id, "sync", exc)
             self.peers.note(peer, address, error=message)
-            logger.warning("sync job %s failed: %s", job_id, message)
             return
         finally:
             if not done:

@@ -2,7 +2,7 @@
 so that after a restart, crash or SIGKILL included, each job is resumed or reported failed, never left "running".
 
     <data dir>/node/jobs.db (0600): SQLCipher under the vault secret "journal", like a shard, since a job's
-    parameters name Datanets, files and peers; a plaintext jobs.sqlite of an older version is moved into it
+    parameters name Datanets, files and peers; an earlier build's plaintext jobs.sqlite is moved into it
     jobs(id, kind, params JSON, state, progress JSON, error, created_ms, updated_ms)
     state: queued -> running -> done | failed | cancelled ; queued -> cancelled ;
            running -> queued when the node stops, or on a restart when the kind can resume
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -46,10 +45,6 @@ _SCHEMA: Final = (
     "updated_ms INTEGER NOT NULL)"
 )
 _SELECT: Final = "SELECT id, kind, params, state, progress, error, created_ms, updated_ms FROM jobs"
-_INSERT: Final = (
-    "INSERT INTO jobs (id, kind, params, state, progress, error, created_ms, updated_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class UnknownJob(ClientError):
@@ -89,30 +84,10 @@ def _now() -> int:
 
 
 def _open(path: Path, key: bytes) -> Any:
-    """The journal's encrypted database: opened, or created (a plaintext one of an older version moved in first:
-    copied into a temporary encrypted file that is renamed into place whole, then the old file removed)."""
-    legacy = path.with_name(LEGACY_FILE)
-    if not path.exists() and legacy.exists():
-        staging = path.with_name(FILE + ".migrating")
-        for leftover in (staging, staging.with_name(staging.name + "-wal"), staging.with_name(staging.name + "-shm")):
-            leftover.unlink(missing_ok=True)
-        old = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
-        try:
-            rows = old.execute(_SELECT).fetchall()
-        finally:
-            old.close()
-        new = sqlcipher_db.create(staging, key)
-        new.execute(_SCHEMA)
-        new.execute("BEGIN")
-        new.executemany(_INSERT, rows)
-        new.execute("COMMIT")
-        new.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        new.close()
-        os.replace(staging, path)
-        logger.info("the job journal (%d jobs) moved into its encrypted file", len(rows))
-    for name in (LEGACY_FILE, LEGACY_FILE + "-wal", LEGACY_FILE + "-shm"):
-        path.with_name(name).unlink(missing_ok=True)
-    connection = sqlcipher_db.open_existing(path, key) if path.exists() else sqlcipher_db.create(path, key)
+    """The journal's encrypted database, created when missing (an earlier build's plaintext one moved in first)."""
+    if sqlcipher_db.adopt_plaintext(path.with_name(LEGACY_FILE), path, key):
+        logger.info("the job journal moved into its encrypted file")
+    connection = sqlcipher_db.open_or_create(path, key)
     connection.execute(_SCHEMA)
     return connection
 
@@ -147,8 +122,9 @@ class Journal:
 
     def _write(self, job: Job) -> None:
         self._con.execute(
-            _INSERT + " ON CONFLICT (id) DO UPDATE SET state = excluded.state, progress = excluded.progress, "
-            "error = excluded.error, updated_ms = excluded.updated_ms",
+            "INSERT INTO jobs (id, kind, params, state, progress, error, created_ms, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+            "progress = excluded.progress, error = excluded.error, updated_ms = excluded.updated_ms",
             (
                 job.id,
                 job.kind,
