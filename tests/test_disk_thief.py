@@ -1,7 +1,8 @@
 """The disk thief: what a copied disk reveals. Two real nodes sync a Datanet with canary names, labels and texts;
-one registers it on the embedded devnet, proves, submits and trains on it; then every file under both data directories, and every file the processes wrote
-anywhere else (their HOME, caches and TMPDIR point into the test's folder), is searched for the canaries and for
-the other node's address. Only the vault's encrypted files may hold them (which the search cannot read)."""
+one registers it on the embedded devnet, proves, submits and trains on it, and a command fails with a sentence
+that names it. Then every file under both data directories, and every file the processes wrote anywhere else
+(their HOME, caches and TMPDIR point into the test's folder), is searched for the canaries and for the other
+node's address. Only the encrypted files may hold them (which the search cannot read)."""
 
 from __future__ import annotations
 
