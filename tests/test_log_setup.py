@@ -97,3 +97,23 @@ def test_bad_log_settings_are_one_sentence(tmp_path: Path, toml: str) -> None:
     with pytest.raises(ConfigError) as caught:
         configured(tmp_path, toml)
     assert "log." in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_libraries_log_lines_name_no_address_and_ours_are_as_written(tmp_path: Path, fmt: str) -> None:
+    path = log_setup.configure(configured(tmp_path, f'[log]\nformat = "{fmt}"\n'))
+    library = logging.getLogger("libp2p.network.swarm")
+    library.warning("dial to %s failed", "/ip4/10.20.30.40/tcp/4001/p2p/12D3KooWPeer")
+    library.warning("connection from ('192.168.7.8', 50123) reset; dns /dns4/ward.example.org/tcp/443/wss")
+    try:
+        raise OSError("connect to 172.16.5.6:4001 refused")
+    except OSError:
+        library.exception("listener for /ip6/fe80::1/tcp/4001 failed")
+    logging.getLogger("client.node.discovery").warning("connected to %s", "12D3KooWPeer")
+    logging.getLogger("client.node.node").warning("listening on 127.0.0.1:4001 (ours: left as written)")
+    text = path.read_text()
+    for address in ("10.20.30.40", "192.168.7.8", "50123", "ward.example.org", "172.16.5.6", "fe80::1"):
+        assert address not in text, address
+    assert "dial to <address> failed" in text and "12D3KooWPeer" in text and "OSError" in text
+    assert "listening on 127.0.0.1:4001" in text

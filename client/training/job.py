@@ -153,6 +153,7 @@ def _child_logging(log_file: Path | None, json_lines: bool) -> None:
         except OSError:
             pass
     handler.setFormatter(log_setup.formatter(json_lines))
+    handler.addFilter(log_setup.AddressFilter())
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("client").setLevel(logging.INFO)
