@@ -118,7 +118,7 @@ def _control(data: bytes) -> None:
     methods: dict[str, control.Handler] = {name: handler for name in api.METHODS}
 
     async def answer() -> None:
-        reply, _ = await control._answer(data, methods)
+        reply, _ = await control.answer(data, methods)
         json.dumps(reply)  # whatever it answers can be sent
 
     trio.run(answer)

@@ -247,6 +247,11 @@ class Vault:
             self._store_in_keyring(kf, keystore, self._master_key)
             kf.save()
 
+    def master_key(self) -> bytes:
+        """For a process of the node's own that opens shards itself (the control front, client/node/front.py),
+        handed over a pipe; never written anywhere."""
+        return self._master_key
+
     # -- secrets ---------------------------------------------------------------------------------------
 
     def get_secret(self, name: str) -> bytes | None:

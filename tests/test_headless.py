@@ -173,8 +173,8 @@ def test_a_headless_node_reports_to_systemd_reloads_on_sighup_and_stops_on_sigte
 
 
 def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, dict[str, str]], tmp_path: Path) -> None:
-    """A passphrase given in the environment is gone from it before the node starts the prover's processes, none
-    of them may write a core file; and `[limits] cpu_threads` caps the workers the job asked for."""
+    """A passphrase given in the environment is gone from it before the node starts the prover's processes (and
+    was never in its control front's), none of them may write a core file; and `[limits] cpu_threads` caps the workers the job asked for."""
     cli, env = hospital
     (cli.config_dir / "config.toml").write_text("[node]\nmdns = false\n[limits]\ncpu_threads = 1\n")
     env = {k: v for k, v in env.items() if k != "CREDENTIALS_DIRECTORY"} | {"DATANET_PASSPHRASE": PASSPHRASE}
@@ -204,6 +204,8 @@ def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, di
         finished = control.job(job["id"])
         assert finished["state"] == "done" and finished["progress"]["workers"] == 1  # asked for 2
         assert seen, "the prove job started no process"
+        fronts = [c.pid for c in node.children() if "client.node.front" in c.cmdline()]
+        assert len(fronts) == 1 and fronts[0] in seen  # the control front, spawned before the vault was opened
         for environ in seen.values():
             assert PASSPHRASE.encode() not in environ and b"DATANET_PASSPHRASE=" not in environ
         for table in [*limits.values(), Path(f"/proc/{proc.pid}/limits").read_text()]:  # no core file, anywhere

@@ -2,7 +2,8 @@
 data directory's one node, started in the background when none runs; `node run` takes over from that node; a
 SIGKILLed node is replaced at the next command, its interrupted jobs resumed or failed, never left running; a
 command that follows a job cancels it on Ctrl-C; a chain command refuses a node on another chain; `vault rekey`
-stops a background node and refuses a `node run` one."""
+stops a background node and refuses a `node run` one; the control front answers status and counts while the node
+itself is stopped, and leaves with it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from client.node import instance
-from client.node.control import ControlClient, RemoteError
+from client.node.control import ControlClient, NodeError, RemoteError
 from tests.conftest import REPO
 from tests.test_node import jsonl, nodes
 
@@ -55,9 +56,9 @@ def test_a_killed_node_is_replaced_by_the_next_command_and_its_jobs_resume_or_fa
         queued = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "1").json()
         killed = instance.recorded_pid(a.cli.data_dir)
         assert killed is not None
-        os.kill(killed, signal.SIGKILL)
+        os.killpg(killed, signal.SIGKILL)  # the node and its control front at once, as a power cut would
         assert instance.wait_exit(killed, 30)
-        assert (a.cli.data_dir / "node.sock").exists()  # the dead node's socket is still there
+        assert (a.cli.data_dir / "node.sock").exists()  # the dead front's socket is still there
         done = a.cli.ok("--json", "jobs", "--wait", queued["id"], "--timeout", "300").json()
         assert done["state"] == "done"  # a new node started, resumed the prove job and finished it
         assert instance.recorded_pid(a.cli.data_dir) not in (None, killed)
@@ -182,3 +183,44 @@ def test_health_says_what_is_wrong_with_its_exit_code(tmp_path: Path) -> None:
         gone = a.cli.run("--json", "health", "--disk-free-mb", "1")
         checks = [p["check"] for p in gone.json()["problems"]]
         assert gone.code == 21 and checks[0] == "chain" and "cannot be reached" in gone.json()["problems"][0]["problem"]
+
+
+def _front_of(data_dir: Path) -> int:
+    """The pid of the data directory's control front (client/node/front.py)."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"client.node.front" in argv and str(data_dir).encode() in argv:
+                return int(entry.name)
+    raise AssertionError("no control front runs for " + str(data_dir))
+
+
+def test_the_front_answers_status_and_counts_while_the_node_is_stopped_and_leaves_with_it(tmp_path: Path) -> None:
+    with nodes(tmp_path, 1) as (a,):
+        a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(40))))
+        a.start()
+        assert a.proc is not None
+        front = _front_of(a.cli.data_dir)
+        # A status asked after an event is the status after it: the node writes it to the front first.
+        job = a.cli.ok("--json", "prove", "ward", "--background", "--jobs", "1").json()["id"]
+        assert a.control().wait_job(job, timeout=120)["state"] == "done"
+        assert a.control().status()["jobs"] == {"queued": 0, "running": 0, "failed": 0}
+
+        os.kill(a.proc.pid, signal.SIGSTOP)  # the node itself answers nothing now
+        try:
+            client = ControlClient(a.cli.data_dir, timeout=5)
+            status = client.status()
+            assert status["peer_id"] == a.peer_id and status["online"] is True and status["datanets"] == 1
+            assert client.call("records.count", datanet="ward")["records"] == 40
+            with pytest.raises(NodeError, match=r"did not answer 'jobs' within 2 s"):
+                client.call("jobs", timeout=2)  # spliced to the node, which is stopped
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        assert a.control().jobs()[0]["id"] == job
+
+        a.proc.kill()  # the node alone: its front leaves with it, and takes its socket file along
+        a.proc.communicate(timeout=30)
+        a.proc = None
+        assert instance.wait_exit(front, 30)
+        assert not (a.cli.data_dir / "node.sock").exists()
+        assert a.cli.ok("--json", "records", "ward", "count").json()["records"] == 40

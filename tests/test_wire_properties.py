@@ -101,7 +101,7 @@ def test_any_request_shape_gets_a_json_rpc_answer(method: str, params: dict[str,
     line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).encode()
 
     async def answer() -> dict[str, Any]:
-        reply, _ = await control._answer(line, methods)
+        reply, _ = await control.answer(line, methods)
         return reply
 
     reply = trio.run(answer)

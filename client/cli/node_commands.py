@@ -148,80 +148,90 @@ def _run_node(ctx: Context, args: argparse.Namespace) -> int:
     supervisor = Supervisor()  # systemd's variables read, and removed before any child starts
     if args.headless:  # nobody is there to answer a prompt: the passphrase comes from a credential, file or env
         ctx = dataclasses.replace(ctx, prompter=NoPrompter())
-    current = os.nice(0)
-    if ctx.config.node_nice > current:  # first, so every thread and child process the node starts inherits it
-        os.nice(ctx.config.node_nice - current)
-    if args.background:  # the passphrase (if any) arrives on stdin; it never enters os.environ or a child's
-        secret = sys.stdin.readline().rstrip("\n")
-        sys.stdin.close()
-        env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
-        ctx = dataclasses.replace(ctx, env={**env, "DATANET_PASSPHRASE": secret} if secret else env)
-    if not args.background:
-        _replace_background_node(ctx)
-    network = {} if args.background else _network(ctx, args)  # its errors before the vault is touched
-    opened = ctx.open(create=not args.background)
-    # The vault is open: the passphrase leaves the environment before the node starts any child (the prover's,
-    # the trainer's, the checker's processes inherit os.environ).
-    for name in SECRET_VARIABLES:
-        os.environ.pop(name, None)
-    settings = NodeSettings(
-        listen=() if args.background else tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
-        bootstrap=() if args.background else tuple(args.bootstrap or ()) + ctx.config.bootstrap,
-        announce_every=ctx.config.announce_every,
-        mdns=False if args.background else _mdns(args.mdns, ctx.config.mdns, headless=args.headless),
-        discover_every=ctx.config.discover_every,
-        offline=args.background,
-        idle_exit=args.idle_exit,
-        metrics=None
-        if args.background
-        else loopback_address(args.metrics, "--metrics")
-        if args.metrics
-        else ctx.config.metrics,
-        **network,
-    )
-    from client.chain import session as chain_session
-    from client.node.chain_admission import chain_admission
+    from client.node.front import Front
 
-    admission = chain_admission(
-        ctx.config, opened.identity.evm_private_key, opened.vault.key_for(chain_session.KEY_NAME)
-    )
-    env = {k: v for k, v in ctx.env.items() if k not in SECRET_VARIABLES}
+    # The control front first, at the priority of whoever started the node (it answers them); it waits for the
+    # vault's key and leaves by itself if this process ends before handing it over (a second node, a locked vault).
+    front = Front(ctx.config.data_dir, json_log=ctx.config.log_format == "json")
+    front.spawn(hidden=SECRET_VARIABLES)
+    try:
+        current = os.nice(0)
+        if ctx.config.node_nice > current:  # so every thread and child process the node starts inherits it
+            os.nice(ctx.config.node_nice - current)
+        if args.background:  # the passphrase (if any) arrives on stdin; it never enters os.environ or a child's
+            secret = sys.stdin.readline().rstrip("\n")
+            sys.stdin.close()
+            env = {k: v for k, v in ctx.env.items() if k != "DATANET_PASSPHRASE"}
+            ctx = dataclasses.replace(ctx, env={**env, "DATANET_PASSPHRASE": secret} if secret else env)
+        if not args.background:
+            _replace_background_node(ctx)
+        network = {} if args.background else _network(ctx, args)  # its errors before the vault is touched
+        opened = ctx.open(create=not args.background)
+        # The vault is open: the passphrase leaves the environment before the node starts any child (the prover's,
+        # the trainer's, the checker's processes inherit os.environ).
+        for name in SECRET_VARIABLES:
+            os.environ.pop(name, None)
+        settings = NodeSettings(
+            listen=() if args.background else tuple(args.listen or ctx.config.node_listen or DEFAULT_LISTEN),
+            bootstrap=() if args.background else tuple(args.bootstrap or ()) + ctx.config.bootstrap,
+            announce_every=ctx.config.announce_every,
+            mdns=False if args.background else _mdns(args.mdns, ctx.config.mdns, headless=args.headless),
+            discover_every=ctx.config.discover_every,
+            offline=args.background,
+            idle_exit=args.idle_exit,
+            metrics=None
+            if args.background
+            else loopback_address(args.metrics, "--metrics")
+            if args.metrics
+            else ctx.config.metrics,
+            **network,
+        )
+        from client.chain import session as chain_session
+        from client.node.chain_admission import chain_admission
 
-    def reload_config() -> config_mod.Config:
-        return config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store, rpc_url=args.rpc_url)
+        admission = chain_admission(
+            ctx.config, opened.identity.evm_private_key, opened.vault.key_for(chain_session.KEY_NAME)
+        )
+        env = {k: v for k, v in ctx.env.items() if k not in SECRET_VARIABLES}
 
-    node = Node(
-        opened.vault,
-        opened.identity,
-        ctx.config.data_dir,
-        settings,
-        config=ctx.config,
-        chain_member=admission,
-        supervisor=supervisor,
-        reload_config=reload_config,
-    )
+        def reload_config() -> config_mod.Config:
+            return config_mod.load(env, data_dir=args.data_dir, key_store=args.key_store, rpc_url=args.rpc_url)
 
-    def ready(n: Node) -> None:
-        addresses = n.addresses()
-        data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
-        if n.metrics.port is not None:
-            host = n.settings.metrics[0] if n.settings.metrics else "127.0.0.1"
-            data["metrics"] = f"http://{'[' + host + ']' if ':' in host else host}:{n.metrics.port}/metrics"
-        if ctx.out.json_mode:  # one line: a supervisor or a test reads it as soon as the node is ready
-            print(json.dumps(data), flush=True)
-            if args.background:  # the CLI that started it has what it waited for: its pipes close now
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 1)
-                os.dup2(devnull, 2)
-                os.close(devnull)
-        else:
-            print(f"node {n.host.get_id()} listening on\n" + "\n".join(f"  {a}" for a in addresses), flush=True)
-            if "metrics" in data:
-                print(f"metrics at {data['metrics']}", flush=True)
+        node = Node(
+            opened.vault,
+            opened.identity,
+            ctx.config.data_dir,
+            settings,
+            config=ctx.config,
+            chain_member=admission,
+            supervisor=supervisor,
+            reload_config=reload_config,
+            front=front,
+        )
 
-    trio.run(lambda: node.run(ready=ready))
-    ctx.out.note("datanet: node stopped.")
-    return 0
+        def ready(n: Node) -> None:
+            addresses = n.addresses()
+            data = {"peer_id": str(n.host.get_id()), "addresses": addresses, "control": str(socket_path(n.data_dir))}
+            if n.metrics.port is not None:
+                host = n.settings.metrics[0] if n.settings.metrics else "127.0.0.1"
+                data["metrics"] = f"http://{'[' + host + ']' if ':' in host else host}:{n.metrics.port}/metrics"
+            if ctx.out.json_mode:  # one line: a supervisor or a test reads it as soon as the node is ready
+                print(json.dumps(data), flush=True)
+                if args.background:  # the CLI that started it has what it waited for: its pipes close now
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, 1)
+                    os.dup2(devnull, 2)
+                    os.close(devnull)
+            else:
+                print(f"node {n.host.get_id()} listening on\n" + "\n".join(f"  {a}" for a in addresses), flush=True)
+                if "metrics" in data:
+                    print(f"metrics at {data['metrics']}", flush=True)
+
+        trio.run(lambda: node.run(ready=ready))
+        ctx.out.note("datanet: node stopped.")
+        return 0
+    finally:
+        front.stop()  # (the node stopped it already; a run that ended before the node started did not)
 
 
 def _network(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:

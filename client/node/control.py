@@ -174,7 +174,7 @@ async def _connection(stream: trio.SocketStream, methods: dict[str, Handler], ev
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 events.touch()
-                reply, subscribe = await _answer(line, methods)
+                reply, subscribe = await answer(line, methods)
                 # Subscribed before the acknowledgement leaves: a client that checks its condition once
                 # acknowledged (ControlClient.wait) misses no event published after that check.
                 channel = events.subscribe() if subscribe else None
@@ -210,7 +210,8 @@ async def _stream_events(stream: trio.SocketStream, channel: trio.MemoryReceiveC
         nursery.cancel_scope.cancel()
 
 
-async def _answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, Any], bool]:
+async def answer(line: bytes, methods: dict[str, Handler]) -> tuple[dict[str, Any], bool]:
+    """The reply to one request line (and whether it subscribes), with `methods` answering; also the front's."""
     request_id: Any = None
     error: dict[str, Any]
     try:

@@ -158,20 +158,27 @@ class Handlers:
 
     # --- the node, the identity, the vault ---------------------------------------------------------------------
 
-    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+    def status_snapshot(self) -> dict[str, Any]:
+        """`status` with `started` (Unix seconds) for its uptime: what the node writes to its control front
+        (front.py) before every event and every second, from any thread. Cheap: nothing is opened."""
         jobs = self.journal.jobs()
-        shards = len(Vault.shard_files(self.config.data_dir))  # shard files, none opened: `status` stays cheap
         return {
             "api_version": API_VERSION,
             "peer_id": str(self.host.get_id()),
             "addresses": self.addresses(),
-            "uptime_s": round(time.time() - self.started, 1),
-            "datanets": shards,
+            "started": self.started,
+            "datanets": len(Vault.shard_files(self.config.data_dir)),  # shard files, none opened
             "peers_connected": len(self.host.get_network().connections),
             "jobs": {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running", "failed")},
             "online": self.online,
             "chain": self.config.rpc_url,
         }
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        """(Clients get it from the front, front.py; this answers on the node's own socket.)"""
+        status = self.status_snapshot()
+        status["uptime_s"] = round(time.time() - status.pop("started"), 1)
+        return status
 
     async def _health(self, params: dict[str, Any]) -> dict[str, Any]:
         """What a monitor asks: peers (an online node), the chain, free disk, failing jobs; each problem with the

@@ -33,6 +33,7 @@ from client.node.announce import Announcer
 from client.node.audit import AuditWriter
 from client.node.control_loop import serve_in_thread
 from client.node.discovery import Discovery
+from client.node.front import Front, internal_path
 from client.node.handlers import ON_NODE_LOOP, Handlers
 from client.node.jobs import RESUMABLE, Jobs
 from client.node.members import CHAIN_ADMISSION_TTL
@@ -109,6 +110,7 @@ class Node:
         chain_member: ChainMembership | None = None,
         supervisor: Supervisor | None = None,
         reload_config: Callable[[], Config] | None = None,
+        front: Front | None = None,
     ) -> None:
         self.config = config
         self.supervisor = supervisor or Supervisor({})
@@ -200,6 +202,10 @@ class Node:
             stop=self._stop,
             addresses=self.addresses,
         )
+        # Clients talk to the front (a process of its own, front.py), spawned by `node run` before it lowered its
+        # priority (or here); it is told the node's status before every event is fanned out.
+        self.front = front or Front(data_dir, json_log=config.log_format == "json")
+        self.events.observe(self.front.push)
 
     # --- events ---------------------------------------------------------------------------------------------
 
@@ -245,6 +251,7 @@ class Node:
         try:
             await self._serve(ready)
         finally:  # whatever ended the node: the chain session closed, every queued journal and audit write written
+            self.front.stop()
             self.handlers.close()
             self.chain.close()
             self.journal.close()
@@ -299,10 +306,13 @@ class Node:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
                 await nursery.start(
                     functools.partial(serve_in_thread, on_node_loop=ON_NODE_LOOP),
-                    control.socket_path(self.data_dir),
+                    internal_path(self.data_dir),
                     self.methods(),
                     self.events,
                 )
+                key, snapshot = self.vault.master_key(), self.handlers.status_snapshot
+                await trio.to_thread.run_sync(lambda: self.front.start(key, snapshot))  # node.sock answers from here
+                nursery.start_soon(self.front.run, self.events.touch)
                 for lane in self.jobs.lanes:
                     nursery.start_soon(self.jobs.run_lane, lane)
                 if not self.settings.offline:

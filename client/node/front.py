@@ -1,0 +1,378 @@
+"""The control API's front: a small process of the node's own that holds the public socket (`<data dir>/node.sock`)
+and answers `status` and `records.count` itself; every other request, `subscribe` included, is spliced byte for
+byte to the node's own socket (`<data dir>/node/api.sock`, served by the node's control thread).
+
+    client ──► node.sock (front) ── status, records.count: answered here
+                                └── anything else: the connection spliced to node/api.sock (the node)
+    node ──feed──► front: the node's status, written before each event is fanned out, and every second
+    front ──feed──► node: "a request was answered here" (so a node the CLI started does not idle out meanwhile)
+
+Why a process: the node's control thread shares the interpreter lock with the sync service, and under a 100,000
+record sync and a training run its answers waited for the lock (bench/control.py: p99 10x the idle one, with the
+switch interval already shortened). A process of its own waits for no lock of the node's: only for a core.
+
+Status is exact where a client can tell: the node writes its status to the feed before an event leaves for any
+subscriber, and the front reads everything the feed holds before it answers, so a client that saw an event (a job
+done) and then asks for the status sees the status after it. The feed is a socket pair the node made; the front
+leaves when the node's end closes (the node stopped or died), and removes node.sock only if it is still its own.
+The front gets the vault's master key as the feed's first line (never on a command line or in the environment) to
+read record counts from the shards (SQLCipher allows readers beside the node's writer). `datanet node run` spawns it
+before the node lowers its own CPU priority (`[node] nice`), so that the part that answers the user keeps the
+user's priority while the node's work yields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from client.node import control
+
+logger = logging.getLogger(__name__)
+
+LOCAL: Final = frozenset({"status", "records.count"})
+_SNAPSHOT_EVERY = 1.0  # seconds between the node's status writes when no event happens (peers come and go)
+_TOUCH_EVERY = 1.0  # seconds between the front's "a request was answered here"
+_READY_WAIT = 60.0
+
+
+def internal_path(data_dir: Path) -> Path:
+    """The node's own control socket, behind the front (inside the 0700 node folder)."""
+    return data_dir / "node" / "api.sock"
+
+
+# -- the node's side -----------------------------------------------------------------------------------------
+
+
+class FrontError(control.NodeError):
+    pass
+
+
+class Front:
+    """Spawns the front process, writes the node's status to it, and reads its requests' "touch"."""
+
+    def __init__(self, data_dir: Path, *, json_log: bool = False) -> None:
+        self.data_dir = data_dir
+        self.json_log = json_log
+        self._key = b""
+        self._snapshot: Callable[[], dict[str, Any]] | None = None
+        self._lock = threading.Lock()  # the feed is written from any thread that publishes an event
+        self._feed: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, hidden: tuple[str, ...] = ()) -> None:
+        """Start the process (it waits for `start`): early, at the priority of whoever starts the node, without
+        the environment variables named in `hidden` (the passphrase's)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        self._process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "client.node.front"),
+                *("--data-dir", str(self.data_dir), "--feed-fd", str(theirs.fileno())),
+                *(["--json-log"] if self.json_log else []),
+            ],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # it logs to the data directory's log file, as the node does
+            cwd=Path(__file__).resolve().parents[2],
+            env={k: v for k, v in os.environ.items() if k not in hidden},
+        )
+        theirs.close()
+        with self._lock:
+            self._feed = ours
+
+    def start(self, master_key: bytes, snapshot: Callable[[], dict[str, Any]]) -> None:
+        """Hand the front the vault's key and the first status, and wait until node.sock answers (FrontError in one
+        sentence otherwise). Spawns it first if `spawn` was not called."""
+        self._key, self._snapshot = master_key, snapshot
+        if self._process is None:
+            self.spawn()
+        assert self._process is not None and self._process.stdout is not None and self._feed is not None
+        with self._lock:
+            self._feed.setblocking(True)  # two short lines into an empty socket buffer
+            self._feed.sendall(json.dumps({"key": master_key.hex()}).encode() + b"\n")
+            self._feed.setblocking(False)
+        self.push()
+        line = _read_line(self._process.stdout, _READY_WAIT)
+        if line != b"ready\n":
+            self.stop()
+            raise FrontError(f"The node's control front did not start ({line!r}); see the node's log.")
+
+    def push(self, event: dict[str, Any] | None = None) -> None:
+        """Write the node's status to the feed (an observer of every event: called before it is fanned out). Never
+        blocks: a front that reads nothing loses status writes, not the node's time."""
+        if self._snapshot is None:
+            return
+        line = json.dumps(self._snapshot(), separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            if self._feed is None:
+                return
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._feed.send(line)
+
+    async def run(self, touch: Callable[[], None]) -> None:
+        """Until cancelled: the status every second, and the front's touches passed on. A front that died is
+        started again (its socket would otherwise be gone)."""
+        while True:
+            feed = self._feed
+            assert feed is not None
+            with trio.move_on_after(_SNAPSHOT_EVERY):
+                await trio.lowlevel.wait_readable(feed.fileno())
+                try:
+                    data = feed.recv(65536)
+                except BlockingIOError:
+                    data = b"t"
+                if not data:  # the front is gone
+                    logger.error("the control front process ended; starting it again")
+                    self.stop()
+                    await trio.to_thread.run_sync(self._restart)
+                    continue
+                touch()
+            self.push()
+
+    def _restart(self) -> None:
+        assert self._snapshot is not None
+        self.start(self._key, self._snapshot)
+
+    def stop(self) -> None:
+        """Close the feed (the front leaves) and wait for the process."""
+        with self._lock:
+            feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _read_line(pipe: Any, timeout: float) -> bytes:
+    import select
+
+    deadline, data = time.monotonic() + timeout, b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([pipe], [], [], remaining)[0]:
+            break
+        chunk = os.read(pipe.fileno(), 256)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# -- the front process ---------------------------------------------------------------------------------------
+
+
+class _State:
+    def __init__(self, data_dir: Path, feed: socket.socket) -> None:
+        self.data_dir = data_dir
+        self.feed = feed
+        self.vault: Any = None  # opened with the key the feed's first line brings
+        self.status: dict[str, Any] = {}
+        self._pending = b""
+        self._touched = 0.0
+        self.readers: dict[str, Any] = {}  # Datanet name -> its shard, opened once (as the node's handler does)
+
+    def drain(self) -> bool:
+        """Read everything the feed holds now (never waits); False when the node's end is closed."""
+        while True:
+            try:
+                data = self.feed.recv(1 << 20)
+            except BlockingIOError:
+                break
+            if not data:
+                return False
+            self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        if lines and self.vault is None:
+            from storage.vault import Vault
+
+            self.vault = Vault(self.data_dir, bytes.fromhex(json.loads(lines.pop(0))["key"]), "node")
+        if lines:
+            self.status = json.loads(lines[-1])  # only the newest status counts
+        return True
+
+    def touch(self) -> None:
+        now = time.monotonic()
+        if now - self._touched >= _TOUCH_EVERY:
+            self._touched = now
+            with contextlib.suppress(BlockingIOError, OSError):
+                self.feed.send(b"t")
+
+    async def status_now(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.drain()
+        self.touch()
+        status = dict(self.status)
+        status["uptime_s"] = round(time.time() - status.pop("started", time.time()), 1)
+        status["datanets"] = len(self.vault.shard_files(self.data_dir))
+        return status
+
+    async def records_count(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.touch()
+        name = str(params["datanet"])
+        shard = self.readers.get(name)
+        if shard is None:
+            shard = self.readers[name] = await trio.to_thread.run_sync(lambda: self.vault.open_shard(name))
+        try:
+            by_origin = shard.count_by_origin()
+        except Exception:  # a shard that changed under the cached connection: open it again next time
+            self.readers.pop(name, None)
+            shard.close()
+            raise
+        return {"datanet": name, "records": sum(by_origin.values()), **by_origin}
+
+
+def _method_of(line: bytes) -> str | None:
+    """The method a request line asks for, if it is one the front may answer; anything else (or anything odd)
+    goes to the node, which answers it, errors included."""
+    if len(line) > 4096:
+        return None
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    method = request.get("method") if isinstance(request, dict) else None
+    return method if method in LOCAL else None
+
+
+async def _splice(client: trio.SocketStream, upstream_path: Path, first: bytes) -> None:
+    try:
+        upstream = await trio.open_unix_socket(str(upstream_path))
+    except OSError:
+        return  # the node is gone: the client sees the connection close (NodeError: it went away)
+
+    async def copy(source: trio.SocketStream, target: trio.SocketStream, scope: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await source.receive_some(65536):
+                await target.send_all(data)
+        scope.cancel()
+
+    async with upstream:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await upstream.send_all(first)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(copy, client, upstream, nursery.cancel_scope)
+            nursery.start_soon(copy, upstream, client, nursery.cancel_scope)
+
+
+async def _connection(stream: trio.SocketStream, state: _State, local: dict[str, control.Handler]) -> None:
+    upstream = internal_path(state.data_dir)
+    buffer = b""
+    async with stream:
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return
+            if not data:
+                return
+            buffer += data
+            while b"\n" in buffer:
+                line, rest = buffer.split(b"\n", 1)
+                if _method_of(line) is None:
+                    await _splice(stream, upstream, line + b"\n" + rest)
+                    return
+                reply, _ = await control.answer(line, local)
+                buffer = rest
+                try:
+                    await stream.send_all(json.dumps(reply).encode() + b"\n")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if len(buffer) > 4096:  # a long request is never one of ours: the node reads (or refuses) it
+                await _splice(stream, upstream, buffer)
+                return
+
+
+async def _serve(data_dir: Path, feed: socket.socket) -> None:
+    state = _State(data_dir, feed)
+    while not state.status:  # the key, then the first status
+        await trio.lowlevel.wait_readable(feed.fileno())
+        if not state.drain():
+            return  # the node stopped (or never unlocked its vault) before it started us
+    path = control.socket_path(data_dir)
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    path.unlink(missing_ok=True)  # the node holds the data directory's lock: a socket file here is a dead one's
+    old = os.umask(0o177)
+    try:
+        await listener.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    ours = path.stat().st_ino
+    listener.listen(64)
+    local: dict[str, control.Handler] = {"status": state.status_now, "records.count": state.records_count}
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def until_node_leaves() -> None:
+                while True:
+                    await trio.lowlevel.wait_readable(feed.fileno())
+                    if not state.drain():
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(until_node_leaves)
+            await trio.serve_listeners(
+                lambda stream: _connection(stream, state, local), [trio.SocketListener(listener)]
+            )
+    finally:
+        with contextlib.suppress(OSError):
+            if path.stat().st_ino == ours:  # not a newer node's socket
+                path.unlink()
+
+
+def _log_to(path: Path, json_lines: bool) -> None:
+    """The data directory's log file, as the node writes it (warnings and errors: the front says little)."""
+    from client import log_setup
+
+    with contextlib.suppress(OSError):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(log_setup.formatter(json_lines))
+        handler.addFilter(log_setup.AddressFilter())
+        logging.getLogger().addHandler(handler)
+
+
+def main() -> None:
+    from client import children, log_setup
+
+    children.no_core_dumps()
+    parser = argparse.ArgumentParser(description="the node's control front (started by the node)")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--feed-fd", type=int, required=True)
+    parser.add_argument("--json-log", action="store_true")
+    args = parser.parse_args()
+    _log_to(args.data_dir / log_setup.LOG_FILE, args.json_log)
+    feed = socket.socket(fileno=args.feed_fd)
+    feed.setblocking(False)
+    try:
+        trio.run(_serve, args.data_dir, feed)
+    except Exception:
+        logger.exception("the control front failed")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
