@@ -117,7 +117,11 @@ class Front:
         blocks: a front that reads nothing loses status writes, not the node's time."""
         if self._snapshot is None:
             return
-        line = json.dumps(self._snapshot(), separators=(",", ":")).encode() + b"\n"
+        try:  # read from whichever thread publishes: py-libp2p's state may change under it; the next write is whole
+            line = json.dumps(self._snapshot(), separators=(",", ":")).encode() + b"\n"
+        except Exception:
+            logger.debug("status not written to the control front this time", exc_info=True)
+            return
         with self._lock:
             if self._feed is None:
                 return
