@@ -174,7 +174,8 @@ def test_a_headless_node_reports_to_systemd_reloads_on_sighup_and_stops_on_sigte
 
 def test_the_passphrase_never_reaches_the_nodes_children(hospital: tuple[Cli, dict[str, str]], tmp_path: Path) -> None:
     """A passphrase given in the environment is gone from it before the node starts the prover's processes (and
-    was never in its control front's), none of them may write a core file; and `[limits] cpu_threads` caps the workers the job asked for."""
+    was never in its control front's), none of them may write a core file; and `[limits] cpu_threads` caps the
+    workers the job asked for."""
     cli, env = hospital
     (cli.config_dir / "config.toml").write_text("[node]\nmdns = false\n[limits]\ncpu_threads = 1\n")
     env = {k: v for k, v in env.items() if k != "CREDENTIALS_DIRECTORY"} | {"DATANET_PASSPHRASE": PASSPHRASE}

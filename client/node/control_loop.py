@@ -1,9 +1,9 @@
 """The control API's own thread: a second trio loop that serves the node's socket (`node/api.sock`, behind the
 control front, front.py, which answers `status` and `records.count` in a process of its own), so an answer never
-waits behind the node's loop while a sync verifies and stores records. Handlers that only read (or work in a thread of their own:
-the vault, the chain, the journal) run in this loop; the ones that change the node loop's state (queueing and
-cancelling jobs, dialling, the announcement validator's member set, stopping) are forwarded to the node's loop
-and awaited from here. Events are fanned out here too (control.Events.attach).
+waits behind the node's loop while a sync verifies and stores records. Handlers that only read (or work in a
+thread of their own: the vault, the chain, the journal) run in this loop; the ones that change the node loop's
+state (queueing and cancelling jobs, dialling, the announcement validator's member set, stopping) are forwarded to
+the node's loop and awaited from here. Events are fanned out here too (control.Events.attach).
 
 Why a thread of our own and not a library: trio has no priorities between tasks, and the CPU-bound part of a
 sync (hashing and checking each record) runs in slices on the node's loop; a second loop is the smallest change
