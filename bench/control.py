@@ -3,9 +3,10 @@
 Two real nodes (`datanet node run` processes, real vaults, libp2p on 127.0.0.1). The measured node answers
 `status` and `records.count` round trips (its control front answers them: client/node/front.py), paced (one call
 every 10 ms, alternating), first idle, then while it runs a sync that fetches 100,000 records (~1 KB) from the other
-node and a LoRA training job on its own records, both at once. Event delivery latency is measured under that load too (the node stamps each event with the time it
-published it; the subscriber on this machine reads the same clock). The reference is the same node idle: a loop
-blocked by database or training work shows up as a larger p99 under load.
+node and a LoRA training job on its own records, both at once. Event delivery latency is measured under that load
+too (the node stamps each event with the time it published it; the subscriber on this machine reads the same
+clock). The reference is the same node idle: a loop blocked by database or training work shows up as a larger p99
+under load.
 
 Run: python bench/control.py [--records N] [--calls N]. The last line is the headline (target <= 4).
 """
