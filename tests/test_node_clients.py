@@ -8,10 +8,13 @@ itself is stopped, and leaves with it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +198,9 @@ def _front_of(data_dir: Path) -> int:
     raise AssertionError("no control front runs for " + str(data_dir))
 
 
-def test_the_front_answers_status_and_counts_while_the_node_is_stopped_and_leaves_with_it(tmp_path: Path) -> None:
+def test_the_front_answers_while_the_node_is_stopped_is_restarted_if_it_dies_and_leaves_with_the_node(
+    tmp_path: Path,
+) -> None:
     with nodes(tmp_path, 1) as (a,):
         a.cli.ok("import", "ward", str(jsonl(tmp_path / "a.jsonl", range(40))))
         a.start()
@@ -217,6 +222,24 @@ def test_the_front_answers_status_and_counts_while_the_node_is_stopped_and_leave
         finally:
             os.kill(a.proc.pid, signal.SIGCONT)
         assert a.control().jobs()[0]["id"] == job
+
+        # A client that half-closes its end after a request still gets the node's answer through the front.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+            raw.settimeout(10)
+            raw.connect(str(a.cli.data_dir / "node.sock"))
+            raw.sendall(b'{"jsonrpc": "2.0", "id": 7, "method": "jobs", "params": {}}\n')
+            raw.shutdown(socket.SHUT_WR)
+            answer = b"".join(iter(lambda: raw.recv(65536), b""))
+        assert json.loads(answer)["result"][0]["id"] == job
+
+        # A front that dies (the OOM killer, a stray signal) is started again by the node, which goes on.
+        os.kill(front, signal.SIGKILL)
+        assert instance.wait_exit(front, 30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ControlClient(a.cli.data_dir).running():
+            time.sleep(0.2)  # no event can say it: the socket is what comes back
+        assert _front_of(a.cli.data_dir) != front and a.control().status()["peer_id"] == a.peer_id
+        front = _front_of(a.cli.data_dir)
 
         a.proc.kill()  # the node alone: its front leaves with it, and takes its socket file along
         a.proc.communicate(timeout=30)

@@ -153,7 +153,7 @@ def _run_node(ctx: Context, args: argparse.Namespace) -> int:
     # The control front first, at the priority of whoever started the node (it answers them); it waits for the
     # vault's key and leaves by itself if this process ends before handing it over (a second node, a locked vault).
     front = Front(ctx.config.data_dir, json_log=ctx.config.log_format == "json")
-    front.spawn(hidden=SECRET_VARIABLES)
+    front.spawn()
     try:
         current = os.nice(0)
         if ctx.config.node_nice > current:  # so every thread and child process the node starts inherits it

@@ -1,4 +1,4 @@
-"""The control API's own thread: a second trio loop that serves the node's socket (`node/api.sock`, behind the
+"""The control API's own thread: a second trio loop that serves the node's socket (`api.sock`, behind the
 control front, front.py, which answers `status` and `records.count` in a process of its own), so an answer never
 waits behind the node's loop while a sync verifies and stores records. Handlers that only read (or work in a
 thread of their own: the vault, the chain, the journal) run in this loop; the ones that change the node loop's

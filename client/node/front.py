@@ -1,10 +1,11 @@
 """The control API's front: a small process of the node's own that holds the public socket (`<data dir>/node.sock`)
 and answers `status` and `records.count` itself; every other request, `subscribe` included, is spliced byte for
-byte to the node's own socket (`<data dir>/node/api.sock`, served by the node's control thread).
+byte to the node's own socket (`<data dir>/api.sock`, served by the node's control thread).
 
     client ──► node.sock (front) ── status, records.count: answered here
-                                └── anything else: the connection spliced to node/api.sock (the node)
-    node ──feed──► front: the node's status, written before each event is fanned out, and every second
+                                └── anything else: the connection spliced to api.sock (the node)
+    node ──feed──► front: the node's status, written before each event is fanned out, and every second (the feed
+                   is a socket pair of ordered datagrams: a status arrives whole or not at all)
     front ──feed──► node: "a request was answered here" (so a node the CLI started does not idle out meanwhile)
 
 Why a process: the node's control thread shares the interpreter lock with the sync service, and under a 100,000
@@ -27,7 +28,9 @@ import argparse
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,11 +50,14 @@ LOCAL: Final = frozenset({"status", "records.count"})
 _SNAPSHOT_EVERY = 1.0  # seconds between the node's status writes when no event happens (peers come and go)
 _TOUCH_EVERY = 1.0  # seconds between the front's "a request was answered here"
 _READY_WAIT = 60.0
+_RESTART_PAUSE = 5.0  # seconds at least between two starts of a front that keeps ending
+# What the front's environment never holds: the datanet variables (the passphrase's among them), systemd's.
+_HIDDEN: Final = ("DATANET_", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_")
 
 
 def internal_path(data_dir: Path) -> Path:
-    """The node's own control socket, behind the front (inside the 0700 node folder)."""
-    return data_dir / "node" / "api.sock"
+    """The node's own control socket, behind the front (as short a path as node.sock: Unix sockets' limit)."""
+    return data_dir / "api.sock"
 
 
 # -- the node's side -----------------------------------------------------------------------------------------
@@ -71,12 +77,15 @@ class Front:
         self._snapshot: Callable[[], dict[str, Any]] | None = None
         self._lock = threading.Lock()  # the feed is written from any thread that publishes an event
         self._feed: socket.socket | None = None
+        self._keyed = False  # the key went first: statuses may follow (set and read under the lock)
         self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
 
-    def spawn(self, hidden: tuple[str, ...] = ()) -> None:
-        """Start the process (it waits for `start`): early, at the priority of whoever starts the node, without
-        the environment variables named in `hidden` (the passphrase's)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def spawn(self) -> None:
+        """Start the process (it waits for `start`): early, at the priority of whoever starts the node, with none of
+        the datanet or systemd variables in its environment (the passphrase's among them)."""
+        # Ordered datagrams: a status is one message, written whole or not at all (never half a line).
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         self._process = subprocess.Popen(
             [
@@ -89,11 +98,11 @@ class Front:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # it logs to the data directory's log file, as the node does
             cwd=Path(__file__).resolve().parents[2],
-            env={k: v for k, v in os.environ.items() if k not in hidden},
+            env={k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN)},
         )
         theirs.close()
         with self._lock:
-            self._feed = ours
+            self._feed, self._keyed = ours, False
 
     def start(self, master_key: bytes, snapshot: Callable[[], dict[str, Any]]) -> None:
         """Hand the front the vault's key and the first status, and wait until node.sock answers (FrontError in one
@@ -101,61 +110,96 @@ class Front:
         self._key, self._snapshot = master_key, snapshot
         if self._process is None:
             self.spawn()
-        assert self._process is not None and self._process.stdout is not None and self._feed is not None
+        assert self._process is not None and self._process.stdout is not None
         with self._lock:
-            self._feed.setblocking(True)  # two short lines into an empty socket buffer
-            self._feed.sendall(json.dumps({"key": master_key.hex()}).encode() + b"\n")
+            assert self._feed is not None
+            self._feed.setblocking(True)  # one short message into an empty socket buffer
+            self._feed.send(json.dumps({"key": master_key.hex()}).encode())
             self._feed.setblocking(False)
-        self.push()
+            self._keyed = True
+        for _ in range(100):  # the first status: the front binds its socket once it has one
+            if self.push():
+                break
+            time.sleep(0.05)
         line = _read_line(self._process.stdout, _READY_WAIT)
         if line != b"ready\n":
             self.stop()
             raise FrontError(f"The node's control front did not start ({line!r}); see the node's log.")
 
-    def push(self, event: dict[str, Any] | None = None) -> None:
-        """Write the node's status to the feed (an observer of every event: called before it is fanned out). Never
-        blocks: a front that reads nothing loses status writes, not the node's time."""
+    def event(self, event: dict[str, Any]) -> None:
+        """An observer of the node's events: called before each is fanned out to subscribers."""
+        self.push()
+
+    def push(self) -> bool:
+        """Write the node's status to the feed. Never blocks and never raises: a front that reads nothing loses
+        status writes, not the node's time. True when one was written."""
         if self._snapshot is None:
-            return
+            return False
         try:  # read from whichever thread publishes: py-libp2p's state may change under it; the next write is whole
-            line = json.dumps(self._snapshot(), separators=(",", ":")).encode() + b"\n"
+            message = json.dumps(self._snapshot(), separators=(",", ":")).encode()
         except Exception:
             logger.debug("status not written to the control front this time", exc_info=True)
-            return
+            return False
         with self._lock:
-            if self._feed is None:
-                return
-            with contextlib.suppress(BlockingIOError, OSError):
-                self._feed.send(line)
+            if self._feed is None or not self._keyed:
+                return False
+            try:
+                self._feed.send(message)
+            except OSError:  # full (the front is stuck), or gone: `run` notices the latter
+                return False
+        return True
 
     async def run(self, touch: Callable[[], None]) -> None:
-        """Until cancelled: the status every second, and the front's touches passed on. A front that died is
-        started again (its socket would otherwise be gone)."""
-        while True:
+        """Until cancelled: the status every second, and the front's touches passed on. A front that died (the OOM
+        killer, a stray signal) is started again, at most once every few seconds; the node goes on meanwhile."""
+        while not self._stopping:
             feed = self._feed
-            assert feed is not None
-            with trio.move_on_after(_SNAPSHOT_EVERY):
-                await trio.lowlevel.wait_readable(feed.fileno())
+            gone = feed is None
+            if feed is not None:
+                with trio.move_on_after(_SNAPSHOT_EVERY):
+                    try:
+                        await trio.lowlevel.wait_readable(feed.fileno())
+                    except trio.ClosedResourceError:  # aclose: the node is stopping
+                        return
+                    try:
+                        gone = not feed.recv(64)
+                    except BlockingIOError:
+                        pass
+                    except OSError:  # the front ended with statuses unread: the kernel says "reset"
+                        gone = True
+                    if not gone:
+                        touch()
+            if gone and not self._stopping:
+                logger.error("the control front process ended; starting it again")
+                await trio.to_thread.run_sync(self._close)
                 try:
-                    data = feed.recv(65536)
-                except BlockingIOError:
-                    data = b"t"
-                if not data:  # the front is gone
-                    logger.error("the control front process ended; starting it again")
-                    self.stop()
                     await trio.to_thread.run_sync(self._restart)
-                    continue
-                touch()
+                except Exception:
+                    logger.exception("the control front could not be started again; trying again soon")
+                await trio.sleep(_RESTART_PAUSE)
+                continue
             self.push()
 
     def _restart(self) -> None:
         assert self._snapshot is not None
         self.start(self._key, self._snapshot)
 
+    async def aclose(self) -> None:
+        """`stop` from the node's loop, where `run` may be waiting on the feed."""
+        self._stopping = True
+        feed = self._feed
+        if feed is not None:
+            trio.lowlevel.notify_closing(feed.fileno())
+        await trio.to_thread.run_sync(self.stop)
+
     def stop(self) -> None:
-        """Close the feed (the front leaves) and wait for the process."""
+        """For good: close the feed (the front leaves) and wait for the process."""
+        self._stopping = True
+        self._close()
+
+    def _close(self) -> None:
         with self._lock:
-            feed, self._feed = self._feed, None
+            feed, self._feed, self._keyed = self._feed, None, False
         if feed is not None:
             feed.close()
         process, self._process = self._process, None
@@ -194,28 +238,28 @@ class _State:
         self.feed = feed
         self.vault: Any = None  # opened with the key the feed's first line brings
         self.status: dict[str, Any] = {}
-        self._pending = b""
         self._touched = 0.0
         self.readers: dict[str, Any] = {}  # Datanet name -> its shard, opened once (as the node's handler does)
 
     def drain(self) -> bool:
-        """Read everything the feed holds now (never waits); False when the node's end is closed."""
+        """Read every message the feed holds now (never waits): the vault's key first, then statuses, of which the
+        newest counts. False when the node's end is closed."""
         while True:
             try:
-                data = self.feed.recv(1 << 20)
+                message = self.feed.recv(1 << 20)
             except BlockingIOError:
-                break
-            if not data:
+                return True
+            if not message:
                 return False
-            self._pending += data
-        *lines, self._pending = self._pending.split(b"\n")
-        if lines and self.vault is None:
-            from storage.vault import Vault
+            try:
+                if self.vault is None:
+                    from storage.vault import Vault
 
-            self.vault = Vault(self.data_dir, bytes.fromhex(json.loads(lines.pop(0))["key"]), "node")
-        if lines:
-            self.status = json.loads(lines[-1])  # only the newest status counts
-        return True
+                    self.vault = Vault(self.data_dir, bytes.fromhex(json.loads(message)["key"]), "node")
+                else:
+                    self.status = json.loads(message)
+            except (ValueError, KeyError, TypeError):  # never from our node; kept out of the answers if it were
+                logger.warning("the control front skipped a message from the node it could not read")
 
     def touch(self) -> None:
         now = time.monotonic()
@@ -237,7 +281,10 @@ class _State:
         name = str(params["datanet"])
         shard = self.readers.get(name)
         if shard is None:
-            shard = self.readers[name] = await trio.to_thread.run_sync(lambda: self.vault.open_shard(name))
+            opened = await trio.to_thread.run_sync(lambda: self.vault.open_shard(name))
+            shard = self.readers.setdefault(name, opened)
+            if shard is not opened:  # another request opened it meanwhile
+                opened.close()
         try:
             by_origin = shard.count_by_origin()
         except Exception:  # a shard that changed under the cached connection: open it again next time
@@ -266,18 +313,24 @@ async def _splice(client: trio.SocketStream, upstream_path: Path, first: bytes) 
     except OSError:
         return  # the node is gone: the client sees the connection close (NodeError: it went away)
 
-    async def copy(source: trio.SocketStream, target: trio.SocketStream, scope: trio.CancelScope) -> None:
+    async def requests() -> None:  # the client's side ending (even half-closed) is passed on, and answers still come
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            while data := await source.receive_some(65536):
-                await target.send_all(data)
+            while data := await client.receive_some(65536):
+                await upstream.send_all(data)
+            await upstream.send_eof()
+
+    async def answers(scope: trio.CancelScope) -> None:  # the node's side ending ends the connection
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await upstream.receive_some(65536):
+                await client.send_all(data)
         scope.cancel()
 
     async with upstream:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await upstream.send_all(first)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(copy, client, upstream, nursery.cancel_scope)
-            nursery.start_soon(copy, upstream, client, nursery.cancel_scope)
+            nursery.start_soon(requests)
+            nursery.start_soon(answers, nursery.cancel_scope)
 
 
 async def _connection(stream: trio.SocketStream, state: _State, local: dict[str, control.Handler]) -> None:
@@ -353,7 +406,7 @@ def _log_to(path: Path, json_lines: bool) -> None:
     from client import log_setup
 
     with contextlib.suppress(OSError):
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")  # the node rotates it
         handler.setFormatter(log_setup.formatter(json_lines))
         handler.addFilter(log_setup.AddressFilter())
         logging.getLogger().addHandler(handler)
@@ -363,6 +416,10 @@ def main() -> None:
     from client import children, log_setup
 
     children.no_core_dumps()
+    # Ctrl-C, a terminal's hang-up and systemd's stop reach the whole process group: the node handles them, and
+    # the front leaves when the node's end of the feed closes (a front gone first would leave clients without it).
+    for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     parser = argparse.ArgumentParser(description="the node's control front (started by the node)")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--feed-fd", type=int, required=True)

@@ -205,7 +205,7 @@ class Node:
         # Clients talk to the front (a process of its own, front.py), spawned by `node run` before it lowered its
         # priority (or here); it is told the node's status before every event is fanned out.
         self.front = front or Front(data_dir, json_log=config.log_format == "json")
-        self.events.observe(self.front.push)
+        self.events.observe(self.front.event)
 
     # --- events ---------------------------------------------------------------------------------------------
 
@@ -348,6 +348,7 @@ class Node:
                         continue
                     logger.info("node stopping (%s)", signal.Signals(signum).name)
                     self.supervisor.stopping(signal.Signals(signum).name)
+                    await self.front.aclose()
                     nursery.cancel_scope.cancel()
                     break
             await self.host.close()
@@ -392,4 +393,5 @@ class Node:
         logger.info("node stopping (asked over the control API)")
         self.supervisor.stopping("asked over the control API")
         await trio.sleep(0.2)  # the `stop` answer leaves first (a local socket: microseconds)
+        await self.front.aclose()  # clients see no node from now on, not one that half answers
         scope.cancel()
