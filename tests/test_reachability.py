@@ -63,7 +63,9 @@ def test_a_private_swarm_lets_its_members_sync_and_keeps_a_node_without_its_key_
 
         refused = outsider.cli.run("--json", "sync", "ward", "--peer", a.address, timeout=120)
         assert refused.code == 1 and records(outsider) == 0
-        assert "did not answer in time" in refused.stderr  # no handshake ever starts without the key
+        # No handshake ever starts without the key: the dial hangs until its deadline, or (a busy machine) the keyed
+        # node drops the connection whose bytes it cannot decrypt first.
+        assert "did not answer in time" in refused.stderr or "Cannot reach the peer" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
         peers = {p["peer_id"]: p for p in a.control().call("peers")}
         assert outsider.peer_id not in peers or not peers[outsider.peer_id]["connected"]

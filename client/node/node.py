@@ -304,6 +304,10 @@ class Node:
     async def _serve(self, ready: Callable[[Node], None] | None) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with self.host.run(listen_addrs=self.listen), trio.open_nursery() as nursery:
+                if not self.settings.offline:
+                    # Pubsub first: a peer that connects before py-libp2p's pubsub service runs (mDNS finds us at
+                    # once) makes its stream handler raise, and that takes the whole host down (py-libp2p 0.8.1).
+                    nursery.start_soon(self.announcer.run)
                 await nursery.start(
                     functools.partial(serve_in_thread, on_node_loop=ON_NODE_LOOP),
                     internal_path(self.data_dir),
@@ -321,7 +325,6 @@ class Node:
                     if self.settings.mdns:
                         self.discovery.listen_for_mdns(nursery)
                     nursery.start_soon(self.discovery.discover)
-                    nursery.start_soon(self.announcer.run)
                 nursery.start_soon(self._stop_on_request, nursery.cancel_scope)
                 if self.settings.metrics is not None:
                     self.metrics.start(*self.settings.metrics, started=self.started)
