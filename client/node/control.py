@@ -134,6 +134,17 @@ async def serve(
 ) -> None:
     """Listen on `path` (0600) and answer requests until cancelled. Only the holder of the data directory's node
     lock (instance.py) calls this, so a socket file already there is a dead node's: it is replaced."""
+    server = await listen_private(path, 16)
+    task_status.started()
+    try:
+        await trio.serve_listeners(lambda stream: _connection(stream, methods, events), [server])
+    finally:
+        _remove(path)
+
+
+async def listen_private(path: Path, backlog: int) -> trio.SocketListener:
+    """A Unix socket listening at `path`, 0600 from its creation (the caller holds the node lock: a socket file
+    already there is a dead node's, and is replaced)."""
     _remove(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     old = os.umask(0o177)
@@ -142,13 +153,8 @@ async def serve(
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    listener.listen(16)
-    server = trio.SocketListener(listener)
-    task_status.started()
-    try:
-        await trio.serve_listeners(lambda stream: _connection(stream, methods, events), [server])
-    finally:
-        _remove(path)
+    listener.listen(backlog)
+    return trio.SocketListener(listener)
 
 
 def _remove(path: Path) -> None:

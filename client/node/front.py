@@ -368,16 +368,8 @@ async def _serve(data_dir: Path, feed: socket.socket) -> None:
         if not state.drain():
             return  # the node stopped (or never unlocked its vault) before it started us
     path = control.socket_path(data_dir)
-    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    path.unlink(missing_ok=True)  # the node holds the data directory's lock: a socket file here is a dead one's
-    old = os.umask(0o177)
-    try:
-        await listener.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+    listener = await control.listen_private(path, 64)  # for the node, which holds the data directory's lock
     ours = path.stat().st_ino
-    listener.listen(64)
     local: dict[str, control.Handler] = {"status": state.status_now, "records.count": state.records_count}
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -392,9 +384,7 @@ async def _serve(data_dir: Path, feed: socket.socket) -> None:
                         return
 
             nursery.start_soon(until_node_leaves)
-            await trio.serve_listeners(
-                lambda stream: _connection(stream, state, local), [trio.SocketListener(listener)]
-            )
+            await trio.serve_listeners(lambda stream: _connection(stream, state, local), [listener])
     finally:
         with contextlib.suppress(OSError):
             if path.stat().st_ino == ours:  # not a newer node's socket
