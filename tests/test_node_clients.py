@@ -211,6 +211,14 @@ def test_the_front_answers_while_the_node_is_stopped_is_restarted_if_it_dies_and
         assert a.control().wait_job(job, timeout=120)["state"] == "done"
         assert a.control().status()["jobs"] == {"queued": 0, "running": 0, "failed": 0}
 
+        # The node's own socket answers the front's two methods too (the same ShardCounts behind both).
+        for sock in ("node.sock", "api.sock"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+                raw.settimeout(10)
+                raw.connect(str(a.cli.data_dir / sock))
+                raw.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "records.count", "params": {"datanet": "ward"}}\n')
+                assert json.loads(raw.makefile("rb").readline())["result"]["records"] == 40, sock
+
         os.kill(a.proc.pid, signal.SIGSTOP)  # the node itself answers nothing now
         try:
             client = ControlClient(a.cli.data_dir, timeout=5)

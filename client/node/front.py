@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -239,7 +239,7 @@ class _State:
         self.vault: Any = None  # opened with the key the feed's first line brings
         self.status: dict[str, Any] = {}
         self._touched = 0.0
-        self.readers: dict[str, Any] = {}  # Datanet name -> its shard, opened once (as the node's handler does)
+        self.counts = ShardCounts(lambda name: trio.to_thread.run_sync(lambda: self.vault.open_shard(name)))
 
     def drain(self) -> bool:
         """Read every message the feed holds now (never waits): the vault's key first, then statuses, of which the
@@ -278,20 +278,36 @@ class _State:
 
     async def records_count(self, params: dict[str, Any]) -> dict[str, Any]:
         self.touch()
-        name = str(params["datanet"])
-        shard = self.readers.get(name)
+        return await self.counts(str(params["datanet"]))
+
+
+class ShardCounts:
+    """`records.count` for the node's handler and the front alike: one row read (the writers keep the counts) on a
+    connection kept open per Datanet, so it answers promptly while a sync writes the same shard."""
+
+    def __init__(self, open_shard: Callable[[str], Awaitable[Any]]) -> None:
+        self._open_shard = open_shard  # opens a Datanet's shard off the event loop
+        self._open: dict[str, Any] = {}  # Datanet name -> its shard
+
+    async def __call__(self, name: str) -> dict[str, Any]:
+        shard = self._open.get(name)
         if shard is None:
-            opened = await trio.to_thread.run_sync(lambda: self.vault.open_shard(name))
-            shard = self.readers.setdefault(name, opened)
+            opened = await self._open_shard(name)
+            shard = self._open.setdefault(name, opened)
             if shard is not opened:  # another request opened it meanwhile
                 opened.close()
         try:
             by_origin = shard.count_by_origin()
         except Exception:  # a shard that changed under the cached connection: open it again next time
-            self.readers.pop(name, None)
+            self._open.pop(name, None)
             shard.close()
             raise
         return {"datanet": name, "records": sum(by_origin.values()), **by_origin}
+
+    def close(self) -> None:
+        for shard in self._open.values():
+            shard.close()
+        self._open.clear()
 
 
 def _method_of(line: bytes) -> str | None:

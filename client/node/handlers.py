@@ -24,12 +24,12 @@ from client.log_setup import log_path
 from client.node import control, log_tail
 from client.node.announce import Announcer
 from client.node.api import API_VERSION
+from client.node.front import ShardCounts
 from client.node.jobs import Jobs
 from client.node.journal import Journal
 from client.node.peers import Peers
 from client.p2p.host import IHost, peer_info
 from client.training import adapters
-from storage.shard import Shard
 from storage.vault import Vault
 
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class Handlers:
         # one database thread and one chain thread per loop that calls (a trio limiter belongs to one loop); the
         # chain session takes its own lock too, so chain calls stay one at a time whichever loop makes them
         self._limiters: dict[tuple[trio.lowlevel.TrioToken, str], trio.CapacityLimiter] = {}
-        self._readers: dict[str, Shard] = {}  # Datanet name -> a connection `records.count` keeps open
+        self._counts = ShardCounts(lambda name: self.vault_call(lambda: self.vault.open_shard(name)))
         self._peer_seen_at = time.monotonic()  # when a peer was last seen connected (by `health`)
 
     def _limiter(self, kind: str) -> trio.CapacityLimiter:
@@ -91,9 +91,7 @@ class Handlers:
         return self._limiters[key]
 
     def close(self) -> None:
-        for shard in self._readers.values():
-            shard.close()
-        self._readers.clear()
+        self._counts.close()
 
     async def vault_call(self, fn: Callable[[], T]) -> T:
         """Run vault work (opening shards, counting, listing) in a database thread, off the event loop."""
@@ -261,19 +259,8 @@ class Handlers:
         return {**await self.vault_call(lambda: records_app.create(self.vault, name, task)), "chain": None}
 
     async def _records_count(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One row read on a connection this loop keeps open per Datanet (the counts are kept by the writers): no
-        thread hand-off and no shard opening, so it answers promptly while a sync writes the same shard."""
-        name = str(params["datanet"])
-        shard = self._readers.get(name)
-        if shard is None:
-            shard = self._readers[name] = await self.vault_call(lambda: self.vault.open_shard(name))
-        try:
-            by_origin = shard.count_by_origin()
-        except Exception:  # a shard that changed under the cached connection: open it again next time
-            self._readers.pop(name, None)
-            shard.close()
-            raise
-        return {"datanet": name, "records": sum(by_origin.values()), **by_origin}
+        """(Clients get it from the front, front.py; this answers on the node's own socket.)"""
+        return await self._counts(str(params["datanet"]))
 
     async def _records_list(self, params: dict[str, Any]) -> dict[str, Any]:
         if not 0 <= int(params.get("limit", 20)) <= MAX_RECORDS:
