@@ -236,7 +236,7 @@ class _State:
     def __init__(self, data_dir: Path, feed: socket.socket) -> None:
         self.data_dir = data_dir
         self.feed = feed
-        self.vault: Any = None  # opened with the key the feed's first line brings
+        self.vault: Any = None  # opened with the key the feed's first message brings
         self.status: dict[str, Any] = {}
         self._touched = 0.0
         self.counts = ShardCounts(lambda name: trio.to_thread.run_sync(lambda: self.vault.open_shard(name)))
