@@ -271,14 +271,22 @@ class _State:
     async def status_now(self, params: dict[str, Any]) -> dict[str, Any]:
         self.drain()
         self.touch()
-        status = dict(self.status)
-        status["uptime_s"] = round(time.time() - status.pop("started", time.time()), 1)
-        status["datanets"] = len(self.vault.shard_files(self.data_dir))
-        return status
+        return answer_status(self.status, self.data_dir)
 
     async def records_count(self, params: dict[str, Any]) -> dict[str, Any]:
         self.touch()
         return await self.counts(str(params["datanet"]))
+
+
+def answer_status(snapshot: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """The node's status snapshot (Handlers.status_snapshot) as `status` answers it, for the front and the node's
+    own socket alike: the uptime and the number of Datanets (shard files, none opened) as of now."""
+    from storage.vault import Vault
+
+    status = dict(snapshot)
+    status["uptime_s"] = round(time.time() - status.pop("started"), 1)
+    status["datanets"] = len(Vault.shard_files(data_dir))
+    return status
 
 
 class ShardCounts:

@@ -24,7 +24,7 @@ from client.log_setup import log_path
 from client.node import control, log_tail
 from client.node.announce import Announcer
 from client.node.api import API_VERSION
-from client.node.front import ShardCounts
+from client.node.front import ShardCounts, answer_status
 from client.node.jobs import Jobs
 from client.node.journal import Journal
 from client.node.peers import Peers
@@ -157,15 +157,15 @@ class Handlers:
     # --- the node, the identity, the vault ---------------------------------------------------------------------
 
     def status_snapshot(self) -> dict[str, Any]:
-        """`status` with `started` (Unix seconds) for its uptime: what the node writes to its control front
-        (front.py) before every event and every second, from any thread. Cheap: nothing is opened."""
+        """`status` with `started` (Unix seconds) in place of the uptime, and without the Datanet count (both are
+        added when it is answered: front.answer_status): what the node writes to its control front before every
+        event and every second, from any thread. Cheap: nothing is opened or listed."""
         jobs = self.journal.jobs()
         return {
             "api_version": API_VERSION,
             "peer_id": str(self.host.get_id()),
             "addresses": self.addresses(),
             "started": self.started,
-            "datanets": len(Vault.shard_files(self.config.data_dir)),  # shard files, none opened
             "peers_connected": len(self.host.get_network().connections),
             "jobs": {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running", "failed")},
             "online": self.online,
@@ -174,9 +174,7 @@ class Handlers:
 
     async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
         """(Clients get it from the front, front.py; this answers on the node's own socket.)"""
-        status = self.status_snapshot()
-        status["uptime_s"] = round(time.time() - status.pop("started"), 1)
-        return status
+        return answer_status(self.status_snapshot(), self.config.data_dir)
 
     async def _health(self, params: dict[str, Any]) -> dict[str, Any]:
         """What a monitor asks: peers (an online node), the chain, free disk, failing jobs; each problem with the
