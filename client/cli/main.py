@@ -23,6 +23,7 @@ from client.cli import (
     chain_commands,
     demo,
     doctor,
+    federation_commands,
     gov_commands,
     node_commands,
     prompts,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     vault_commands.register(sub)
     record_commands.register(sub)
     training_commands.register(sub)
+    federation_commands.register(sub)
     prove_commands.register(sub)
     chain_commands.register(sub)
     gov_commands.register(sub)

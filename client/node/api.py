@@ -209,6 +209,55 @@ METHODS: Final[dict[str, Method]] = {
             Param("fresh", "bool", "start over instead of resuming an interrupted run"),
             _WAIT,
         ),
+        _m(
+            "federation.serve",
+            "coordinate federated rounds of a Datanet: a SuperLink, members admitted, the run, each round's adapter",
+            "JobInfo",
+            _DATANET,
+            Param("members", "int", "members to wait for before the first round (2 or more)", required=True),
+            Param("rounds", "int", "rounds to run (default 2)"),
+            Param("eval", "str", "a JSONL file of held-out records each round is evaluated on"),
+            Param("host", "str", "the address the SuperLink listens on and members dial (default 127.0.0.1)"),
+            Param("port", "int", "the SuperLink's port (default: a free one)"),
+            Param("epochs", "int", "passes over each member's records a round"),
+            Param("learning_rate", "float", "step size"),
+            Param("dp_epsilon", "float", "each member trains with DP-SGD to this epsilon a round"),
+            Param("min_members", "int", "members a round needs to finish (default: all)"),
+            _WAIT,
+        ),
+        _m(
+            "federation.join",
+            "take part in a coordinator's federated rounds of a Datanet (a guarded Flower SuperNode)",
+            "JobInfo",
+            _DATANET,
+            Param("coordinator", "str", "the coordinator's peer address", required=True, nullable=False),
+            Param("dp_epsilon", "float", "train every round with DP-SGD to this epsilon (wins over the coordinator's)"),
+            _WAIT,
+        ),
+        _m(
+            "federation.leave",
+            "leave the federated rounds this node takes part in (of one Datanet)",
+            "FederationLeft",
+            Param("datanet", "str", "only this Datanet's rounds"),
+        ),
+        _m("federation.status", "the rounds this node coordinates and those it takes part in", "FederationStatus"),
+        _m(
+            "federation.fit",
+            "train one round on this member's shard (its Flower ClientApp asks); answers the queued job",
+            "JobInfo",
+            Param("federation", "str", "the federation's id", required=True, nullable=False),
+            Param("round", "int", "the round's number", required=True, nullable=False),
+            Param("weights", "str", "the round's weights, in the federation's folder", required=True, nullable=False),
+            Param("names", "list", "the trained tensors' names, in wire order", required=True, nullable=False),
+            Param("labels", "list", "the head's labels, in order", required=True, nullable=False),
+            Param("a_sha256", "str", "the coordinator's frozen LoRA A", required=True, nullable=False),
+            Param("base", "str", "base model name", required=True, nullable=False),
+            Param("seed", "int", "initialisation and data order"),
+            Param("epochs", "int", "passes over the member's records"),
+            Param("learning_rate", "float", "step size"),
+            Param("batch_size", "int", "examples a step"),
+            Param("dp_epsilon", "float", "DP-SGD to this epsilon (the member's own setting wins)"),
+        ),
         _m("adapters.list", "the adapters on this machine with their manifests", "Adapters"),
         _m("adapters.show", "one adapter's provenance manifest, its files checked", "AdapterShown", _ADAPTER),
         _m(
@@ -313,6 +362,10 @@ EVENTS: Final[dict[str, str]] = {
     "submit.progress": "a submit job's progress: id, phase (proving, submitting), batches done, the step, rate, ETA",
     "train.progress": "a training job's progress: id, step, total steps, epoch, loss, samples/s, ETA, device, "
     "evaluations (before; after at the end), with DP the budget spent and its target",
+    "coordinate.progress": "a coordinator's federation: stage (waiting for members, round), members joined and "
+    "expected, the round, its participants, whether it produced an update, its evaluation",
+    "participate.progress": "this member's part in a federation: stage (joined, round), the federation, round, rounds",
+    "fit_round.progress": "a member's round of training: as train.progress",
     "chain.tx": "a transaction this node sent was confirmed: method, datanet, tx (and gas where known)",
     "gov.changed": "a proposal was made, voted on, queued or executed from here: id, action, state, tx",
     "poll.changed": "a poll was opened, enrolled in or voted in from here: id, action, datanet, tx",
@@ -618,9 +671,34 @@ class PeerInfo(TypedDict):
     latency_ms: float | None
 
 
+class FederationServing(TypedDict):
+    federation: str
+    datanet: str
+    members: list[str]
+    expected: int
+    rounds: int
+    accepting: bool
+
+
+class FederationJoined(TypedDict):
+    federation: str
+    datanet: str
+    rounds: int
+    fitted: list[int]
+
+
+class FederationStatus(TypedDict):
+    serving: list[FederationServing]
+    joined: list[FederationJoined]
+
+
+class FederationLeft(TypedDict):
+    left: list[str]
+
+
 class JobInfo(TypedDict):
     id: str
-    kind: str  # "sync" | "import" | "prove" | "submit" | "train" | "vote"
+    kind: str  # "sync" | "import" | "prove" | "submit" | "train" | "vote" | "coordinate" | "participate" | "fit_round"
     params: dict[str, Any]
     state: str  # "queued" | "running" | "done" | "failed" | "cancelled"
     progress: dict[str, Any]

@@ -36,7 +36,10 @@ T = TypeVar("T")
 # The methods that change the node loop's state (jobs, dialling, the announcement validator, stopping): they run in
 # the node's loop; every other one in the control API's own (control_loop.py).
 ON_NODE_LOOP = frozenset(
-    {"peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members", "poll.vote"}
+    {
+        *("peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members", "poll.vote"),
+        *("federation.serve", "federation.join", "federation.leave", "federation.fit"),
+    }
 )
 MAX_LIST = 1000  # jobs one `jobs` call lists
 MAX_LOG_LINES = 10_000

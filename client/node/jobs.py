@@ -44,7 +44,18 @@ logger = logging.getLogger(__name__)
 RESUMABLE = {"sync", "prove", "train", "submit"}
 PROGRESS_SAVE_EVERY = 1.0  # seconds between progress writes to the journal, per job
 # each lane runs its jobs one at a time
-LANES = {"sync": "network", "import": "local", "prove": "heavy", "train": "heavy", "submit": "chain", "vote": "chain"}
+LANES = {
+    "sync": "network",
+    "import": "local",
+    "prove": "heavy",
+    "train": "heavy",
+    "submit": "chain",
+    "vote": "chain",
+    # federated rounds (client/federation/service.py): a coordinator's rounds, a member's part, its training
+    "coordinate": "coordinator",
+    "participate": "member",
+    "fit_round": "heavy",
+}
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -86,6 +97,7 @@ class Jobs:
         self._cancelled: set[str] = set()  # jobs cancelled by a client (not by a stop of the node)
         # parameters a job needs that the journal (plaintext on disk) must not hold: a vote's option and payer
         self._private: dict[str, dict[str, Any]] = {}
+        self.extra_work: dict[str, Work] = {}  # the work of kinds another part of the node runs (federation)
 
     @property
     def lanes(self) -> list[str]:
@@ -330,6 +342,7 @@ class Jobs:
             "train": self._train_work,
             "submit": self._submit_work,
             "vote": self._vote_work,
+            **self.extra_work,
         }
 
     def _vote_work(self, params: dict[str, Any], stop: threading.Event, progress: Progress) -> dict[str, Any] | None:

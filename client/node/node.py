@@ -27,6 +27,7 @@ import trio
 from client.app import records as records_app
 from client.app.chain import ChainService
 from client.config import Config
+from client.federation.service import Federation
 from client.identity import Identity
 from client.node import control, instance, journal
 from client.node.announce import Announcer
@@ -167,6 +168,15 @@ class Node:
             chain=self.chain,
             admit=self._admit,
         )
+        self.federation = Federation(
+            vault=vault,
+            identity=identity,
+            config=config,
+            host=self.host,
+            chain_member=chain_member,
+            queue=self.jobs.queue,
+        )
+        self.jobs.extra_work.update(self.federation.works)
         self.announcer = Announcer(
             self.host,
             vault,
@@ -232,7 +242,8 @@ class Node:
     # --- control API ----------------------------------------------------------------------------------------
 
     def methods(self) -> dict[str, control.Handler]:
-        return self.handlers.methods()
+        federation = self.federation.methods(self.jobs.cancel, lambda: self.journal.jobs(limit=1000))
+        return {**self.handlers.methods(), **federation}
 
     # --- main -----------------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ _libp2p_logger.setLevel(logging.WARNING)
 _libp2p_logger.propagate = True
 
 SYNC_PROTOCOL = TProtocol("/datanet/sync/1.1.0")
+JOIN_PROTOCOL = TProtocol("/datanet/federation/join/1.0.0")  # client/federation/join.py
 LEGACY_SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")  # answered only to say "upgrade" (sync.refuse_legacy)
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 

@@ -88,6 +88,7 @@ __all__ = [
     "SyncProgress",
     "SyncResult",
     "admit",
+    "admitted_on_chain",
     "credential_for",
     "hello",
     "initiate",
@@ -121,7 +122,7 @@ def parse_hello(payload: bytes) -> tuple[str, bytes | None]:
     return name, rest or None
 
 
-async def _admitted(
+async def admitted_on_chain(
     peer: str, shard: Shard, credential: bytes | None, chain_member: admission.ChainMembership | None
 ) -> str | None:
     """The on-chain account that admits `peer` to this bound shard, or None (never for an unbound shard)."""
@@ -433,7 +434,7 @@ async def initiate(
     welcome = await frames.expect(WELCOME)
     if welcome and len(welcome) != admission.CREDENTIAL_BYTES:
         raise ProtocolViolation("The peer's WELCOME carries a malformed credential.")
-    if not local_member and await _admitted(peer, shard, welcome or None, chain_member) is None:
+    if not local_member and await admitted_on_chain(peer, shard, welcome or None, chain_member) is None:
         raise Refused(f"Peer {peer} is neither a member here nor proves membership on chain; nothing was sent.")
     await _Session(frames, shard, peer, result, report, check_record, on_sent).run(initiator=True)
     _finish(result, counters, started, report)
@@ -455,7 +456,7 @@ async def admit(
     how = "vault"
     admitted = shard is not None and shard.is_member(peer)
     if shard is not None and not admitted:
-        account = await _admitted(peer, shard, credential, chain_member)
+        account = await admitted_on_chain(peer, shard, credential, chain_member)
         admitted, how = account is not None, f"chain account {account}"
     if shard is None or not admitted:
         if shard is not None:

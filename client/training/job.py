@@ -31,7 +31,7 @@ from client.config import Config
 from client.importers import read_rows
 from client.log_setup import log_path
 from client.training import adapters, examples
-from client.training.base_models import MODELS, prepare, weights_hash
+from client.training.base_models import MODELS, prepare, sha256_file, weights_hash
 from client.training.errors import BaseModelUnavailable, JobFailed, ShardTooSmall, TaskMismatch, TrainingError
 from client.training.settings import Cancelled, TrainConfig
 from storage.shard import Shard
@@ -41,6 +41,20 @@ logger = logging.getLogger(__name__)
 JOBS_DIR = "jobs"
 STATE = "state.json"
 Rows = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundFit:
+    """A member's part of a federated round (client/federation/): start from the round's global weights (a
+    safetensors file), train FFA-LoRA with the round's labels, write the reply's tensors (weights.to_wire) to
+    `update` instead of storing an adapter."""
+
+    round: int
+    labels: tuple[str, ...]
+    names: tuple[str, ...]  # the trainable tensors, in wire order
+    a_sha256: str  # the coordinator's frozen A (weights.a_hash)
+    initial: Path
+    update: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,7 @@ class JobRequest:
     batch_roots: tuple[str, ...] = ()  # proven contribution batches the training records belong to
     log_json: bool = False  # the log's format ([log] format = "json")
     manifest_key: bytes = field(default=b"", repr=False)  # the adapter manifests' key (to the child by its pipe)
+    round_fit: RoundFit | None = None  # a federated round's training, not a stored adapter
 
     @property
     def job_id(self) -> str:
@@ -63,6 +78,9 @@ class JobRequest:
         digest.update(
             json.dumps({"datanet": self.datanet["uuid"], "config": self.config.as_dict()}, sort_keys=True).encode()
         )
+        if self.round_fit is not None:  # the same round's weights again resume the same job
+            digest.update(f"round {self.round_fit.round} {self.round_fit.a_sha256}".encode())
+            digest.update(sha256_file(self.round_fit.initial).encode())
         digest.update(examples.record_set_hash(r for r, _ in self.train_rows).encode())
         digest.update(examples.record_set_hash(r for r, _ in self.eval_rows).encode())
         return digest.hexdigest()[:20]
@@ -185,6 +203,8 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
     from client.training.trainer import describe_versions, train
 
     base = MODELS[request.config.base]
+    if request.round_fit is not None:
+        return _fit_round(request, request.round_fit, conn, cancel)
     train_examples, train_ids = examples.build(request.train_rows, base.kind)
     examples.check_size(train_examples, base.kind)
     eval_examples, _ = examples.build(request.eval_rows, base.kind, labels=train_examples.labels)
@@ -256,6 +276,64 @@ def _train_and_store(request: JobRequest, conn: Connection, cancel: Any) -> dict
     return {"adapter_id": info.adapter_id, "manifest": info.manifest}
 
 
+def _fit_round(request: JobRequest, fit: RoundFit, conn: Connection, cancel: Any) -> dict[str, Any]:
+    import numpy as np
+    from safetensors.numpy import save_file
+    from safetensors.torch import load_file
+
+    from client.federation import weights
+    from client.training.trainer import train, trainable_state
+
+    base = MODELS[request.config.base]
+    if base.kind != "classifier":
+        raise TaskMismatch("Federated rounds train classifiers only (an intent-classification Datanet).")
+    train_examples, train_ids = examples.build(request.train_rows, base.kind, labels=fit.labels)
+    examples.check_size(train_examples, base.kind)
+    eval_examples, _ = examples.build(request.eval_rows, base.kind, labels=fit.labels)
+    if len(eval_examples) == 0:
+        raise ShardTooSmall("This member's held-out split is empty; import more records before joining a round.")
+
+    def check(model: Any) -> None:
+        state = {name: p.detach().cpu().numpy() for name, p in model.named_parameters() if ".lora_A." in name}
+        if weights.a_hash(state) != fit.a_sha256:
+            raise TrainingError(
+                "This member's base model or LoRA initialisation differs from the coordinator's (another client "
+                "version?); update the client and join again."
+            )
+
+    model, outcome = train(
+        job_dir=request.job_dir,
+        base=base,
+        model_dir=prepare(base.name, request.cache_dir),
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        config=request.config,
+        progress=lambda event: conn.send(("progress", event)),
+        should_stop=cancel.is_set,
+        initial=load_file(str(fit.initial)),
+        freeze_a=True,
+        restrict_labels=True,
+        check_model=check,
+    )
+    trained = {name: tensor.numpy() for name, tensor in trainable_state(model).items()}
+    assert train_examples.label_ids is not None
+    wire = weights.to_wire(trained, fit.names, train_examples.label_ids, len(fit.labels))
+    tmp = fit.update.with_name(fit.update.name + ".tmp")
+    save_file({f"{i:04d}": np.ascontiguousarray(t) for i, t in enumerate(wire)}, str(tmp))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, fit.update)
+    return {
+        "update": str(fit.update),
+        "examples": len(train_ids),
+        "batch_roots": list(request.batch_roots),
+        "dp_epsilon_spent": outcome.dp_epsilon_spent,
+        "dp_delta": request.config.dp_delta if request.config.dp_epsilon is not None else None,
+        "before": outcome.metrics_before,
+        "after": outcome.metrics_after,
+        "seconds": outcome.seconds,
+    }
+
+
 # -- the parent --------------------------------------------------------------------------------------------
 
 
@@ -277,7 +355,9 @@ def run(
             (job_dir / name).unlink(missing_ok=True)
         state = {}
     elif (
-        state.get("status") == "finished" and (request.data_dir / adapters.ADAPTERS_DIR / state["adapter_id"]).exists()
+        state.get("status") == "finished"
+        and request.round_fit is None
+        and (request.data_dir / adapters.ADAPTERS_DIR / state["adapter_id"]).exists()
     ):
         info = adapters.find(request.data_dir, state["adapter_id"], request.manifest_key)
         return JobResult(request.job_id, info.adapter_id, info.manifest, reused=True)
@@ -347,6 +427,10 @@ def run(
         error.exit_code = outcome[2]
         raise error
     result = outcome[1]
+    if request.round_fit is not None:  # a round's reply: `manifest` is what the member sends and reports
+        _write_state(job_dir, status="finished", adapter_id="")
+        (job_dir / "checkpoint.pt").unlink(missing_ok=True)
+        return JobResult(request.job_id, "", result, reused=False)
     _write_state(job_dir, status="finished", adapter_id=result["adapter_id"])
     (job_dir / "checkpoint.pt").unlink(missing_ok=True)
     return JobResult(request.job_id, result["adapter_id"], result["manifest"], reused=False)

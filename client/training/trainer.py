@@ -92,9 +92,17 @@ def loss_from_logits(
 
 
 def per_sample_loss(
-    model: nn.Module, kind: str, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None
+    model: nn.Module,
+    kind: str,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    logit_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    return loss_from_logits(kind, model(input_ids=ids, attention_mask=mask).logits, ids, mask, labels)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    if logit_mask is not None:  # restricted softmax: labels this member never saw are left alone
+        logits = logits + logit_mask
+    return loss_from_logits(kind, logits, ids, mask, labels)
 
 
 @torch.no_grad()
@@ -131,6 +139,26 @@ def evaluate(
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trained tensors by name (with `freeze_a`: B and the head), as a federated round sends them."""
+    return _trainable_state(model)
+
+
+def _load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    named = dict(model.named_parameters())
+    wanted = {name for name, p in named.items() if p.requires_grad}
+    if set(tensors) != wanted:
+        raise TrainingError(
+            "The round's weights do not fit this base model and adapter shape (another version of the client "
+            "or another base model on the coordinator)."
+        )
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != tuple(named[name].shape):
+                raise TrainingError(f"The round's weights have the wrong shape for {name}.")
+            named[name].copy_(tensor)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -184,19 +212,41 @@ def train(
     config: TrainConfig,
     progress: Progress,
     should_stop: Callable[[], bool],
+    initial: dict[str, torch.Tensor] | None = None,
+    freeze_a: bool = False,
+    restrict_labels: bool = False,
+    check_model: Callable[[nn.Module], None] | None = None,
 ) -> tuple[nn.Module, TrainOutcome]:
-    """Train (or resume) and return the trained PEFT model and what happened."""
+    """Train (or resume) and return the trained PEFT model and what happened.
+
+    A federated round (client/federation/) starts from the round's global weights (`initial`: trainable tensors by
+    name) and trains LoRA's B matrices and the head only (`freeze_a`, FFA-LoRA): every member's A is the same
+    seeded matrix, so the weighted mean of the members' B is exactly the mean of their updates B·A. With
+    `restrict_labels` the softmax runs over the labels this member holds (FedRS's restricted softmax): a member
+    whose records carry a few of the labels does not teach the shared head that the others never occur."""
     started = time.monotonic()
     torch.set_num_threads(config.threads)
     device = pick_device()
     labels = train_examples.labels
     model, tokenizer = load_model(base, model_dir, config, len(labels) if labels else None)
+    if freeze_a:
+        for name, param in model.named_parameters():
+            if ".lora_A." in name:
+                param.requires_grad_(False)
+    if initial is not None:
+        _load_trainable(model, initial)
+    if check_model is not None:  # before any step: a federated round checks its frozen A is the coordinator's
+        check_model(model)
     model.to(device)
     pad_id = int(tokenizer.pad_token_id)
     train_seqs = tokenize(tokenizer, train_examples.texts, config.max_length)
     eval_seqs = tokenize(tokenizer, eval_examples.texts, config.max_length)
     metrics_before = evaluate(model, base.kind, eval_seqs, eval_examples.label_ids, pad_id, device)
 
+    logit_mask = None
+    if restrict_labels and train_examples.label_ids is not None and labels:
+        held = set(train_examples.label_ids)
+        logit_mask = torch.tensor([0.0 if i in held else -1e4 for i in range(len(labels))], device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     dp = config.dp_epsilon is not None
     # DP sums per-example gradients (opacus' loss_reduction="sum"); AdamW is invariant to that scale.
@@ -273,7 +323,7 @@ def train(
             labels_t = None
             if train_examples.label_ids is not None:
                 labels_t = torch.tensor([train_examples.label_ids[i] for i in indices], dtype=torch.long, device=device)
-            losses = per_sample_loss(trainable_module, base.kind, ids, mask, labels_t)
+            losses = per_sample_loss(trainable_module, base.kind, ids, mask, labels_t, logit_mask)
             loss = losses.sum() if dp else losses.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

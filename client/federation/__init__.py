@@ -1,0 +1,1 @@
+"""Federated rounds on Flower: a coordinator's SuperLink, members' SuperNodes, LoRA updates under SecAgg+."""
