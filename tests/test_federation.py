@@ -15,12 +15,14 @@ from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
 from tests.test_node import NodeProc, make_node
 
 DATANET = "clinic"
-# by department, so that intents a member must tell apart are held by the same member: nothing in a round
-# teaches one member's head that another member's intents exist (client/training/trainer.py, restrict_labels)
+# By department (the front desk, the clinic, the office): intents a member must tell apart from each other are held
+# by the same member. Each member's softmax runs over its own intents (client/training/trainer.py,
+# restrict_labels), so no round contrasts two intents that different members hold: with the appointments split
+# between members, two rounds reach about 0.85 here.
 GROUPS = (
-    ("book_appointment", "cancel_appointment", "billing_question"),
-    ("prescription_refill", "update_contact", "test_results"),
-    ("symptom_advice", "opening_hours"),
+    ("book_appointment", "cancel_appointment", "opening_hours"),
+    ("prescription_refill", "symptom_advice", "test_results"),
+    ("billing_question", "update_contact"),
 )
 EVAL = EVAL_FILE
 ROUND_TIMEOUT = 900.0
@@ -96,12 +98,12 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
             assert b"== out" in recorded and b"== in" in recorded
             texts = [json.loads(line)["text"].encode() for line in part.read_text().splitlines()]
             assert not [t for t in texts if t in recorded]
-        # a member alone: its own adapter, evaluated on the same held-out file, does no better
-        for node in members:
-            alone = node.control().follow("train", datanet=DATANET, eval=str(EVAL), epochs=3, learning_rate=0.01)
-            assert alone["state"] == "done", alone["error"]
-            own = manifest(node, alone["progress"]["adapter_id"])["evaluation"]["after"]["accuracy"]
-            assert own <= accuracy
+        # A member alone does no better: its adapter's head knows its own intents only, so on the held-out file it
+        # is right at most on the records of those intents (a ceiling, above what its training would reach).
+        held_out = [json.loads(line)["label"] for line in EVAL.read_text().splitlines()]
+        for group in GROUPS:
+            ceiling = sum(label in group for label in held_out) / len(held_out)
+            assert accuracy > ceiling
     finally:
         for node in (coordinator, *members, outsider):
             if node.proc is not None:

@@ -85,11 +85,17 @@ def pyproject() -> bytes:
 @functools.cache
 def build() -> bytes:
     """The FAB's bytes (the same on every machine with this client version)."""
+    return build_from(pyproject())
+
+
+def build_from(project: bytes, files: dict[str, bytes] | None = None) -> bytes:
+    """A FAB of a `pyproject.toml` (and other files: the tests' foreign app), by Flower's own builder (fixed zip
+    dates, sorted names)."""
     with warnings.catch_warnings():  # flwr's imports and its file filter (pathspec) warn of deprecations
         warnings.simplefilter("ignore", DeprecationWarning)
         from flwr.cli.build import build_fab_from_files
 
-        return build_fab_from_files({"pyproject.toml": pyproject()})[0]
+        return build_fab_from_files({"pyproject.toml": project, **(files or {})})[0]
 
 
 def sha256() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import signal
@@ -136,7 +137,8 @@ class SuperLink:
 
     def _control(self) -> Any:
         if self._client is None:
-            with warnings.catch_warnings():  # flwr's imports warn (click), and its client logs a deprecation
+            # flwr's client prints "Using SuperLink: ..." on stdout (a node's stdout is its ready line, or nothing)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from flwr.cli.typing import SuperLinkConnection
                 from flwr.cli.utils import init_http_client_from_connection

@@ -113,7 +113,7 @@ class RoundStrategy(FedAvg):
         folder = self.out / f"round-{server_round}"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.model.save(finished, folder)
-        evaluation = self.model.evaluate(self.eval_rows) if self.eval_rows else {}
+        evaluation = {**self.model.evaluate(self.eval_rows), "records": len(self.eval_rows)} if self.eval_rows else {}
         participants = [self._participant(proxy, res) for proxy, res in results]
         _write_json(
             self.out / f"round-{server_round}.json",

@@ -4,10 +4,11 @@ is `DATANET_FAB_SHA256` (the FAB this client builds itself, client/federation/fa
 
 Flower 1.42 has no public switch for this (its `--trusted-entities` needs signatures only Flower's hub issues), so
 this wraps the one place the SuperNode fetches a FAB: the `get_fab` of the connection that
-`start_client_internal` opens (`http_request_response`, a module-level name there). A refusal ends the process
-with Flower's exit code for an unverified app (`flwr_exit`: Flower's connection loop swallows plain exceptions);
-the member's node sees that exit and reports it in one sentence. Tested by tests/test_federation.py with a FAB that
-is not ours.
+`start_client_internal` opens (`http_request_response`, a module-level name there). A refusal ends the process at
+once with exit code `REFUSED_EXIT` (an exception would be swallowed by Flower's connection loop, and its own
+`flwr_exit` from that thread ends the process with 1 after retries); the member's node sees that exit, says so in
+one sentence and stops the rest of the SuperNode's process group. Tested by tests/test_federation_units.py with
+a coordinator's app of its own.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-REFUSED_EXIT = 304  # flwr's ExitCode.SUPERNODE_INVALID_TRUSTED_ENTITIES
+REFUSED_EXIT = 86  # ours: Flower's codes (300 and up) do not fit in an exit status
 FAB_INDEX = 4  # (node_id, receive, send, get_run, get_fab, ...) as start_client_internal unpacks it
 
 
 def main() -> int:
     import flwr.supernode.start_client_internal as internal
-    from flwr.supercore.exit import ExitCode, flwr_exit
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
     expected = os.environ.get("DATANET_FAB_SHA256", "").strip().lower()
@@ -44,11 +44,12 @@ def main() -> int:
                 fab = get_fab(fab_hash, run_id)
                 actual = hashlib.sha256(fab.content).hexdigest()
                 if actual != expected or fab.hash_str != expected:
-                    flwr_exit(
-                        ExitCode.SUPERNODE_INVALID_TRUSTED_ENTITIES,
+                    sys.stderr.write(
                         f"datanet: refused the app of run {run_id}: its hash {actual[:16]} is not this client's "
-                        f"{expected[:16]}",
+                        f"{expected[:16]}\n"
                     )
+                    sys.stderr.flush()
+                    os._exit(REFUSED_EXIT)  # at once, from this thread: Flower would retry, or exit 1
                 return fab
 
             parts[FAB_INDEX] = checked

@@ -36,12 +36,12 @@ import trio
 
 from client.config import Config
 from client.errors import ClientError
-from client.federation import fab, flower, join, tls
+from client.federation import fab, flower, guard, join, tls
 from client.federation.errors import CodeRefused, FederationError, FlowerFailed, NotAdmitted
 from client.identity import Identity
 from client.p2p import sync
 from client.p2p.admission import ChainMembership
-from client.p2p.host import IHost, peer_info
+from client.p2p.host import JOIN_PROTOCOL, IHost, peer_info
 from client.training import adapters
 from storage.errors import ShardNotFound
 from storage.vault import Vault
@@ -53,7 +53,7 @@ LANES = {"coordinate": "coordinator", "participate": "member", "fit_round": "hea
 LINGER = 60.0  # seconds a member's SuperNode stays after its last round's training (the unmasking needs it)
 JOIN_TIMEOUT = 3600.0  # seconds a coordinator waits for its members
 FIRST_ROUND_TIMEOUT = 3600.0  # seconds a member waits for its first round
-REFUSED_BY_LINK = 305  # flwr's exit code when the SuperLink refuses the SuperNode's key
+REFUSED_BY_LINK = 305 & 0xFF  # flwr's exit code 305 (the SuperLink refused the key), as an exit status
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -117,7 +117,7 @@ class Federation:
         self.queue = queue  # Jobs.queue
         self.serving: dict[str, Serving] = {}  # Datanet name -> its open federation
         self.joined: dict[str, Joined] = {}  # federation id -> this member's part
-        host.set_stream_handler(join.JOIN_PROTOCOL, self._on_join)
+        host.set_stream_handler(JOIN_PROTOCOL, self._on_join)
 
     @property
     def works(self) -> dict[str, Callable[[dict[str, Any], threading.Event, Progress], dict[str, Any] | None]]:
@@ -396,7 +396,7 @@ class Federation:
             code = process.poll()
             if code is not None:
                 logger.warning("SuperNode exited %s: %s", code, flower.log_tail(folder / "supernode.log"))
-                if code == 304:  # guard.REFUSED_EXIT
+                if code == guard.REFUSED_EXIT:
                     raise CodeRefused(
                         "The coordinator sent Flower app code that is not this client's own; it was refused before "
                         "any of it ran, and this node left the round."
