@@ -30,7 +30,7 @@ NAMES = tuple(sorted(SHAPES))
 def flower_mean(replies: list[tuple[list[np.ndarray], int]]) -> list[np.ndarray]:
     """What FedAvg (and SecAgg+ once unmasked) hands the strategy: Σ n_i x_i / Σ n_i, tensor by tensor."""
     total = sum(n for _, n in replies)
-    return [sum(r[i] * n for r, n in replies) / total for i in range(len(replies[0][0]))]
+    return [np.sum([r[i] * n for r, n in replies], axis=0) / total for i in range(len(replies[0][0]))]
 
 
 def test_a_round_averages_b_by_records_and_each_head_row_over_the_members_holding_its_label() -> None:
@@ -56,13 +56,17 @@ def test_shared_a_makes_the_mean_of_b_the_mean_of_the_updates() -> None:
     rng = np.random.default_rng(3)
     a = rng.normal(size=(2, 5))
     bs, ns = [rng.normal(size=(4, 2)) for _ in range(3)], [5, 1, 2]
-    mean_b = sum(n * b for n, b in zip(ns, bs, strict=True)) / sum(ns)
-    mean_update = sum(n * (b @ a) for n, b in zip(ns, bs, strict=True)) / sum(ns)
-    np.testing.assert_allclose(mean_b @ a, mean_update, rtol=1e-12)
+
+    def mean(arrays: list[np.ndarray]) -> np.ndarray:
+        total: np.ndarray = np.sum([n * x for n, x in zip(ns, arrays, strict=True)], axis=0)
+        return total / sum(ns)
+
+    mean_b = mean(bs)
+    np.testing.assert_allclose(mean_b @ a, mean([b @ a for b in bs]), rtol=1e-12)
     # ...which averaging A and B separately is not (why a round freezes A)
     a_s = [rng.normal(size=(2, 5)) for _ in range(3)]
-    separate = mean_b @ (sum(n * x for n, x in zip(ns, a_s, strict=True)) / sum(ns))
-    products = sum(n * (b @ x) for n, b, x in zip(ns, bs, a_s, strict=True)) / sum(ns)
+    separate = mean_b @ mean(a_s)
+    products = mean([b @ x for b, x in zip(bs, a_s, strict=True)])
     assert np.abs(separate - products).max() > 0.1
 
 
