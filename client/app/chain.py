@@ -366,6 +366,37 @@ class ChainService:
             "seconds": round(report.seconds, 3),
         }
 
+    def check_adapter(self, adapter_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """That an adapter (by its content id) is registered on this chain for the base model its manifest names
+        and for the Datanet this vault's shard of that name is bound to; its registration. ClientError (one
+        sentence) otherwise: a shared adapter is stored, and shared, only so."""
+        name = str(manifest.get("datanet", {}).get("name", ""))
+        base = str(manifest.get("base_model", {}).get("weights_sha256", ""))
+        with self.vault.open_shard(name) as shard:
+            binding = shard.binding()
+        if binding is None:
+            raise ClientError(
+                f"Datanet {name!r} is not bound to an on-chain Datanet here, so a shared adapter of it cannot be "
+                f"checked; join it on chain first (`datanet join {name}`)."
+            )
+        with self.session() as session:
+            found = session.client.adapter(bytes.fromhex(adapter_id))
+        if found is None:
+            raise ClientError(
+                f"Adapter {adapter_id[:12]} is not registered on chain; its owner registers it first "
+                "(`datanet adapters register`)."
+            )
+        if found.datanet_id != binding.datanet_id:
+            raise ClientError(
+                f"Adapter {adapter_id[:12]} is registered on chain for another Datanet than {name!r}; it was not kept."
+            )
+        if found.base_model.hex() != base:
+            raise ClientError(
+                f"Adapter {adapter_id[:12]} is registered on chain for another base model than its manifest names; "
+                "it was not kept."
+            )
+        return {"owner": found.owner, "datanet_id": found.datanet_id, "registered_at": found.registered_at}
+
     def register_adapter(self, adapter_id: str) -> dict[str, Any]:
         """Record an adapter on chain: its content hash, base model weights, Datanet and batches (each must be on
         chain already)."""

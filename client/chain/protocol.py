@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from client.chain.types import BatchInfo, ChainStatus, DatanetInfo, JoinPolicy, TxResult, Visibility
+from client.chain.types import (
+    AdapterOnChain,
+    BatchInfo,
+    ChainStatus,
+    DatanetInfo,
+    JoinPolicy,
+    TxResult,
+    Visibility,
+)
 
 
 class ChainClient(Protocol):
@@ -43,6 +51,7 @@ class ChainClient(Protocol):
     def register_adapter(
         self, content_hash: bytes, base_model: bytes, datanet_id: int, batch_roots: Sequence[int]
     ) -> TxResult: ...
+    def adapter(self, content_hash: bytes) -> AdapterOnChain | None: ...
     def contributor_root(self, datanet_id: int) -> tuple[int, int]: ...
     def check_contribution_proof(self, proof: bytes, public_signals: Sequence[int]) -> bool: ...
     def check_membership_proof(self, proof: bytes, public_signals: Sequence[int]) -> bool: ...

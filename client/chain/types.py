@@ -130,6 +130,17 @@ class BatchInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AdapterOnChain:
+    """An adapter's registration in the ledger (its content hash is the key)."""
+
+    content_hash: bytes
+    owner: str
+    datanet_id: int
+    base_model: bytes  # the base model's weights hash
+    registered_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class TxResult:
     tx_hash: str
     block: int

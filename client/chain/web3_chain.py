@@ -37,6 +37,7 @@ from client.chain.reverts import ErrorDecoder
 from client.chain.types import (
     POLICIES,
     VISIBILITIES,
+    AdapterOnChain,
     BatchInfo,
     ChainStatus,
     DatanetInfo,
@@ -297,6 +298,14 @@ class Web3Chain:
         if int(contributor, 16) == 0:
             return None
         return BatchInfo(batch_root, datanet_id, contributor, count, stake, submitted, flagged, settled)
+
+    def adapter(self, content_hash: bytes) -> AdapterOnChain | None:
+        owner, registered_at, datanet_id, base_model = self._view(
+            self.ledger.functions.adapters(content_hash), "read an adapter"
+        )
+        if int(owner, 16) == 0:
+            return None
+        return AdapterOnChain(content_hash, owner, int(datanet_id), bytes(base_model), int(registered_at))
 
     def contributor_root(self, datanet_id: int) -> tuple[int, int]:
         root, size = self._view(self.ledger.functions.contributorRoot(datanet_id), "read the contributor tree")

@@ -58,6 +58,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = asub.add_parser("register", help="record an adapter on chain: content hash, base model, Datanet, batches")
     q.add_argument("id")
     q.set_defaults(handler=cmd_register)
+    q = asub.add_parser("share", help="offer an adapter (registered on chain) to the members of its Datanet")
+    q.add_argument("id")
+    q.add_argument("--stop", action="store_true", help="stop offering it")
+    q.set_defaults(handler=cmd_share)
+    q = asub.add_parser("fetch", help="fetch an adapter a member shares (checked against its id and the chain)")
+    q.add_argument("id", help="the adapter's whole id (64 hex digits)")
+    q.add_argument("--peer", required=True, help="the sharing member's address (/ip4/.../tcp/.../p2p/...)")
+    q.set_defaults(handler=cmd_fetch)
 
 
 def _printer(enabled: bool) -> Callable[[dict[str, Any]], None]:
@@ -208,3 +216,26 @@ def cmd_register(ctx: Context, args: argparse.Namespace) -> int:
 
     folder = adapters.find_folder(ctx.config.data_dir, args.id)  # an unknown id: a sentence before a node starts
     return chain_commands.register_adapter(ctx, folder.name)
+
+
+def cmd_share(ctx: Context, args: argparse.Namespace) -> int:
+    folder = adapters.find_folder(ctx.config.data_dir, args.id)  # an unknown id: a sentence before a node starts
+    result = attach(ctx).call("adapters.share", id=folder.name, stop=args.stop or None, timeout=300)
+    text = (
+        f"Adapter {result['adapter_id'][:16]} is offered to the members of its Datanet (`datanet adapters fetch "
+        f"{result['adapter_id']} --peer <this node>`); each copy that leaves is in the audit log."
+        if result["shared"]
+        else f"Adapter {result['adapter_id'][:16]} is no longer offered."
+    )
+    ctx.out.emit(result, text)
+    return 0
+
+
+def cmd_fetch(ctx: Context, args: argparse.Namespace) -> int:
+    result = attach(ctx).call("adapters.fetch", id=args.id, peer=args.peer, timeout=330)
+    ctx.out.emit(
+        result,
+        f"Fetched adapter {result['adapter_id'][:16]} of {result['datanet']!r} from {result['peer']}: its files match "
+        "its id and its registration on chain (`datanet adapters show` has its manifest).",
+    )
+    return 0

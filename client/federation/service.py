@@ -530,7 +530,7 @@ class Federation:
         result = run(request, progress, stop=stop)
         joined.fitted.append(round_fit.round)
         joined.last_fit = time.monotonic()
-        return dict(result.manifest)
+        return {**result.manifest, "federation": joined.federation, "round": round_fit.round, "datanet": joined.datanet}
 
 
 def _labels(shard: Any, eval_path: str) -> list[str]:

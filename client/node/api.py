@@ -266,6 +266,20 @@ METHODS: Final[dict[str, Method]] = {
             "AdapterRegistered",
             _ADAPTER,
         ),
+        _m(
+            "adapters.share",
+            "offer an adapter (registered on chain) to the members of its Datanet, or stop offering it",
+            "AdapterShared",
+            _ADAPTER,
+            Param("stop", "bool", "stop sharing it"),
+        ),
+        _m(
+            "adapters.fetch",
+            "fetch an adapter a member shares: its files checked against the id, its registration on chain",
+            "AdapterFetched",
+            Param("id", "str", "the adapter's whole id (its content address)", required=True, nullable=False),
+            Param("peer", "str", "the sharing member's peer address", required=True, nullable=False),
+        ),
         _m("gov.status", "the Governor's settings, the governed parameters, this account's voting power", "GovStatus"),
         _m(
             "gov.delegate",
@@ -669,6 +683,17 @@ class PeerInfo(TypedDict):
     last_sync: float | None
     last_error: str | None
     latency_ms: float | None
+
+
+class AdapterShared(TypedDict):
+    adapter_id: str
+    shared: bool
+
+
+class AdapterFetched(TypedDict):
+    adapter_id: str
+    datanet: str
+    peer: str
 
 
 class FederationServing(TypedDict):

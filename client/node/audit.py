@@ -7,6 +7,8 @@ so neither the event loop nor the control API waits for it; `close` writes what 
     proofs.submitted  datanet, batch root, records, chain tx         a submit job's batches
     proof.sent        circuit "membership", poll                     an anonymous poll vote (its option is not kept)
     tx.sent           method, datanet, tx                            every other transaction this node sent
+    adapter.sent      adapter id, datanet, peer                      an adapter shared with a member, as it left
+    update.sent       federation, round, datanet                     a federated round's (masked) update
 
 A vote's option, transaction and sending address are left out on purpose: they would tie this machine to its vote.
 """
@@ -37,6 +39,9 @@ class AuditWriter:
     def records_sent(self, datanet: str, peer: str, ids: list[bytes]) -> None:
         self._queue.put(("records.sent", {"datanet": datanet, "peer": peer}, ids))
 
+    def adapter_sent(self, peer: str, adapter_id: str, datanet: str) -> None:
+        self._queue.put(("adapter.sent", {"adapter": adapter_id, "datanet": datanet, "peer": peer}, []))
+
     def refused(self, peer: str, reason: str) -> None:
         self._queue.put(("admission.refused", {"peer": peer, "reason": reason}, []))
 
@@ -51,6 +56,9 @@ class AuditWriter:
                 if sent.get("tx"):
                     details = {"datanet": event.get("datanet"), "root": sent["root"], "records": sent["count"]}
                     self._queue.put(("proofs.submitted", {**details, "tx": sent["tx"]}, []))
+        elif kind == "job" and event.get("state") == "done" and event.get("kind") == "fit_round":
+            details = {k: event.get(k) for k in ("federation", "round", "datanet")}
+            self._queue.put(("update.sent", details, []))
         elif kind == "job" and event.get("state") == "done" and event.get("kind") == "vote":
             self._queue.put(("proof.sent", {"circuit": "membership", "poll": event.get("poll")}, []))
 

@@ -38,7 +38,7 @@ T = TypeVar("T")
 ON_NODE_LOOP = frozenset(
     {
         *("peers", "sync", "prove", "submit", "train", "records.import", "cancel", "stop", "members", "poll.vote"),
-        *("federation.serve", "federation.join", "federation.leave", "federation.fit"),
+        *("federation.serve", "federation.join", "federation.leave", "federation.fit", "adapters.fetch"),
     }
 )
 MAX_LIST = 1000  # jobs one `jobs` call lists

@@ -40,6 +40,7 @@ from client.node.jobs import RESUMABLE, Jobs
 from client.node.members import CHAIN_ADMISSION_TTL
 from client.node.metrics import ErrorCounter, Gauges, Metrics
 from client.node.peers import Peers
+from client.node.sharing import Sharing
 from client.node.supervisor import Supervisor
 from client.p2p import sync
 from client.p2p.admission import ChainMembership
@@ -177,6 +178,15 @@ class Node:
             queue=self.jobs.queue,
         )
         self.jobs.extra_work.update(self.federation.works)
+        self.sharing = Sharing(
+            vault=vault,
+            identity=identity,
+            data_dir=data_dir,
+            host=self.host,
+            chain=self.chain,
+            chain_member=chain_member,
+            on_sent=self.audit.adapter_sent,
+        )
         self.announcer = Announcer(
             self.host,
             vault,
@@ -243,7 +253,7 @@ class Node:
 
     def methods(self) -> dict[str, control.Handler]:
         federation = self.federation.methods(self.jobs.cancel, lambda: self.journal.jobs(limit=1000))
-        return {**self.handlers.methods(), **federation}
+        return {**self.handlers.methods(), **federation, **self.sharing.methods()}
 
     # --- main -----------------------------------------------------------------------------------------------
 

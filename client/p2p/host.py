@@ -54,6 +54,7 @@ _libp2p_logger.propagate = True
 
 SYNC_PROTOCOL = TProtocol("/datanet/sync/1.1.0")
 JOIN_PROTOCOL = TProtocol("/datanet/federation/join/1.0.0")  # client/federation/join.py
+ADAPTER_PROTOCOL = TProtocol("/datanet/adapters/1.0.0")  # client/p2p/adapter_share.py
 LEGACY_SYNC_PROTOCOL = TProtocol("/datanet/sync/1.0.0")  # answered only to say "upgrade" (sync.refuse_legacy)
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 

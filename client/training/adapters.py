@@ -118,6 +118,28 @@ def store(staging: Path, data_dir: Path, manifest: dict[str, Any], key: bytes) -
     return AdapterInfo(adapter_id, target, full)
 
 
+SHARED = "shared.sealed"  # the ids of the adapters this machine shares with members (`adapters share`)
+
+
+def shared_ids(data_dir: Path, key: bytes) -> set[str]:
+    path = data_dir / ADAPTERS_DIR / SHARED
+    if not path.exists():
+        return set()
+    try:
+        ids = json.loads(sealed.read(path, key, "adapters-shared"))
+    except (StorageError, ValueError):
+        logger.warning("the list of shared adapters does not open; nothing is shared until it is set again")
+        return set()
+    return {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+
+
+def set_shared(data_dir: Path, key: bytes, adapter_id: str, shared: bool) -> None:
+    ids = shared_ids(data_dir, key)
+    ids = ids | {adapter_id} if shared else ids - {adapter_id}
+    (data_dir / ADAPTERS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+    sealed.write(data_dir / ADAPTERS_DIR / SHARED, key, json.dumps(sorted(ids)).encode(), "adapters-shared")
+
+
 def parse_manifest(data: bytes) -> dict[str, Any] | None:
     """A manifest's JSON, or None when it is not a JSON object (damaged, or foreign: found by fuzz/)."""
     try:
