@@ -60,6 +60,8 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
     for node in members:
         coordinator.cli.ok("members", DATANET, "add", node.peer_id)
         node.cli.env["DATANET_FEDERATION_RECORD"] = str(node.cli.data_dir)
+    members[0].cli.ok("prove", DATANET, "--batch", "16", "--jobs", "1")  # one proven batch: in the lineage
+    proven = members[0].cli.ok("--json", "batches", DATANET).json()["batches"][0]["root"]
     for node in (coordinator, *members, outsider):
         node.start()
     try:
@@ -78,8 +80,9 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
         refused = outsider.cli.run("federation", "join", DATANET, "--coordinator", coordinator.address)
         assert refused.code == 1
         assert "not a member of that Datanet there" in refused.stderr and "Traceback" not in refused.stderr
-        for node in members:
-            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address)
+        for number, node in enumerate(members):
+            dp = {"dp_epsilon": 8.0} if number == 1 else {}  # this member insists on DP-SGD
+            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address, **dp)
         done = coordinator.control().wait_job(serve["id"], timeout=ROUND_TIMEOUT)
         assert done["state"] == "done", done["error"]
         summary = done["progress"]
@@ -87,7 +90,18 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
         final = manifest(coordinator, summary["adapter_id"])
         assert final["federation"]["round"] == 2
         assert final["federation"]["previous_round_adapter"] == summary["rounds"][0]["adapter_id"]
-        assert sorted(p["peer"] for p in final["federation"]["participants"]) == sorted(m.peer_id for m in members)
+        participants = {p["peer"]: p for p in final["federation"]["participants"]}
+        assert sorted(participants) == sorted(m.peer_id for m in members)
+        assert (
+            proven in participants[members[0].peer_id]["batch_roots"] and proven in final["trained_on"]["batch_roots"]
+        )
+        budget = participants[members[1].peer_id]["dp"]
+        assert budget is not None and 0 < budget["epsilon_spent"] <= 8.0 + 1e-6
+        assert (
+            participants[members[0].peer_id]["dp"] is None
+            and final["dp"]["max_epsilon_spent"] == budget["epsilon_spent"]
+        )
+        assert summary["without_update"] == []
         records = [len(p.read_text().splitlines()) for p in parts]
         assert final["trained_on"]["records"] <= sum(records)
         accuracy = final["evaluation"]["after"]["accuracy"]
@@ -106,5 +120,73 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
             assert accuracy > ceiling
     finally:
         for node in (coordinator, *members, outsider):
+            if node.proc is not None:
+                node.stop()
+
+
+def flower_processes(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a member's Flower SuperNode and what it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(folder).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # it ended meanwhile
+                continue
+    return found
+
+
+@pytest.mark.heavy
+def test_a_member_killed_mid_round_leaves_the_round_to_the_others(tmp_path: Path, model_cache: Path) -> None:
+    parts = split(tmp_path)
+    coordinator = make_node(tmp_path, "coordinator", DATANET)
+    coordinator.cli.env["DATANET_CACHE_DIR"] = str(model_cache)
+    members = [member(tmp_path, f"m{n}", part, model_cache) for n, part in enumerate(parts)]
+    for node in members:
+        coordinator.cli.ok("members", DATANET, "add", node.peer_id)
+    for node in (coordinator, *members):
+        node.start()
+    try:
+        control = coordinator.control()
+        serve = control.call(
+            "federation.serve",
+            datanet=DATANET,
+            members=3,
+            min_members=2,
+            rounds=2,
+            eval=str(EVAL),
+            epochs=1,
+            secagg_timeout=30.0,
+        )
+        control.wait(
+            lambda _: bool(control.call("federation.status")["serving"]), timeout=120, on=("coordinate.progress",)
+        )
+        for node in members:
+            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address)
+        doomed = members[2]
+        training = doomed.control().wait(
+            lambda _: any(j["kind"] == "fit_round" and j["state"] == "running" for j in doomed.control().jobs()),
+            timeout=300,
+            on=("job",),
+        )
+        assert training, "the member never started its round"
+        folder = next((doomed.cli.data_dir / "federation").glob("member-*"))
+        assert doomed.proc is not None
+        doomed.proc.kill()  # SIGKILL, in the middle of its round's training
+        doomed.proc.wait(30)
+        doomed.proc = None
+        done = control.wait_job(serve["id"], timeout=ROUND_TIMEOUT)
+        assert done["state"] == "done", done["error"]
+        summary = done["progress"]
+        first = manifest(coordinator, summary["rounds"][0]["adapter_id"])["federation"]
+        assert first["round"] == 1
+        assert sorted(p["peer"] for p in first["participants"]) == sorted(m.peer_id for m in members[:2])
+        for stored in summary["rounds"][1:]:  # round 2: the two that are left, or no update (SecAgg+ halted)
+            assert manifest(coordinator, stored["adapter_id"])["federation"]["participants"]
+        assert len(summary["rounds"]) + len(summary["without_update"]) == 2
+        assert not flower_processes(folder)  # the dead node's SuperNode went with it
+    finally:
+        for node in (coordinator, *members):
             if node.proc is not None:
                 node.stop()

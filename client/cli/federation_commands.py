@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     p.add_argument("--dp-epsilon", type=float, help="members train with DP-SGD to this epsilon each round")
     p.add_argument("--min-members", type=positive, help="members a round needs to finish (default: all)")
+    p.add_argument(
+        "--secagg-timeout", type=float, help="seconds a secure-aggregation stage waits for members (default 60)"
+    )
     p.add_argument("--background", action="store_true", help="queue it and return (`datanet jobs` follows it)")
     p.set_defaults(handler=cmd_serve)
     p = fsub.add_parser("join", help="take part in a coordinator's rounds of a Datanet")
@@ -73,6 +76,7 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         "learning_rate": args.lr,
         "dp_epsilon": args.dp_epsilon,
         "min_members": args.min_members,
+        "secagg_timeout": args.secagg_timeout,
     }
     client = attach(ctx)
     status = client.call("status")

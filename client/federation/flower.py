@@ -115,7 +115,7 @@ class SuperLink:
         self.ca, cert, key = tls
         self.log = folder / "superlink.log"
         args = [
-            str(Path(sys.executable).parent / "flower-superlink"),
+            *(sys.executable, "-m", "client.federation.guard", "link"),
             "--host",
             host,
             "--port",
@@ -221,9 +221,7 @@ def start_supernode(
     """A member's SuperNode (guarded: it runs this client's own app only), its ClientApp told where the node is."""
     config = f'data-dir="{data_dir}" work-dir="{folder}" federation="{federation}"'
     args = [
-        sys.executable,
-        "-m",
-        "client.federation.guard",
+        *(sys.executable, "-m", "client.federation.guard", "node"),
         "--superlink",
         superlink,
         "--root-certificates",

@@ -1,6 +1,10 @@
-"""A member's SuperNode, run as `python -m client.federation.guard <flower-supernode arguments>`: Flower's own
-SuperNode, except that a run's app bundle is refused, before any of it is unpacked or run, unless its SHA-256
-is `DATANET_FAB_SHA256` (the FAB this client builds itself, client/federation/fab.py).
+"""Flower's daemons as the node starts them: `python -m client.federation.guard node <flower-supernode arguments>`
+and `... guard link <flower-superlink arguments>`. Both leave, with every process they started (their session's
+group: Flower's SuperExec and app processes), when the node that started them is gone, so a SIGKILLed node leaves
+no Flower process behind.
+
+A member's SuperNode is Flower's own, except that a run's app bundle is refused, before any of it is unpacked or
+run, unless its SHA-256 is `DATANET_FAB_SHA256` (the FAB this client builds itself, client/federation/fab.py).
 
 Flower 1.42 has no public switch for this (its `--trusted-entities` needs signatures only Flower's hub issues), so
 this wraps the one place the SuperNode fetches a FAB: the `get_fab` of the connection that
@@ -15,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +31,33 @@ REFUSED_EXIT = 86  # ours: Flower's codes (300 and up) do not fit in an exit sta
 FAB_INDEX = 4  # (node_id, receive, send, get_run, get_fab, ...) as start_client_internal unpacks it
 
 
+def follow_node(parent: int) -> None:
+    """End this process's group when `parent` (the node) is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="follow-node").start()
+
+
 def main() -> int:
+    role = sys.argv.pop(1) if len(sys.argv) > 1 else ""
+    follow_node(os.getppid())
+    if role == "link":
+        from flwr.superlink.cli import flower_superlink
+
+        sys.argv[0] = "flower-superlink"
+        flower_superlink()
+        return 0
+    if role != "node":
+        sys.stderr.write("usage: python -m client.federation.guard node|link <Flower's arguments>\n")
+        return 2
+    return supernode()
+
+
+def supernode() -> int:
     import flwr.supernode.start_client_internal as internal
     from flwr.supernode.cli.flower_supernode import flower_supernode
 

@@ -224,7 +224,11 @@ class Federation:
             reports = self._follow(link, run_id, folder, rounds, stop, progress)
             if reports is None:
                 return None
-            return self._store_rounds(reports, info.name, info.uuid, federation, eval_path, overrides)
+            updated = [r for r in reports if r.get("update")]
+            summary = self._store_rounds(updated, info.name, info.uuid, federation, eval_path, overrides)
+            # a round whose members dropped out before its sum could be unmasked has no update (Flower's SecAgg+)
+            summary["without_update"] = sorted({*range(1, rounds + 1)} - {int(r["round"]) for r in updated})
+            return summary
         finally:
             self.serving.pop(name, None)
             link.close()
@@ -260,13 +264,12 @@ class Federation:
         if sub_status != "completed":
             logger.warning("federated run %d ended %s: %s", run_id, sub_status, details[:300])
             raise FlowerFailed(f"The federated run ended {sub_status}; the federation's folder has Flower's log.")
-        updated = [reported[n] for n in sorted(reported) if reported[n].get("update")]
-        if not updated:
+        if not any(report.get("update") for report in reported.values()):
             raise FlowerFailed(
                 "The federated run finished without any round's update (members dropped out before the "
                 "aggregation could be unmasked); start the round again."
             )
-        return updated
+        return [reported[n] for n in sorted(reported)]
 
     def _store_rounds(
         self,

@@ -223,6 +223,7 @@ METHODS: Final[dict[str, Method]] = {
             Param("learning_rate", "float", "step size"),
             Param("dp_epsilon", "float", "each member trains with DP-SGD to this epsilon a round"),
             Param("min_members", "int", "members a round needs to finish (default: all)"),
+            Param("secagg_timeout", "float", "seconds a secure-aggregation stage waits for members (default 60)"),
             _WAIT,
         ),
         _m(
