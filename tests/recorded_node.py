@@ -37,7 +37,7 @@ RECORDS: list[dict[str, Any]] = [
 
 ANSWERS: dict[str, Any] = {
     "status": {
-        "api_version": 4,
+        "api_version": 5,
         "peer_id": PEER,
         "addresses": ["/ip4/127.0.0.1/tcp/4001/p2p/" + PEER],
         "uptime_s": 93.4,

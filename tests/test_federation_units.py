@@ -215,3 +215,16 @@ def test_a_members_supernode_refuses_an_app_that_is_not_this_clients(tmp_path: P
     finally:
         flower.stop(node)
         link.close()
+
+
+def test_federation_jobs_read_in_a_few_words() -> None:
+    from client.app.jobs import progress_text
+
+    def text(progress: dict[str, object]) -> str:
+        return progress_text({"progress": progress})
+
+    assert text({"stage": "waiting for members", "members": 2, "expected": 3}) == "2/3 members joined"
+    assert text({"stage": "round", "round": 1, "rounds": 2, "participants": 3}) == "round 1/2"
+    assert text({"update": "/x", "round": 2, "examples": 145}) == "round 2 trained on 145 records"
+    assert text({"federation": "ab", "rounds": [{"round": 1}], "adapter_id": "c" * 64}) == "adapter " + "c" * 16
+    assert text({"federation": "ab", "datanet": "clinic", "rounds": [1, 2]}) == "took part in 2 rounds"

@@ -23,8 +23,16 @@ def progress_text(job: Mapping[str, Any]) -> str:
         return f"{len(p['submitted'])} batches submitted"
     if isinstance(p.get("batches"), list):
         return f"{len(p['batches'])} batches, {p['records']} records"
+    if p.get("stage") == "waiting for members":  # a coordinator's federation
+        return f"{p['members']}/{p['expected']} members joined"
+    if p.get("stage") in ("joined", "round"):
+        return f"round {p.get('round', 0)}/{p['rounds']}"
+    if "update" in p and "round" in p:  # a member's round of training, done
+        return f"round {p['round']} trained on {p['examples']} records"
     if "adapter_id" in p:
         return f"adapter {p['adapter_id'][:16]}"
+    if "federation" in p and isinstance(p.get("rounds"), list):  # a member's part, done
+        return f"took part in {len(p['rounds'])} rounds"
     if "done" in p and "total" in p:
         return f"{p.get('file', '')} {100 * p['done'] // max(1, p['total'])}%".strip()
     return ""

@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dp-epsilon", type=float, help="members train with DP-SGD to this epsilon each round")
     p.add_argument("--min-members", type=positive, help="members a round needs to finish (default: all)")
     p.add_argument(
-        "--secagg-timeout", type=float, help="seconds a secure-aggregation stage waits for members (default 60)"
+        "--secagg-timeout",
+        type=float,
+        help="seconds a secure-aggregation stage waits for members, training included (default 600)",
     )
     p.add_argument("--background", action="store_true", help="queue it and return (`datanet jobs` follows it)")
     p.set_defaults(handler=cmd_serve)

@@ -35,7 +35,7 @@ RUN_CONFIG: Final[dict[str, Any]] = {
     "batch-size": 16,
     "dp-epsilon": 0.0,  # 0: no DP unless a member asks for it
     "eval": "",  # a JSONL file of held-out records the coordinator evaluates each round on
-    "secagg-timeout": 60.0,
+    "secagg-timeout": 600.0,  # seconds: a member's training of a round must end within it
     "threads": 1,
 }
 

@@ -218,7 +218,7 @@ class Federation:
                 "learning-rate": float(params.get("learning_rate") or 0.01),
                 "dp-epsilon": float(params.get("dp_epsilon") or 0.0),
                 "eval": eval_path,
-                "secagg-timeout": float(params.get("secagg_timeout") or 60.0),
+                "secagg-timeout": float(params.get("secagg_timeout") or fab.RUN_CONFIG["secagg-timeout"]),
             }
             run_id = link.submit(fab.build(), overrides)
             reports = self._follow(link, run_id, folder, rounds, stop, progress)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-API_VERSION: Final = 4  # 1: the first wave's node (no version in `status`); 2: before the application layer; 3: before
-# governance and polls
+API_VERSION: Final = 5  # 1: the first wave's node (no version in `status`); 2: before the application layer; 3: before
+# governance and polls; 4: before federation and shared adapters
 
 # JSON-RPC error codes
 PARSE_ERROR, INVALID_REQUEST, UNKNOWN_METHOD, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -223,7 +223,11 @@ METHODS: Final[dict[str, Method]] = {
             Param("learning_rate", "float", "step size"),
             Param("dp_epsilon", "float", "each member trains with DP-SGD to this epsilon a round"),
             Param("min_members", "int", "members a round needs to finish (default: all)"),
-            Param("secagg_timeout", "float", "seconds a secure-aggregation stage waits for members (default 60)"),
+            Param(
+                "secagg_timeout",
+                "float",
+                "seconds a secure-aggregation stage waits for members, training included (default 600)",
+            ),
             _WAIT,
         ),
         _m(
