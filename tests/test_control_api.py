@@ -170,7 +170,7 @@ def test_a_node_of_another_api_version_and_no_node_are_one_sentence_with_exit_co
     with server(tmp_path, {"status": old_status}), pytest.raises(NodeError) as mismatch:
         ControlClient(tmp_path).call("jobs")
     assert mismatch.value.exit_code == failures.EXIT_NODE
-    assert "speaks control API version 1, and this datanet speaks 4" in str(mismatch.value)
+    assert "speaks control API version 1, and this datanet speaks 5" in str(mismatch.value)
     with pytest.raises(NodeError, match="No node is running") as missing:
         ControlClient(tmp_path).call("status")
     assert missing.value.exit_code == failures.EXIT_NODE

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from client.chain.anvil import Anvil, running_anvil
 from client.sample.build_sample import EVAL_FILE, TRAIN_FILE
+from tests.test_chain_admission import share_chain
 from tests.test_node import NodeProc, make_node
 
 DATANET = "clinic"
@@ -52,15 +54,28 @@ def manifest(node: NodeProc, adapter_id: str) -> dict[str, Any]:
 
 @pytest.mark.heavy
 def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, model_cache: Path) -> None:
+    with running_anvil() as anvil:
+        three_members_two_rounds(tmp_path, model_cache, anvil)
+
+
+def three_members_two_rounds(tmp_path: Path, model_cache: Path, anvil: Anvil) -> None:
     parts = split(tmp_path)
     coordinator = make_node(tmp_path, "coordinator", DATANET)
     coordinator.cli.env["DATANET_CACHE_DIR"] = str(model_cache)
     members = [member(tmp_path, f"m{n}", part, model_cache) for n, part in enumerate(parts)]
     outsider = member(tmp_path, "outsider", parts[0], model_cache)
+
+    def fund(account: str) -> None:
+        anvil.w3.provider.make_request("anvil_setBalance", [account, hex(10**19)])  # type: ignore[arg-type]
+
+    share_chain([coordinator, *members, outsider], anvil.url, coordinator, fund)
+    coordinator.cli.ok("create", DATANET, "--on-chain")
     for node in members:
-        coordinator.cli.ok("members", DATANET, "add", node.peer_id)
+        node.cli.ok("join", DATANET)
         node.cli.env["DATANET_FEDERATION_RECORD"] = str(node.cli.data_dir)
-    members[0].cli.ok("prove", DATANET, "--batch", "16", "--jobs", "1")  # one proven batch: in the lineage
+    for node in members[:2]:  # the third is admitted by its on-chain membership alone
+        coordinator.cli.ok("members", DATANET, "add", node.peer_id)
+    members[0].cli.ok("submit", DATANET, "--limit", "16")  # one proven batch on chain: in the lineage
     proven = members[0].cli.ok("--json", "batches", DATANET).json()["batches"][0]["root"]
     for node in (coordinator, *members, outsider):
         node.start()
@@ -80,9 +95,8 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
         refused = outsider.cli.run("federation", "join", DATANET, "--coordinator", coordinator.address)
         assert refused.code == 1
         assert "not a member of that Datanet there" in refused.stderr and "Traceback" not in refused.stderr
-        for number, node in enumerate(members):
-            dp = {"dp_epsilon": 8.0} if number == 1 else {}  # this member insists on DP-SGD
-            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address, **dp)
+        for node in members:
+            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address)
         done = coordinator.control().wait_job(serve["id"], timeout=ROUND_TIMEOUT)
         assert done["state"] == "done", done["error"]
         summary = done["progress"]
@@ -102,6 +116,8 @@ def test_three_members_train_two_rounds_and_no_record_leaves(tmp_path: Path, mod
             and final["dp"]["max_epsilon_spent"] == budget["epsilon_spent"]
         )
         assert summary["without_update"] == []
+        registered = coordinator.cli.ok("--json", "adapters", "register", summary["adapter_id"]).json()
+        assert registered["batches"] == len(final["trained_on"]["batch_roots"]) >= 1  # the lineage, on chain
         records = [len(p.read_text().splitlines()) for p in parts]
         assert final["trained_on"]["records"] <= sum(records)
         accuracy = final["evaluation"]["after"]["accuracy"]
@@ -162,8 +178,9 @@ def test_a_member_killed_mid_round_leaves_the_round_to_the_others(tmp_path: Path
         control.wait(
             lambda _: bool(control.call("federation.status")["serving"]), timeout=120, on=("coordinate.progress",)
         )
-        for node in members:
-            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address)
+        for number, node in enumerate(members):
+            dp = {"dp_epsilon": 8.0} if number == 0 else {}  # this member insists on DP-SGD
+            node.control().call("federation.join", datanet=DATANET, coordinator=coordinator.address, **dp)
         doomed = members[2]
         training = doomed.control().wait(
             lambda _: any(j["kind"] == "fit_round" and j["state"] == "running" for j in doomed.control().jobs()),
@@ -179,9 +196,14 @@ def test_a_member_killed_mid_round_leaves_the_round_to_the_others(tmp_path: Path
         done = control.wait_job(serve["id"], timeout=ROUND_TIMEOUT)
         assert done["state"] == "done", done["error"]
         summary = done["progress"]
-        first = manifest(coordinator, summary["rounds"][0]["adapter_id"])["federation"]
+        round_one = manifest(coordinator, summary["rounds"][0]["adapter_id"])
+        first = round_one["federation"]
         assert first["round"] == 1
         assert sorted(p["peer"] for p in first["participants"]) == sorted(m.peer_id for m in members[:2])
+        budgets = {p["peer"]: p["dp"] for p in first["participants"]}
+        assert budgets[members[1].peer_id] is None
+        spent = budgets[members[0].peer_id]["epsilon_spent"]  # the DP budget of every participant, reported
+        assert 0 < spent <= 8.0 + 1e-6 and round_one["dp"]["max_epsilon_spent"] == spent
         for stored in summary["rounds"][1:]:  # round 2: the two that are left, or no update (SecAgg+ halted)
             assert manifest(coordinator, stored["adapter_id"])["federation"]["participants"]
         assert len(summary["rounds"]) + len(summary["without_update"]) == 2

@@ -69,6 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", help="Datanet name")
     p.add_argument("--stake", type=_wei, help="wei staked with each batch (default: the Datanet's minimum)")
     p.add_argument("--jobs", type=positive, default=os.cpu_count() or 1, help="proofs in parallel")
+    p.add_argument("--limit", type=positive, help="prove at most this many pending records first (whole batches)")
     p.set_defaults(handler=cmd_submit)
 
 
@@ -204,7 +205,9 @@ def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
             sys.stderr.write(f"\r{line}   ")
             sys.stderr.flush()
 
-    job = _node(ctx).follow("submit", progress, datanet=args.name, stake=args.stake, workers=args.jobs)
+    job = _node(ctx).follow(
+        "submit", progress, datanet=args.name, stake=args.stake, workers=args.jobs, limit=args.limit
+    )
     report = job_result(job)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
