@@ -109,12 +109,7 @@ def three_members_two_rounds(tmp_path: Path, model_cache: Path, anvil: Anvil) ->
         assert (
             proven in participants[members[0].peer_id]["batch_roots"] and proven in final["trained_on"]["batch_roots"]
         )
-        budget = participants[members[1].peer_id]["dp"]
-        assert budget is not None and 0 < budget["epsilon_spent"] <= 8.0 + 1e-6
-        assert (
-            participants[members[0].peer_id]["dp"] is None
-            and final["dp"]["max_epsilon_spent"] == budget["epsilon_spent"]
-        )
+        assert all(p["dp"] is None for p in participants.values()) and final["dp"] is None
         assert summary["without_update"] == []
         registered = coordinator.cli.ok("--json", "adapters", "register", summary["adapter_id"]).json()
         assert registered["batches"] == len(final["trained_on"]["batch_roots"]) >= 1  # the lineage, on chain
@@ -191,7 +186,7 @@ def test_a_member_killed_mid_round_leaves_the_round_to_the_others(tmp_path: Path
         folder = next((doomed.cli.data_dir / "federation").glob("member-*"))
         assert doomed.proc is not None
         doomed.proc.kill()  # SIGKILL, in the middle of its round's training
-        doomed.proc.wait(30)
+        doomed.proc.communicate(timeout=30)  # waits, and closes the pipes
         doomed.proc = None
         done = control.wait_job(serve["id"], timeout=ROUND_TIMEOUT)
         assert done["state"] == "done", done["error"]

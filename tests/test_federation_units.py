@@ -79,6 +79,10 @@ def test_replies_of_another_shape_are_refused_in_one_sentence() -> None:
         weights.finish_head(wire[:-1], NAMES, LABELS, previous)
     with pytest.raises(FederationError, match="wrong shape"):
         weights.finish_head([np.zeros((9, 9), np.float32), *wire[1:]], NAMES, LABELS, previous)
+    # a member's shares that do not add up (an honest mean of shares sums to 1) end the round's update
+    for shares in ([0.5, 0.5, 0.5], [1.5, -0.5, 0.0], [np.nan, 1.0, 0.0]):
+        with pytest.raises(FederationError, match="do not add up"):
+            weights.finish_head([*wire[:-1], np.asarray(shares, np.float32)], NAMES, LABELS, previous)
 
 
 def test_the_a_fingerprint_follows_a_only() -> None:
@@ -104,6 +108,7 @@ def test_join_messages_round_trip_and_hostile_ones_are_refused(tmp_path: Path) -
         b"[1, 2]",
         b"{" * 100_000,
         json.dumps({"datanet": "clinic", "public_key": ed_line}).encode(),  # Flower takes NIST curves only
+        json.dumps({"datanet": "clinic", "public_key": "foo bar"}).encode(),  # an unknown key type
         json.dumps({"datanet": "", "public_key": key}).encode(),
         json.dumps({"datanet": "clinic", "public_key": key, "credential": "zz" * 85}).encode(),
         json.dumps({"datanet": "clinic", "public_key": key, "credential": "00"}).encode(),
@@ -228,3 +233,33 @@ def test_federation_jobs_read_in_a_few_words() -> None:
     assert text({"update": "/x", "round": 2, "examples": 145}) == "round 2 trained on 145 records"
     assert text({"federation": "ab", "rounds": [{"round": 1}], "adapter_id": "c" * 64}) == "adapter " + "c" * 16
     assert text({"federation": "ab", "datanet": "clinic", "rounds": [1, 2]}) == "took part in 2 rounds"
+
+
+def test_the_superlink_answers_runs_and_keys_on_loopback_only() -> None:
+    """Flower serves its Control and Runtime APIs on the members' port, unauthenticated: the guard keeps them to
+    loopback, and members reach the Fleet API alone."""
+    import trio
+
+    answered: list[str] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        answered.append(str(scope["path"]))
+
+    def status(path: str, client: str) -> int | None:
+        sent: list[dict[str, object]] = []
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "client": (client, 40000)}
+        trio.run(guard.LoopbackOnly(app), scope, None, send)
+        return int(str(sent[0]["status"])) if sent else None
+
+    assert status("/v1/control/start-run", "10.0.0.7") == 403
+    assert status("/v1/runtime/acquire-task", "10.0.0.7") == 403
+    assert status("/v1/control/register-node", "2001:db8::1") == 403
+    assert answered == []
+    assert status("/v1/fleet/pull-messages", "10.0.0.7") is None
+    assert status("/health", "10.0.0.7") is None
+    assert status("/v1/control/start-run", "127.0.0.1") is None and status("/v1/runtime/x", "::1") is None
+    assert answered == ["/v1/fleet/pull-messages", "/health", "/v1/control/start-run", "/v1/runtime/x"]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,11 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
 from client.federation import weights
+from client.federation.errors import FederationError
 
 logger = logging.getLogger(__name__)
+_ROOT = re.compile(r"^[0-9a-f]{64}$")
+MAX_ROOTS = 100_000  # batch roots one member may name in a round
 FIT_TIMEOUT = 3600.0  # seconds a member's node may take to train one round
 NO_DP = -1.0  # the "dp-epsilon" metric of a member that trained without DP
 
@@ -97,18 +102,22 @@ class RoundStrategy(FedAvg):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         started = time.monotonic()
-        if not results:
-            _write_json(
-                self.out / f"round-{server_round}.json",
-                {"round": server_round, "update": False, "failures": len(failures)},
-            )
+        unknown = [proxy.node_id for proxy, _ in results if str(proxy.node_id) not in self.members]
+        if not results or unknown:  # a node nobody admitted: its share of the sum cannot be taken out again
+            self._no_update(server_round, len(failures), "unknown nodes" if unknown else "no member replied")
             return None, {}
         mean, _ = super().aggregate_fit(server_round, results, failures)
         if mean is None:
+            self._no_update(server_round, len(failures), "no aggregate")
             return None, {}
-        finished, _ = weights.finish_head(
-            parameters_to_ndarrays(mean), self.model.names, len(self.labels), self.current
-        )
+        try:
+            finished, _ = weights.finish_head(
+                parameters_to_ndarrays(mean), self.model.names, len(self.labels), self.current
+            )
+        except FederationError as exc:  # a member's reply broke the round's sum: this round has no update
+            logger.warning("round %d has no update: %s", server_round, exc)
+            self._no_update(server_round, len(failures), "the aggregate does not add up")
+            return None, {}
         self.current = finished
         folder = self.out / f"round-{server_round}"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -132,16 +141,30 @@ class RoundStrategy(FedAvg):
         wire = [finished[n] for n in self.model.names] + [np.zeros(len(self.labels), np.float32)]
         return ndarrays_to_parameters(wire), {"participants": len(results)}
 
+    def _no_update(self, server_round: int, failures: int, reason: str) -> None:
+        _write_json(
+            self.out / f"round-{server_round}.json",
+            {"round": server_round, "update": False, "failures": failures, "reason": reason},
+        )
+
     def _participant(self, proxy: ClientProxy, res: FitRes) -> dict[str, Any]:
-        """Who took part, by the peer id its node was admitted as (the SuperNode's key was registered for it)."""
+        """Who took part, by the peer id its node was admitted as (the SuperNode's key was registered for it),
+        with what its member says of itself, shape-checked (a bad value is left out, never trusted)."""
         metrics = res.metrics
-        epsilon = float(metrics.get("dp-epsilon", NO_DP))
+        epsilon, delta = _number(metrics.get("dp-epsilon")), _number(metrics.get("dp-delta"))
+        roots = str(metrics.get("batches", "")).split(",")
         return {
-            "peer": self.members.get(str(proxy.node_id), f"unknown node {proxy.node_id}"),
+            "peer": self.members[str(proxy.node_id)],
             "records": int(res.num_examples),
-            "batch_roots": [r for r in str(metrics.get("batches", "")).split(",") if r],
-            "dp": None if epsilon < 0 else {"epsilon_spent": epsilon, "delta": float(metrics.get("dp-delta", 0.0))},
+            "batch_roots": sorted({r for r in roots if _ROOT.match(r)})[:MAX_ROOTS],
+            "dp": None if epsilon is None or epsilon < 0 else {"epsilon_spent": epsilon, "delta": delta or 0.0},
         }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _read_eval(path: str) -> list[tuple[bytes, bytes]]:
@@ -196,7 +219,6 @@ class MemberClient(NumPyClient):
     ) -> tuple[list[np.ndarray[Any, Any]], int, dict[str, Scalar]]:
         from safetensors.numpy import load_file, save_file
 
-        from client.federation.errors import FederationError
         from client.node.control import ControlClient
 
         if str(config.get("federation")) != self.federation:
@@ -225,8 +247,8 @@ class MemberClient(NumPyClient):
             dp_epsilon=float(config["dp-epsilon"]) or None,
         )
         done = client.wait_job(job["id"], timeout=FIT_TIMEOUT)
-        if done["state"] != "done":
-            raise FederationError(f"This member's training for round {round_no} {done['state']}: {done['error']}")
+        if done["state"] != "done":  # the reason stays in the member's own jobs: Flower sends this text back
+            raise FederationError(f"This member did not train round {round_no}.")
         summary = done["progress"]
         tensors = load_file(str(summary["update"]))
         reply = [tensors[key] for key in sorted(tensors)]

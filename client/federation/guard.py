@@ -1,7 +1,7 @@
 """Flower's daemons as the node starts them: `python -m client.federation.guard node <flower-supernode arguments>`
 and `... guard link <flower-superlink arguments>`. Both leave, with every process they started (their session's
 group: Flower's SuperExec and app processes), when the node that started them is gone, so a SIGKILLed node leaves
-no Flower process behind.
+no Flower process behind. The SuperLink answers its Control and Runtime APIs on loopback only (`LoopbackOnly`).
 
 A member's SuperNode is Flower's own, except that a run's app bundle is refused, before any of it is unpacked or
 run, unless its SHA-256 is `DATANET_FAB_SHA256` (the FAB this client builds itself, client/federation/fab.py).
@@ -18,6 +18,7 @@ a coordinator's app of its own.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import signal
 import sys
@@ -29,6 +30,36 @@ from typing import Any
 
 REFUSED_EXIT = 86  # ours: Flower's codes (300 and up) do not fit in an exit status
 FAB_INDEX = 4  # (node_id, receive, send, get_run, get_fab, ...) as start_client_internal unpacks it
+
+
+class LoopbackOnly:
+    """ASGI middleware for the SuperLink: members (any address) reach the Fleet API and the health check; the
+    Control API (runs, node keys) and the Runtime API (the ServerApp's tasks) answer on loopback only. Flower
+    serves all three on one port, and its open-source build authenticates none of the last two, so without this
+    anyone who reaches the port could start a run of their own code on the coordinator."""
+
+    PUBLIC = ("/v1/fleet/", "/health")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and not str(scope.get("path", "")).startswith(self.PUBLIC):
+            client = scope.get("client") or ("", 0)
+            if not _loopback(str(client[0])):
+                await send(
+                    {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": b"this API answers on loopback only\n"})
+                return
+        await self.app(scope, receive, send)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def follow_node(parent: int) -> None:
@@ -46,8 +77,12 @@ def main() -> int:
     role = sys.argv.pop(1) if len(sys.argv) > 1 else ""
     follow_node(os.getppid())
     if role == "link":
+        import flwr.superlink.main as link
         from flwr.superlink.cli import flower_superlink
+        from starlette.middleware import Middleware
 
+        middleware = link._get_middleware  # the one place the SuperLink's app takes its middleware
+        setattr(link, "_get_middleware", lambda: [Middleware(LoopbackOnly), *middleware()])  # noqa: B010
         sys.argv[0] = "flower-superlink"
         flower_superlink()
         return 0

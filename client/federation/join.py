@@ -154,6 +154,10 @@ async def answer(stream: Any, decide: Decide) -> None:
         logger.warning("federation join of peer %s cut off: %s", peer, type(exc).__name__)
         await _reset(stream)
         return
+    except Exception:  # anything else ends this stream only: an exception out of a handler takes the host down
+        logger.exception("federation join of peer %s failed", peer)
+        await _reset(stream)
+        return
     await _close(stream)
 
 

@@ -51,9 +51,11 @@ logger = logging.getLogger(__name__)
 FOLDER = "federation"
 LANES = {"coordinate": "coordinator", "participate": "member", "fit_round": "heavy"}
 LINGER = 60.0  # seconds a member's SuperNode stays after its last round's training (the unmasking needs it)
+IDLE = 1800.0  # seconds without a round after this member's last one: the coordinator has nothing more for it
+RUN_TIMEOUT = 3600.0  # seconds a round may take, at most, before the coordinator gives up on the run
+MAX_MEMBERS = 60  # secure aggregation's integers (2**26 levels each, a 2**32 modulus) hold 64 members' sums
 JOIN_TIMEOUT = 3600.0  # seconds a coordinator waits for its members
 FIRST_ROUND_TIMEOUT = 3600.0  # seconds a member waits for its first round
-REFUSED_BY_LINK = 305 & 0xFF  # flwr's exit code 305 (the SuperLink refused the key), as an exit status
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -221,7 +223,8 @@ class Federation:
                 "secagg-timeout": float(params.get("secagg_timeout") or fab.RUN_CONFIG["secagg-timeout"]),
             }
             run_id = link.submit(fab.build(), overrides)
-            reports = self._follow(link, run_id, folder, rounds, stop, progress)
+            deadline = time.monotonic() + float(params.get("run_timeout") or rounds * RUN_TIMEOUT)
+            reports = self._follow(link, run_id, folder, rounds, stop, progress, deadline)
             if reports is None:
                 return None
             updated = [r for r in reports if r.get("update")]
@@ -232,11 +235,20 @@ class Federation:
         finally:
             self.serving.pop(name, None)
             link.close()
+            _tidy(folder)
 
     def _follow(
-        self, link: flower.SuperLink, run_id: int, folder: Path, rounds: int, stop: threading.Event, progress: Progress
+        self,
+        link: flower.SuperLink,
+        run_id: int,
+        folder: Path,
+        rounds: int,
+        stop: threading.Event,
+        progress: Progress,
+        deadline: float,
     ) -> list[dict[str, Any]] | None:
-        """Each round's report as the ServerApp writes it; None when stopped."""
+        """Each round's report as the ServerApp writes it; None when stopped. A run that ends otherwise than
+        completed (or outlasts `deadline`) keeps the rounds it finished, if any."""
         reported: dict[int, dict[str, Any]] = {}
         while True:
             for number in range(1, rounds + 1):
@@ -260,11 +272,18 @@ class Federation:
             if stop.is_set():
                 return None
             link.check_alive()
+            if time.monotonic() > deadline:
+                status, sub_status, details = "finished", "timed out", "the run outlasted its deadline"
+                break
             time.sleep(0.5)
         if sub_status != "completed":
             logger.warning("federated run %d ended %s: %s", run_id, sub_status, details[:300])
-            raise FlowerFailed(f"The federated run ended {sub_status}; the federation's folder has Flower's log.")
         if not any(report.get("update") for report in reported.values()):
+            if sub_status != "completed":
+                raise FlowerFailed(
+                    f"The federated run ended {sub_status} before any round's update; the federation's folder "
+                    "has Flower's log."
+                )
             raise FlowerFailed(
                 "The federated run finished without any round's update (members dropped out before the "
                 "aggregation could be unmasked); start the round again."
@@ -373,7 +392,8 @@ class Federation:
         finally:
             for item in folder.glob("round-*.safetensors"):  # the rounds' weights are not kept
                 item.unlink(missing_ok=True)
-            shutil.rmtree(folder / "flwr-node" / "apps", ignore_errors=True)
+            (folder / "node.key").unlink(missing_ok=True)  # this federation's key: no use after it
+            shutil.rmtree(folder / "flwr-node", ignore_errors=True)
 
     async def _ask(self, address: str, request: join.JoinRequest) -> join.Admission:
         info = peer_info(address)
@@ -404,14 +424,15 @@ class Federation:
                         "The coordinator sent Flower app code that is not this client's own; it was refused before "
                         "any of it ran, and this node left the round."
                     )
-                if code == REFUSED_BY_LINK:
+                if "Failed to activate SuperNode" in flower.log_tail(folder / "supernode.log", 40):
                     raise NotAdmitted("The coordinator's SuperLink refused this node's key; join the round again.")
                 raise FlowerFailed(f"This node's Flower SuperNode stopped (exit code {code}); join the round again.")
             if len(joined.fitted) != reported:
                 reported = len(joined.fitted)
                 progress({"stage": "round", "round": joined.fitted[-1], "rounds": joined.rounds})
-            last = joined.fitted[-1] if joined.fitted else 0
-            if last >= joined.rounds and time.monotonic() - joined.last_fit > LINGER:
+            last = max(joined.fitted, default=0)
+            quiet = time.monotonic() - joined.last_fit
+            if joined.fitted and ((last >= joined.rounds and quiet > LINGER) or quiet > IDLE):
                 return {"federation": joined.federation, "datanet": joined.datanet, "rounds": sorted(joined.fitted)}
             if not joined.fitted and time.monotonic() - started > FIRST_ROUND_TIMEOUT:
                 raise FederationError("The coordinator started no round within an hour; this node left.")
@@ -430,8 +451,12 @@ class Federation:
             if name in self.serving:
                 raise FederationError(f"A round of Datanet {name!r} is open already; `federation status` shows it.")
             members, rounds = int(params["members"]), int(params.get("rounds") or 2)
-            if not 2 <= members <= 100:
-                raise ClientError("A federated round needs 2 to 100 members (secure aggregation needs 2 at least).")
+            if not 2 <= members <= MAX_MEMBERS:
+                raise ClientError(
+                    f"A federated round needs 2 to {MAX_MEMBERS} members (secure aggregation needs 2 at least)."
+                )
+            if str(params.get("host") or "127.0.0.1") in ("0.0.0.0", "::", ""):  # noqa: S104 - refused, not bound
+                raise ClientError("--host is the address members dial (e.g. 10.0.0.5), not a wildcard.")
             if not 1 <= rounds <= 100:
                 raise ClientError("A federation runs 1 to 100 rounds.")
             if params.get("eval") is not None and not Path(str(params["eval"])).is_absolute():
@@ -490,6 +515,9 @@ class Federation:
         round_no = int(params["round"])
         if not 1 <= round_no <= joined.rounds:
             raise FederationError(f"Federation {federation} has {joined.rounds} rounds, not {round_no}.")
+        if round_no in joined.fitted:  # each round's training once: a member's DP budget has a bound
+            raise FederationError(f"This member trained round {round_no} of federation {federation} already.")
+        _check_fit(params)
         job: dict[str, Any] = {
             "datanet": joined.datanet,
             "federation": federation,
@@ -536,6 +564,21 @@ class Federation:
         return {**result.manifest, "federation": joined.federation, "round": round_fit.round, "datanet": joined.datanet}
 
 
+def _tidy(folder: Path) -> None:
+    """What a finished (or failed) federation leaves in its folder: the SuperLink's log (0600) and the federation's
+    CA certificate. Flower's state (its SQLite file: registered keys, the run and its config, the labels among it),
+    the round reports, the apps Flower unpacked and the TLS keys go: the rounds' adapters are in the store."""
+    for pattern in ("superlink.db*", "round-*.json", "round-*/"):
+        for item in folder.glob(pattern):
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+    shutil.rmtree(folder / "flwr-link", ignore_errors=True)
+    for name in ("server.key", "server.crt"):
+        (folder / "tls" / name).unlink(missing_ok=True)
+
+
 def _labels(shard: Any, eval_path: str) -> list[str]:
     """The head's labels: those of the held-out file, or of the coordinator's own records."""
     from client.importers import read_rows
@@ -545,6 +588,21 @@ def _labels(shard: Any, eval_path: str) -> list[str]:
     if len(labels) < 2:
         raise FederationError("A federated round needs at least two labels; give --eval FILE with the held-out set.")
     return labels
+
+
+def _check_fit(params: dict[str, Any]) -> None:
+    """The coordinator's settings for a round, within what a member lends its machine for."""
+    bounds = {"epochs": (1, 100), "batch_size": (1, 1024), "seed": (0, 2**31)}
+    for key, (low, high) in bounds.items():
+        value = params.get(key)
+        if value is not None and not low <= int(value) <= high:
+            raise FederationError(f"The round asks for {key} {value}; this member trains with {low} to {high}.")
+    rate = params.get("learning_rate")
+    if rate is not None and not 0 < float(rate) <= 1:
+        raise FederationError(f"The round asks for learning rate {rate}; this member trains with (0, 1].")
+    labels, names = params.get("labels") or [], params.get("names") or []
+    if not 2 <= len(set(labels)) == len(labels) <= 1000 or not 1 <= len(names) <= 10_000:
+        raise FederationError("The round's labels or weights are not a classifier this member can train.")
 
 
 def _dp_summary(participants: list[dict[str, Any]]) -> dict[str, Any] | None:

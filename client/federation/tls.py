@@ -116,6 +116,6 @@ def check_public_key(line: str) -> bool:
     """Whether `line` is one OpenSSH P-256/P-384 public key (what a member may ask the coordinator to register)."""
     try:
         key = serialization.load_ssh_public_key(line.encode())
-    except (ValueError, UnicodeError):
+    except Exception:  # any unparsable key (ValueError, UnsupportedAlgorithm, ...) is simply not one
         return False
     return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1")

@@ -72,7 +72,11 @@ def finish_head(
     share = np.asarray(mean[-1], dtype=np.float32)
     if share.shape != (labels,):
         raise FederationError("The round's aggregate carries no label counts of the right shape.")
-    held = share > 1e-9
+    # Every honest member's shares are >= 0 and sum to 1, and so does their mean (secure aggregation's rounding
+    # aside): anything else is a member's doing, and its division would blow up.
+    if not np.all(np.isfinite(share)) or share.min() < -1e-4 or abs(float(share.sum()) - 1.0) > 1e-3:
+        raise FederationError("The round's label shares do not add up; a member sent a malformed reply.")
+    held = share > 1e-5  # above secure aggregation's rounding
     out: dict[str, Array] = {}
     for name, tensor in zip(names, mean[:-1], strict=True):
         tensor = np.asarray(tensor, dtype=np.float32)
@@ -82,5 +86,7 @@ def finish_head(
             shape = (-1,) + (1,) * (tensor.ndim - 1)
             divided = tensor / np.where(held, share, 1.0).reshape(shape)
             tensor = np.where(held.reshape(shape), divided, previous[name]).astype(np.float32)
+        if not np.all(np.isfinite(tensor)):
+            raise FederationError(f"The round's aggregate of {name} is not finite; a member sent a malformed reply.")
         out[name] = tensor
     return out, share

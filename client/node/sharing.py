@@ -50,6 +50,8 @@ class Sharing:
         self.chain = chain
         self.chain_member = chain_member
         self.on_sent = on_sent  # (peer, adapter id, Datanet): the audit log
+        for stale in (data_dir / adapters.ADAPTERS_DIR).glob(".fetch-*"):  # a fetch a crash interrupted
+            shutil.rmtree(stale, ignore_errors=True)
         host.set_stream_handler(ADAPTER_PROTOCOL, self._on_stream)
 
     def _key(self) -> bytes:
@@ -128,6 +130,9 @@ class Sharing:
                             "from": str(info.peer_id),
                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             "registration": registration,
+                            # checked: the files (the id) and, on chain, the Datanet and base model; the rest of
+                            # the manifest (labels, what it was trained on, evaluation, DP) is the sharer's word
+                            "checked": ["files", "datanet", "base_model"],
                         },
                     }
                     for field in ("format", "adapter_id", "files"):  # the store writes its own

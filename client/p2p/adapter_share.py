@@ -33,7 +33,7 @@ from client.training import adapters
 
 logger = logging.getLogger(__name__)
 
-MAX_FILE = 256 << 20  # bytes of one adapter file (SmolLM2's LoRA is about 2 MB)
+MAX_FILE = 64 << 20  # bytes of one adapter file (SmolLM2's LoRA is about 2 MB)
 MAX_MANIFEST = 1 << 20
 CHUNK = 256 << 10
 DEADLINE = 30.0  # seconds for any one frame
@@ -86,6 +86,11 @@ def parse_offer(payload: bytes) -> tuple[dict[str, Any], list[tuple[str, int]]]:
     manifest, files = value.get("manifest"), value.get("files")
     if not isinstance(manifest, dict) or not isinstance(files, dict) or sorted(files) != sorted(adapters.PEFT_FILES):
         raise ProtocolViolation("The peer's offer is not an adapter (PEFT files and a manifest).")
+    datanet, base = manifest.get("datanet"), manifest.get("base_model")
+    if not (isinstance(datanet, dict) and isinstance(datanet.get("name"), str) and datanet["name"]) or not (
+        isinstance(base, dict) and isinstance(base.get("weights_sha256"), str) and _ID.match(base["weights_sha256"])
+    ):
+        raise ProtocolViolation("The peer's offer has no manifest naming its Datanet and base model.")
     sizes = []
     for name in adapters.PEFT_FILES:
         size = files[name]
@@ -118,6 +123,10 @@ async def serve(stream: Any, decide: Decide, on_sent: Callable[[str, str, str], 
         logger.warning("adapter request of peer %s cut off: %s", peer, type(exc).__name__)
         await _reset(stream)
         return
+    except Exception:  # a damaged store, a file gone: this stream only (out of a handler it takes the host down)
+        logger.exception("adapter request of peer %s failed", peer)
+        await _reset(stream)
+        return
     await _close(stream)
 
 
@@ -145,7 +154,7 @@ async def fetch(host: Any, peer_id: Any, adapter_id: str, credential: bytes | No
                         raise ProtocolViolation("The peer sent adapter bytes out of order or beyond their size.")
                     fd.write(chunk[1:])
                     got += len(chunk) - 1
-        found, _ = adapters.content_id(staging)
+        found, _ = await trio.to_thread.run_sync(adapters.content_id, staging)  # hashing off the event loop
         if found != adapter_id:
             raise ProtocolViolation(
                 f"The peer sent an adapter whose files hash to {found[:12]}, not the {adapter_id[:12]} asked for."

@@ -287,6 +287,13 @@ def _fit_round(request: JobRequest, fit: RoundFit, conn: Connection, cancel: Any
     base = MODELS[request.config.base]
     if base.kind != "classifier":
         raise TaskMismatch("Federated rounds train classifiers only (an intent-classification Datanet).")
+    own = {json.loads(body).get("label") for _, body in (*request.train_rows, *request.eval_rows)}
+    unknown = sorted(str(label) for label in own - set(fit.labels))
+    if unknown:
+        raise TaskMismatch(
+            f"This member's records carry labels the round does not know ({', '.join(unknown)}); the coordinator's "
+            "held-out set must cover every label."
+        )
     train_examples, train_ids = examples.build(request.train_rows, base.kind, labels=fit.labels)
     examples.check_size(train_examples, base.kind)
     eval_examples, _ = examples.build(request.eval_rows, base.kind, labels=fit.labels)
