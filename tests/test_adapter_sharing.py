@@ -91,11 +91,19 @@ def test_hostile_adapter_messages_are_refused() -> None:
         {"manifest": [], "files": good},
         {"manifest": {}, "files": {"adapter_config.json": 10}},
         {"manifest": {}, "files": {**good, "evil.py": 3}},
-        {"manifest": {}, "files": {**good, "adapter_model.safetensors": adapter_share.MAX_FILE + 1}},
-        {"manifest": {}, "files": {**good, "adapter_config.json": -1}},
-        {"manifest": {}, "files": {**good, "adapter_config.json": True}},
     ):
         with pytest.raises(ProtocolViolation):
             adapter_share.parse_offer(json.dumps(offer).encode())
-    manifest, sizes = adapter_share.parse_offer(json.dumps({"manifest": {"a": 1}, "files": good}).encode())
-    assert manifest == {"a": 1} and sizes == [("adapter_config.json", 10), ("adapter_model.safetensors", 20)]
+    named = {"datanet": {"name": "clinic"}, "base_model": {"weights_sha256": "ab" * 32}}
+    for files in (
+        {**good, "adapter_model.safetensors": adapter_share.MAX_FILE + 1},
+        {**good, "adapter_config.json": -1},
+        {**good, "adapter_config.json": True},
+    ):
+        with pytest.raises(ProtocolViolation):
+            adapter_share.parse_offer(json.dumps({"manifest": named, "files": files}).encode())
+    for manifest in ({}, {**named, "datanet": "clinic"}, {**named, "base_model": {"weights_sha256": "../x"}}):
+        with pytest.raises(ProtocolViolation):
+            adapter_share.parse_offer(json.dumps({"manifest": manifest, "files": good}).encode())
+    manifest, sizes = adapter_share.parse_offer(json.dumps({"manifest": named, "files": good}).encode())
+    assert manifest == named and sizes == [("adapter_config.json", 10), ("adapter_model.safetensors", 20)]
