@@ -6,7 +6,8 @@ and a node holding the union of the three. The round is the product: the coordin
 node keys), each member's guarded SuperNode, SecAgg+ (four exchanges), each member's LoRA training of MiniLM on its
 share (FFA-LoRA, 3 epochs), the aggregation, evaluation and the round's adapter stored. It is timed from the moment
 the third member is admitted to the coordinator's job ending. The reference is a `train` job of the same base
-model, epochs and learning rate on the union node, timed from queued to done.
+model and epochs on the union node (its own learning rate: a round's 0.01 is for FFA-LoRA), timed from queued to
+done; both sides load the model, evaluate on the held-out file and store an adapter.
 
 Each member trains with one thread, as does the reference; on this two-core machine the three members share two
 cores (on three machines each would have its own). The model cache is shared, so neither side pays for preparing
@@ -37,7 +38,7 @@ GROUPS = (
     ("prescription_refill", "symptom_advice", "test_results"),
     ("billing_question", "update_contact"),
 )
-EPOCHS, LEARNING_RATE = 3, 0.01
+EPOCHS = 3
 TIMEOUT = 1200.0
 
 
@@ -88,16 +89,7 @@ def one_round(coordinator: Node, members: list[Node]) -> tuple[float, dict[str, 
 def local_run(union: Node, seed: int) -> tuple[float, float]:
     control = union.control()
     started = time.perf_counter()
-    job = control.follow(
-        "train",
-        datanet=NAME,
-        eval=str(EVAL_FILE),
-        epochs=EPOCHS,
-        learning_rate=LEARNING_RATE,
-        threads=1,
-        seed=seed,
-        fresh=True,
-    )
+    job = control.follow("train", datanet=NAME, eval=str(EVAL_FILE), epochs=EPOCHS, threads=1, seed=seed, fresh=True)
     seconds = time.perf_counter() - started
     if job["state"] != "done":
         raise SystemExit(f"local training failed: {job['error']}")

@@ -25,6 +25,8 @@ def progress_text(job: Mapping[str, Any]) -> str:
         return f"{len(p['batches'])} batches, {p['records']} records"
     if p.get("stage") == "waiting for members":  # a coordinator's federation
         return f"{p['members']}/{p['expected']} members joined"
+    if p.get("stage") == "running":
+        return f"{p['members']} members, round 1 running"
     if p.get("stage") in ("joined", "round"):
         return f"round {p.get('round', 0)}/{p['rounds']}"
     if "update" in p and "round" in p:  # a member's round of training, done

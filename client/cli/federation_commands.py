@@ -53,6 +53,8 @@ def _printer(event: dict[str, Any]) -> None:
     stage = event.get("stage")
     if stage == "waiting for members":
         line = f"waiting for members: {event['members']} of {event['expected']} joined"
+    elif stage == "running":
+        line = f"all {event['members']} members joined; the rounds start"
     elif stage == "joined":
         line = f"joined federation {event['federation']} ({event['rounds']} rounds)"
     elif stage == "round":

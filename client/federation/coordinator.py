@@ -130,6 +130,8 @@ class Coordinator:
                     seen = len(serving.members)
                     progress({"stage": "waiting for members", "members": seen, "expected": members})
             serving.accepting = False
+            progress({"stage": "running", "members": len(serving.members), "expected": members})
+            running = time.monotonic()
             overrides = {
                 "federation": federation,
                 "out-dir": str(folder),
@@ -154,6 +156,7 @@ class Coordinator:
             summary = self._store_rounds(updated, info.name, info.uuid, federation, eval_path, overrides)
             # a round whose members dropped out before its sum could be unmasked has no update (Flower's SecAgg+)
             summary["without_update"] = sorted({*range(1, rounds + 1)} - {int(r["round"]) for r in updated})
+            summary["seconds"] = round(time.monotonic() - running, 2)  # from the last member's admission
             return summary
         finally:
             self.serving.pop(name, None)

@@ -46,6 +46,7 @@ from client.federation.errors import FederationError
 logger = logging.getLogger(__name__)
 _ROOT = re.compile(r"^[0-9a-f]{64}$")
 MAX_ROOTS = 100_000  # batch roots one member may name in a round
+GRID_POLL = 0.25  # seconds between the ServerApp's pulls for replies (Flower's 3 s, capped: guard._Poll)
 FIT_TIMEOUT = 3600.0  # seconds a member's node may take to train one round
 NO_DP = -1.0  # the "dp-epsilon" metric of a member that trained without DP
 
@@ -186,6 +187,11 @@ server_app = ServerApp()
 
 @server_app.main()
 def serve(grid: Any, context: Context) -> None:
+    import flwr.superlink.grid.http_grid as http_grid
+
+    from client.federation.guard import poll_faster
+
+    poll_faster(http_grid, GRID_POLL)
     run = dict(context.run_config)
     strategy = RoundStrategy(run)
     members = int(run["min-members"])
