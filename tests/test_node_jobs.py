@@ -182,6 +182,21 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
             "adapters.list": {},
             "adapters.show": {"id": "00000000"},
             "adapters.register": {"id": "00000000"},
+            "adapters.share": {"id": "00000000"},  # no such adapter: an answer that says so
+            "adapters.fetch": {"id": "ab" * 32, "peer": "nowhere"},  # not a peer address: an answer that says so
+            "federation.serve": {"datanet": "ward", "members": 2},  # queued: the job fails later (no labels)
+            "federation.join": {"datanet": "ward", "coordinator": "nowhere"},  # not a peer address
+            "federation.leave": {},
+            "federation.status": {},
+            "federation.fit": {  # no federation joined: an answer that says so
+                "federation": "0123456789abcdef",
+                "round": 1,
+                "weights": "/nonexistent",
+                "names": ["a"],
+                "labels": ["x", "y"],
+                "a_sha256": "00" * 32,
+                "base": "tiny-classifier",
+            },
             "gov.status": {},
             "gov.delegate": {},
             "gov.propose": {"parameter": "challenge-period", "value": 86400, "description": "a day"},
@@ -226,6 +241,8 @@ def test_every_declared_method_answers_on_a_real_node(tmp_path: Path) -> None:
         assert answers["sync"] == "error" and answers["stop"] == "result"
         assert answers["records.import"] == answers["records.show"] == answers["chain.status"] == "result"
         assert answers["gov.propose"] == answers["gov.vote"] == answers["gov.list"] == "result"
+        assert answers["federation.serve"] == answers["federation.status"] == "result"
+        assert answers["federation.fit"] == answers["adapters.fetch"] == "error"
         assert a.proc is not None and a.proc.wait(timeout=60) == 0  # `stop` stopped it cleanly
         a.proc.communicate()
         a.proc = None
