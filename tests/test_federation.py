@@ -189,20 +189,24 @@ def test_a_member_killed_mid_round_leaves_the_round_to_the_others(tmp_path: Path
         doomed.proc.communicate(timeout=30)  # waits, and closes the pipes
         doomed.proc = None
         done = control.wait_job(serve["id"], timeout=ROUND_TIMEOUT)
+        assert not flower_processes(folder)  # the dead node's SuperNode went with it
+        if done["state"] == "failed":  # both rounds halted: a clean failure, in one sentence
+            assert "without any round's update" in str(done["error"]), done["error"]
+            return
         assert done["state"] == "done", done["error"]
         summary = done["progress"]
-        round_one = manifest(coordinator, summary["rounds"][0]["adapter_id"])
-        first = round_one["federation"]
-        assert first["round"] == 1
-        assert sorted(p["peer"] for p in first["participants"]) == sorted(m.peer_id for m in members[:2])
-        budgets = {p["peer"]: p["dp"] for p in first["participants"]}
-        assert budgets[members[1].peer_id] is None
-        spent = budgets[members[0].peer_id]["epsilon_spent"]  # the DP budget of every participant, reported
-        assert 0 < spent <= 8.0 + 1e-6 and round_one["dp"]["max_epsilon_spent"] == spent
-        for stored in summary["rounds"][1:]:  # round 2: the two that are left, or no update (SecAgg+ halted)
-            assert manifest(coordinator, stored["adapter_id"])["federation"]["participants"]
+        # Each round goes on without the dead member: it finishes with the two left, or (when Flower still lists
+        # the dead node as online, samples it and its secure aggregation halts) it has no update.
+        assert summary["rounds"], summary
+        survivors = sorted(m.peer_id for m in members[:2])
+        for stored in summary["rounds"]:
+            adapter = manifest(coordinator, stored["adapter_id"])
+            assert sorted(p["peer"] for p in adapter["federation"]["participants"]) == survivors
+            budgets = {p["peer"]: p["dp"] for p in adapter["federation"]["participants"]}
+            assert budgets[members[1].peer_id] is None
+            spent = budgets[members[0].peer_id]["epsilon_spent"]  # the DP budget of every participant, reported
+            assert 0 < spent <= 8.0 + 1e-6 and adapter["dp"]["max_epsilon_spent"] == spent
         assert len(summary["rounds"]) + len(summary["without_update"]) == 2
-        assert not flower_processes(folder)  # the dead node's SuperNode went with it
     finally:
         for node in (coordinator, *members):
             if node.proc is not None:
