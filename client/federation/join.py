@@ -27,7 +27,17 @@ from client.federation.errors import NotAdmitted
 from client.federation.tls import check_public_key
 from client.p2p import admission
 from client.p2p.errors import P2PError, ProtocolViolation
-from client.p2p.frames import HELLO, REFUSED, WELCOME, Counters, FrameStream, Limits, Refused
+from client.p2p.frames import (
+    HELLO,
+    REFUSED,
+    WELCOME,
+    Counters,
+    FrameStream,
+    Limits,
+    Refused,
+    close_stream,
+    reset_stream,
+)
 from client.p2p.host import JOIN_PROTOCOL
 
 logger = logging.getLogger(__name__)
@@ -152,13 +162,13 @@ async def answer(stream: Any, decide: Decide) -> None:
             await frames.send(WELCOME, encode_admission(admitted))
     except (ProtocolViolation, P2PError, trio.TooSlowError) as exc:
         logger.warning("federation join of peer %s cut off: %s", peer, type(exc).__name__)
-        await _reset(stream)
+        await reset_stream(stream)
         return
     except Exception:  # anything else ends this stream only: an exception out of a handler takes the host down
         logger.exception("federation join of peer %s failed", peer)
-        await _reset(stream)
+        await reset_stream(stream)
         return
-    await _close(stream)
+    await close_stream(stream)
 
 
 async def ask(host: Any, peer_id: Any, request: JoinRequest) -> Admission:
@@ -174,18 +184,4 @@ async def ask(host: Any, peer_id: Any, request: JoinRequest) -> Admission:
     except trio.TooSlowError:
         raise NotAdmitted("The coordinator did not answer the join request in time.") from None
     finally:
-        await _close(stream)
-
-
-async def _close(stream: Any) -> None:
-    try:
-        await stream.close()
-    except Exception:  # the peer went first: nothing of ours to keep
-        logger.debug("closing a join stream failed", exc_info=True)
-
-
-async def _reset(stream: Any) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        logger.debug("resetting a join stream failed", exc_info=True)
+        await close_stream(stream)

@@ -27,7 +27,18 @@ import trio
 
 from client.p2p import admission
 from client.p2p.errors import P2PError, ProtocolViolation
-from client.p2p.frames import HELLO, REFUSED, TRANSFER, WELCOME, Counters, FrameStream, Limits, Refused
+from client.p2p.frames import (
+    HELLO,
+    REFUSED,
+    TRANSFER,
+    WELCOME,
+    Counters,
+    FrameStream,
+    Limits,
+    Refused,
+    close_stream,
+    reset_stream,
+)
 from client.p2p.host import ADAPTER_PROTOCOL
 from client.training import adapters
 
@@ -110,7 +121,7 @@ async def serve(stream: Any, decide: Decide, on_sent: Callable[[str, str, str], 
             offer = await decide(peer, adapter_id, credential)
         except NotShared as exc:
             await frames.send(REFUSED, str(exc).encode()[:500])
-            await _close(stream)
+            await close_stream(stream)
             return
         files = {name: (offer.folder / name).stat().st_size for name in adapters.PEFT_FILES}
         await frames.send(WELCOME, json.dumps({"manifest": offer.manifest, "files": files}).encode())
@@ -121,13 +132,13 @@ async def serve(stream: Any, decide: Decide, on_sent: Callable[[str, str, str], 
         on_sent(peer, adapter_id, str(offer.manifest.get("datanet", {}).get("name", "")))
     except (ProtocolViolation, P2PError) as exc:
         logger.warning("adapter request of peer %s cut off: %s", peer, type(exc).__name__)
-        await _reset(stream)
+        await reset_stream(stream)
         return
     except Exception:  # a damaged store, a file gone: this stream only (out of a handler it takes the host down)
         logger.exception("adapter request of peer %s failed", peer)
-        await _reset(stream)
+        await reset_stream(stream)
         return
-    await _close(stream)
+    await close_stream(stream)
 
 
 async def fetch(host: Any, peer_id: Any, adapter_id: str, credential: bytes | None, staging: Path) -> dict[str, Any]:
@@ -164,18 +175,4 @@ async def fetch(host: Any, peer_id: Any, adapter_id: str, credential: bytes | No
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        await _close(stream)
-
-
-async def _close(stream: Any) -> None:
-    try:
-        await stream.close()
-    except Exception:
-        logger.debug("closing an adapter stream failed", exc_info=True)
-
-
-async def _reset(stream: Any) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        logger.debug("resetting an adapter stream failed", exc_info=True)
+        await close_stream(stream)

@@ -9,6 +9,7 @@ once `Limits.grace` seconds have passed, cuts the peer off with ProtocolViolatio
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from client.p2p.errors import P2PError, ProtocolViolation
 HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME, BATCHES = 1, 2, 3, 4, 5, 6, 7
 KINDS = frozenset((HELLO, REFUSED, RECONCILE, TRANSFER, FETCHED, WELCOME, BATCHES))
 MAX_FRAME = transfer.MAX_FRAME + 64
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +194,19 @@ class FrameStream:
         except Exception as exc:
             raise _broken(exc) from None
         self.counters.bytes_sent += len(data)
+
+
+async def close_stream(stream: object) -> None:
+    """End a stream politely; a peer already gone is nothing to report (every protocol of ours, at its end)."""
+    try:
+        await stream.close()  # type: ignore[attr-defined]
+    except Exception:  # the peer may be gone already
+        logger.debug("closing a stream failed", exc_info=True)
+
+
+async def reset_stream(stream: object) -> None:
+    """End a stream at once (a peer cut off, or a failure on our side)."""
+    try:
+        await stream.reset()  # type: ignore[attr-defined]
+    except Exception:
+        logger.debug("resetting a stream failed", exc_info=True)

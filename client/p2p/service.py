@@ -28,7 +28,7 @@ from client.datanet import check_record
 from client.identity import Identity
 from client.p2p import admission, sync
 from client.p2p.errors import P2PError, ProtocolViolation
-from client.p2p.frames import Counters, FrameStream, Limits, Throttle
+from client.p2p.frames import Counters, FrameStream, Limits, Throttle, close_stream, reset_stream
 from client.p2p.host import LEGACY_SYNC_PROTOCOL, SYNC_PROTOCOL, IHost, PeerInfo, peer_info
 from storage.errors import ShardNotFound
 from storage.shard import Shard
@@ -118,13 +118,13 @@ class SyncService:
             logger.warning("peer %s speaks /datanet/sync/1.0.0 only: told to upgrade", peer)
         except (P2PError, ProtocolViolation) as exc:
             logger.warning("legacy session of peer %s: %s", peer, exc)
-        await _close(stream)
+        await close_stream(stream)
 
     async def _handle(self, stream: object) -> None:
         peer = str(stream.muxed_conn.peer_id)  # type: ignore[attr-defined]  # authenticated by Noise
         if self._sessions[peer] >= self.caps.sessions:
             logger.warning("peer %s already holds %d sync sessions: stream refused", peer, self.caps.sessions)
-            await _reset(stream)
+            await reset_stream(stream)
             return
         self._sessions[peer] += 1
         try:
@@ -148,15 +148,15 @@ class SyncService:
             logger.warning("%s", exc)
             if self.on_refused is not None:
                 self.on_refused(peer, str(exc))
-            await _close(stream)
+            await close_stream(stream)
         except ProtocolViolation as exc:
             logger.warning("peer %s cut off: %s", peer, exc)
-            await _reset(stream)
+            await reset_stream(stream)
         except Exception:  # a storage or stream failure ends this session only; the node goes on
             logger.exception("sync session with %s failed", peer)
-            await _reset(stream)
+            await reset_stream(stream)
         else:
-            await _close(stream)
+            await close_stream(stream)
         finally:
             self._sessions[peer] -= 1
             if not self._sessions[peer]:
@@ -200,21 +200,7 @@ class SyncService:
                         throttle=self._throttle(str(info.peer_id)),
                     )
         except (ProtocolViolation, sync.Refused):
-            await _reset(stream)
+            await reset_stream(stream)
             raise
-        await _close(stream)
+        await close_stream(stream)
         return result
-
-
-async def _close(stream: object) -> None:
-    try:
-        await stream.close()  # type: ignore[attr-defined]
-    except Exception:  # the peer may be gone already
-        logger.debug("closing a sync stream failed", exc_info=True)
-
-
-async def _reset(stream: object) -> None:
-    try:
-        await stream.reset()  # type: ignore[attr-defined]
-    except Exception:
-        logger.debug("resetting a sync stream failed", exc_info=True)
